@@ -1,0 +1,137 @@
+"""Image and file I/O shared by sources, writers and the CLI.
+
+All readers raise :class:`~sisgen.errors.SisgenInputError` naming the file on failure; all
+writers are atomic (write to a temporary file in the same folder, then ``os.replace``), so a
+killed run never leaves a half-written file under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import SisgenInputError
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def read_label_png(path: str | os.PathLike, *, allow_16bit: bool = False) -> np.ndarray:
+    """Read a single-channel label PNG without any colour conversion.
+
+    Args:
+        path: The PNG file.
+        allow_16bit: Accept 16-bit PNGs (Cityscapes ``instanceIds``); otherwise only 8-bit.
+
+    Returns:
+        An ``H×W`` integer array (uint8, or uint16 when ``allow_16bit``).
+
+    Raises:
+        SisgenInputError: The file is missing, not a PNG (a JPEG label map, say), corrupt,
+            has colour channels (an RGB palette image) or an unexpected bit depth.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SisgenInputError("file not found", path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head != _PNG_MAGIC:
+        raise SisgenInputError(
+            "not a PNG file (label maps must be lossless single-channel PNGs; JPEG label "
+            "maps corrupt class ids at every edge)",
+            path,
+        )
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise SisgenInputError("corrupt or truncated PNG (could not be decoded)", path)
+    if arr.ndim == 3:
+        if arr.shape[2] >= 3 and not (
+            np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2])
+        ):
+            raise SisgenInputError(
+                f"label map has {arr.shape[2]} colour channels with differing values; expected "
+                "a single-channel map of class ids (convert colour palettes to ids first)",
+                path,
+            )
+        arr = arr[..., 0]
+    if arr.dtype == np.uint16 and not allow_16bit:
+        raise SisgenInputError("16-bit PNG where an 8-bit label map was expected", path)
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise SisgenInputError(f"unsupported PNG sample type {arr.dtype}", path)
+    return arr
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read a photo as an ``H×W×3`` uint8 RGB array.
+
+    Raises:
+        SisgenInputError: The file is missing or cannot be decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SisgenInputError("file not found", path)
+    arr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if arr is None:
+        raise SisgenInputError("corrupt or unsupported image (could not be decoded)", path)
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def encode_image(image: np.ndarray, ext: str = ".png", *, jpeg_quality: int = 95) -> bytes:
+    """Encode an ``H×W`` (gray/label) or ``H×W×3`` (RGB) array to PNG or JPEG bytes."""
+    if image.ndim == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(image), params)
+    if not ok:
+        raise ValueError(f"could not encode image of shape {image.shape} as {ext}")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, jpeg_quality: int = 95) -> None:
+    """Atomically write an image; the format follows the suffix (``.png``, ``.jpg``).
+
+    ``H×W`` uint8/uint16 arrays are written as single-channel PNGs (label and instance
+    maps), ``H×W×3`` uint8 arrays as RGB images.
+    """
+    path = Path(path)
+    _atomic_write_bytes(path, encode_image(image, path.suffix, jpeg_quality=jpeg_quality))
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> None:
+    """Atomically write ``obj`` as JSON."""
+    _atomic_write_bytes(Path(path), json.dumps(obj, indent=indent).encode("utf-8"))
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Atomically write a text file."""
+    _atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file, raising :class:`SisgenInputError` naming the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise SisgenInputError("file not found", path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SisgenInputError(f"malformed JSON ({e})", path) from e
