@@ -1,1 +1,61 @@
-"""sisgen subpackage."""
+"""Dataset writers: ``get_writer(kind, root, vocabulary, **options)``.
+
+Kinds: ``cityscapes`` (``leftImg8bit`` + ``gtFine`` label / instance / colour PNGs) and
+``coco`` (images, COCO-Stuff label PNGs, instances + stuff JSON). Use a writer as a context
+manager, or call :meth:`Writer.close` at the end::
+
+    with get_writer("coco", "out/coco", vocab, split="val2017") as w:
+        paths = w.write(labelmap.id, image, labelmap)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import SisgenInputError
+from ..vocab import Vocabulary, get_vocabulary
+from . import cityscapes, coco  # noqa: F401  (registration)
+from .base import _WRITERS, Writer, register_writer, safe_stem
+from .cityscapes import CityscapesWriter
+from .coco import CocoWriter
+
+__all__ = [
+    "CityscapesWriter",
+    "CocoWriter",
+    "Writer",
+    "available_writers",
+    "get_writer",
+    "register_writer",
+    "safe_stem",
+]
+
+
+def available_writers() -> list[str]:
+    """Return the registered writer kinds."""
+    return sorted(_WRITERS)
+
+
+def get_writer(
+    kind: str, root: str | os.PathLike, vocabulary: Vocabulary | str, **options: Any
+) -> Writer:
+    """Open a dataset writer.
+
+    Args:
+        kind: One of :func:`available_writers`.
+        root: The output folder.
+        vocabulary: A :class:`~sisgen.vocab.Vocabulary` or a preset name / file.
+        **options: Kind-specific options (see each writer class).
+
+    Returns:
+        A :class:`Writer`.
+
+    Raises:
+        SisgenInputError: Unknown kind or option.
+
+    """
+    if kind not in _WRITERS:
+        raise SisgenInputError(
+            f"unknown writer kind {kind!r}; available: {', '.join(available_writers())}"
+        )
+    return _WRITERS[kind](root, get_vocabulary(vocabulary), **options)

@@ -1,0 +1,149 @@
+"""The writer protocol: generated images plus their labels, as a dataset on disk.
+
+A writer is opened on a root folder and a vocabulary, gets one ``(name, image, labelmap)``
+per :meth:`Writer.write` and returns the paths it wrote (relative to the root, with ``/``
+separators) for the run's manifest. :meth:`Writer.close` finalises whatever needs every
+sample (COCO JSON files); it is idempotent and runs on leaving a ``with`` block. Every file
+is written atomically (:mod:`sisgen.io`), so a killed run never leaves a half-written file
+under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SisgenInputError
+from ..labelmap import LabelMap
+from ..vocab import Vocabulary
+
+_WRITERS: dict[str, type[Writer]] = {}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def register_writer(kind: str) -> Callable[[type[Writer]], type[Writer]]:
+    """Register a :class:`Writer` subclass under ``kind`` for ``get_writer``.
+
+    Args:
+        kind: The writer name (``cityscapes``, ``coco``, ...).
+
+    Returns:
+        A class decorator.
+
+    Raises:
+        ValueError: The kind is already taken.
+
+    """
+
+    def deco(cls: type[Writer]) -> type[Writer]:
+        if kind in _WRITERS:
+            raise ValueError(f"writer kind {kind!r} registered twice")
+        cls.kind = kind
+        _WRITERS[kind] = cls
+        return cls
+
+    return deco
+
+
+def safe_stem(name: str, max_len: int = 150) -> str:
+    """Turn a sample name into a safe file stem.
+
+    Path separators and every character outside ``A-Z a-z 0-9 . _ -`` become ``_``;
+    leading dots are dropped (no hidden files, no ``..``); over-long names are cut.
+
+    Args:
+        name: The sample name (often a source file name or id).
+        max_len: Longest stem kept.
+
+    Returns:
+        A non-empty stem (``sample`` when nothing usable is left).
+
+    """
+    stem = _UNSAFE.sub("_", str(name)).lstrip(".")
+    stem = stem[:max_len].rstrip(".")
+    return stem or "sample"
+
+
+class Writer:
+    """Base class of dataset writers.
+
+    Args:
+        root: The output folder (created when missing).
+        vocabulary: The id space of the label maps handed to :meth:`write`.
+        **options: Kind-specific options; unknown ones raise ``SisgenInputError``.
+
+    Attributes:
+        root: The output folder.
+        vocabulary: The vocabulary.
+        kind: The registered kind name.
+        closed: Whether :meth:`close` has run.
+
+    """
+
+    kind: str = "writer"
+
+    def __init__(self, root: str | os.PathLike, vocabulary: Vocabulary, **options: Any):
+        if options:
+            raise SisgenInputError(
+                f"unknown option(s) for the {self.kind} writer: {', '.join(sorted(options))}"
+            )
+        self.root = Path(root)
+        self.vocabulary = vocabulary
+        self.closed = False
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ protocol
+    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+        """Write one sample.
+
+        Args:
+            name: The sample name; sanitised to a safe file stem (:func:`safe_stem`).
+            image: The generated ``H×W×3`` uint8 RGB image.
+            labelmap: Its labels, the same ``H×W``.
+
+        Returns:
+            ``{role: path relative to root}`` of every file written.
+
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finalise the dataset (write index files); safe to call more than once."""
+        self.closed = True
+
+    # ------------------------------------------------------------------ helpers
+    def _check(self, name: str, image: np.ndarray, labelmap: LabelMap) -> str:
+        """Validate one sample and return its safe stem."""
+        if self.closed:
+            raise RuntimeError(f"{self.kind} writer at {self.root} is closed")
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise SisgenInputError(
+                f"image must be an H×W×3 uint8 RGB array, got {image.dtype} {image.shape}",
+                name,
+            )
+        if image.shape[:2] != labelmap.shape:
+            raise SisgenInputError(
+                f"image size {image.shape[:2]} differs from label map size {labelmap.shape}",
+                name,
+            )
+        self.vocabulary.validate(labelmap.semantic, name)
+        return safe_stem(name)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.kind} root={self.root} vocab={self.vocabulary.name}>"

@@ -1,0 +1,161 @@
+"""The Cityscapes layout: ``leftImg8bit`` images and ``gtFine`` label, instance, colour PNGs.
+
+Tools written for Cityscapes (its scripts, mmsegmentation, detectron2) read the output
+unchanged::
+
+    root/leftImg8bit/{split}/{city}/{name}_leftImg8bit.png
+    root/gtFine/{split}/{city}/{name}_gtFine_labelIds.png      uint8 class ids
+    root/gtFine/{split}/{city}/{name}_gtFine_instanceIds.png   uint16, see below
+    root/gtFine/{split}/{city}/{name}_gtFine_color.png         vocabulary colours
+
+``instanceIds`` follows the Cityscapes convention: a pixel of a thing class that has an
+instance stores ``class * 1000 + k``; every other pixel (stuff, ignore, thing pixels
+without an instance, i.e. crowd groups) stores its class id.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import SisgenInputError
+from ..io import write_image
+from ..labelmap import LabelMap
+from ..vocab import Vocabulary
+from .base import Writer, register_writer
+
+
+def cityscapes_instance_ids(
+    semantic: np.ndarray, instance: np.ndarray | None, thing_ids: list[int] | np.ndarray
+) -> np.ndarray:
+    """Encode a label map as a Cityscapes ``instanceIds`` array.
+
+    Each (class, instance id) pair of thing pixels with a nonzero instance becomes one
+    Cityscapes instance. An incoming id that already is ``class * 1000 + k`` for the
+    pixels' class is kept; the others get the smallest free ``k`` of their class, in order of
+    first appearance (raster order), so ``k`` counts 0, 1, ... when nothing is kept.
+
+    Args:
+        semantic: ``H×W`` class ids.
+        instance: ``H×W`` instance ids (0 = none) or ``None``.
+        thing_ids: The thing class ids.
+
+    Returns:
+        An ``H×W`` uint16 array.
+
+    Raises:
+        SisgenInputError: A class has more than 1000 instances, class 0 has instances, or an
+            id exceeds 65535 (a thing class id above 65).
+
+    """
+    sem = semantic.astype(np.int64)
+    out = sem.copy()
+    if instance is not None:
+        thing = np.zeros(max(256, int(sem.max(initial=0)) + 1), dtype=bool)
+        thing[np.asarray(thing_ids, dtype=np.int64)] = True
+        sel = thing[np.clip(sem, 0, len(thing) - 1)] & (sem >= 0) & (instance != 0)
+        if sel.any():
+            flat_idx = np.flatnonzero(sel)
+            cls = sem.ravel()[flat_idx]
+            inst = instance.astype(np.int64).ravel()[flat_idx]
+            keys = np.stack([cls, inst], axis=1)
+            uniq, first, inverse = np.unique(
+                keys, axis=0, return_index=True, return_inverse=True
+            )
+            inverse = inverse.reshape(-1)
+            if (uniq[:, 0] == 0).any():
+                raise SisgenInputError(
+                    "class 0 is a thing class with instances; Cityscapes instanceIds cannot "
+                    "encode them (0 * 1000 + k reads as class k)"
+                )
+            code = np.empty(len(uniq), dtype=np.int64)
+            keep = (uniq[:, 1] // 1000 == uniq[:, 0]) & (uniq[:, 1] >= uniq[:, 0] * 1000)
+            used: dict[int, set[int]] = {}
+            for g in np.flatnonzero(keep):
+                c, i = int(uniq[g, 0]), int(uniq[g, 1])
+                code[g] = i
+                used.setdefault(c, set()).add(i % 1000)
+            next_k: dict[int, int] = {}
+            for g in sorted(np.flatnonzero(~keep), key=lambda g: first[g]):
+                c = int(uniq[g, 0])
+                taken = used.setdefault(c, set())
+                k = next_k.get(c, 0)
+                while k in taken:
+                    k += 1
+                if k >= 1000:
+                    raise SisgenInputError(
+                        f"class {c} has more than 1000 instances; Cityscapes instanceIds "
+                        "cannot encode them"
+                    )
+                taken.add(k)
+                next_k[c] = k + 1
+                code[g] = c * 1000 + k
+            out.ravel()[flat_idx] = code[inverse]
+    if out.max(initial=0) > np.iinfo(np.uint16).max or out.min(initial=0) < 0:
+        raise SisgenInputError(
+            "instance ids do not fit Cityscapes' uint16 instanceIds (class * 1000 + k must be "
+            "at most 65535, so thing class ids at most 65)"
+        )
+    return out.astype(np.uint16)
+
+
+@register_writer("cityscapes")
+class CityscapesWriter(Writer):
+    """Write samples in the Cityscapes ``leftImg8bit`` / ``gtFine`` layout.
+
+    Args:
+        root: The dataset root.
+        vocabulary: The id space of the label maps (usually ``cityscapes``).
+        split: The split folder (``train``, ``val``, ...).
+        city: The city folder the samples go in.
+        image_format: ``png`` (as Cityscapes ships) or ``jpg``.
+        jpeg_quality: JPEG quality when ``image_format="jpg"``.
+
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        vocabulary: Vocabulary,
+        split: str = "train",
+        city: str = "sisgen",
+        image_format: str = "png",
+        jpeg_quality: int = 95,
+        **options: Any,
+    ):
+        super().__init__(root, vocabulary, **options)
+        fmt = image_format.lower().lstrip(".")
+        fmt = "jpg" if fmt == "jpeg" else fmt
+        if fmt not in ("png", "jpg"):
+            raise SisgenInputError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        self.split = split
+        self.city = city
+        self.image_format = fmt
+        self.jpeg_quality = int(jpeg_quality)
+        self.image_dir = self.root / "leftImg8bit" / split / city
+        self.gt_dir = self.root / "gtFine" / split / city
+        self._thing_ids = list(vocabulary.thing_ids)
+
+    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+        """Write the image and its three ``gtFine`` PNGs.
+
+        Returns:
+            ``{"image", "label", "instance", "color"}`` paths relative to the root.
+
+        """
+        stem = self._check(name, image, labelmap)
+        semantic = labelmap.semantic
+        paths = {
+            "image": self.image_dir / f"{stem}_leftImg8bit.{self.image_format}",
+            "label": self.gt_dir / f"{stem}_gtFine_labelIds.png",
+            "instance": self.gt_dir / f"{stem}_gtFine_instanceIds.png",
+            "color": self.gt_dir / f"{stem}_gtFine_color.png",
+        }
+        instance_ids = cityscapes_instance_ids(semantic, labelmap.instance, self._thing_ids)
+        write_image(paths["label"], semantic.astype(np.uint8))
+        write_image(paths["instance"], instance_ids)
+        write_image(paths["color"], self.vocabulary.colorize(semantic))
+        write_image(paths["image"], np.asarray(image), jpeg_quality=self.jpeg_quality)
+        return {role: self._rel(p) for role, p in paths.items()}

@@ -1,0 +1,332 @@
+"""The COCO layout: images, dense label PNGs and instances / stuff JSON.
+
+::
+
+    root/images/{split}/{name}.jpg                 the generated images
+    root/labels/{split}/{name}.png                 uint8 class ids (COCO-Stuff style)
+    root/annotations/instances_{split}.json        thing instances (+ crowd regions)
+    root/annotations/stuff_{split}.json            one annotation per stuff class per image
+    root/annotations/parts_{split}.jsonl           the per-image records both are built from
+
+Category ids are ``class id + 1`` for every vocabulary, so the ``coco_stuff`` vocabulary
+(COCO id - 1) gives the real COCO ids. The instances file lists the thing categories
+(supercategory ``thing``), the stuff file the stuff categories (supercategory ``stuff``).
+
+Instances: each (instance id, class) pair of thing pixels with a nonzero instance id is one
+annotation (``iscrowd=0``), segmented as compressed RLE (default) or as polygons
+(``segmentation="polygon"``, traced with ``cv2.findContours``; COCO polygons cannot hold
+holes, and an instance too thin for a polygon keeps its RLE). Thing pixels without an
+instance become one ``iscrowd=1`` RLE annotation per class and image, as COCO marks crowds.
+Stuff: one RLE annotation per stuff class present, as COCO-Stuff does (its extra "other"
+class 183 covering thing pixels is not written; ignore pixels (255) get no annotation).
+Painting the stuff masks and then the thing masks onto an all-255 canvas gives back the
+label PNG exactly (with RLE).
+
+Nothing written is lost: each :meth:`CocoWriter.write` appends the image's records to the
+JSONL part file (one line, flushed), and :meth:`CocoWriter.close` builds both JSON files
+from it; :func:`build_coco_json` rebuilds them from the part file alone (a resumed run
+appends to the same part file and rebuilds on close). A torn last line left by a killed run
+is skipped, and when a file name occurs twice its last record wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from ..errors import SisgenInputError
+from ..io import write_image, write_json
+from ..labelmap import LabelMap
+from ..vocab import Vocabulary
+from .base import Writer, register_writer
+
+SEGMENTATIONS = ("rle", "polygon")
+
+
+def _rle(mask: np.ndarray) -> dict[str, Any]:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _bbox_area(mask: np.ndarray) -> tuple[list[float], int]:
+    ys, xs = np.nonzero(mask)
+    x0, y0 = int(xs.min()), int(ys.min())
+    bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
+    return bbox, int(len(xs))
+
+
+def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
+    """Trace a binary mask's outer contours as COCO polygons.
+
+    The mask is traced at twice its resolution and the vertices halved, which puts them on
+    pixel borders rather than pixel centres, so pycocotools rasterises the polygons back to
+    (almost exactly) the same pixels. Holes are not represented (COCO polygons cannot hold
+    them); contours of fewer than 3 vertices are dropped.
+
+    Args:
+        mask: ``H×W`` boolean or 0/1 array.
+
+    Returns:
+        A list of flat ``[x0, y0, x1, y1, ...]`` polygons (possibly empty).
+
+    """
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return []
+    x0, y0 = max(int(xs.min()) - 1, 0), max(int(ys.min()) - 1, 0)
+    crop = mask[y0 : int(ys.max()) + 2, x0 : int(xs.max()) + 2].astype(np.uint8)
+    up = cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = []
+    for c in contours:
+        pts = c.reshape(-1, 2).astype(np.float64) / 2.0 + (x0, y0)
+        if len(pts) >= 3:
+            polys.append([round(float(v), 2) for v in pts.ravel()])
+    return polys
+
+
+def image_records(
+    semantic: np.ndarray,
+    instance: np.ndarray | None,
+    vocabulary: Vocabulary,
+    segmentation: str = "rle",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Build one image's COCO annotation records (without ``id`` and ``image_id``).
+
+    Args:
+        semantic: ``H×W`` class ids.
+        instance: ``H×W`` instance ids (0 = none) or ``None``.
+        vocabulary: Tells things from stuff; category id = class id + 1.
+        segmentation: ``rle`` or ``polygon`` for the ``iscrowd=0`` thing annotations.
+
+    Returns:
+        ``(thing_records, stuff_records)``: instances in (instance id, class) order then
+        crowd regions by class; stuff by class.
+
+    """
+    sem = semantic.astype(np.int64)
+    is_thing = np.zeros(256, dtype=bool)
+    is_thing[vocabulary.thing_ids] = True
+    valid = np.zeros(256, dtype=bool)
+    valid[vocabulary.ids] = True
+    inside = (sem >= 0) & (sem < 256)
+    sem_c = np.clip(sem, 0, 255)
+    thing_px = inside & is_thing[sem_c]
+    stuff_px = inside & valid[sem_c] & ~is_thing[sem_c]
+    inst = np.zeros(sem.shape, np.int64) if instance is None else instance.astype(np.int64)
+
+    things: list[dict[str, Any]] = []
+    sel = thing_px & (inst != 0)
+    if sel.any():
+        flat = np.flatnonzero(sel)
+        keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        group = np.full(sem.size, -1, dtype=np.int64)
+        group[flat] = inverse.reshape(-1)
+        group = group.reshape(sem.shape)
+        for g, (_, cls) in enumerate(uniq):
+            mask = group == g
+            bbox, area = _bbox_area(mask)
+            seg: Any = None
+            if segmentation == "polygon":
+                seg = mask_to_polygons(mask) or None
+            things.append({
+                "category_id": int(cls) + 1,
+                "segmentation": seg if seg is not None else _rle(mask),
+                "area": area,
+                "bbox": bbox,
+                "iscrowd": 0,
+            })
+    crowd = thing_px & (inst == 0)
+    for cls in np.unique(sem[crowd]):
+        mask = crowd & (sem == cls)
+        bbox, area = _bbox_area(mask)
+        things.append({"category_id": int(cls) + 1, "segmentation": _rle(mask), "area": area,
+                       "bbox": bbox, "iscrowd": 1})
+
+    stuff: list[dict[str, Any]] = []
+    for cls in np.unique(sem[stuff_px]):
+        mask = sem == cls
+        bbox, area = _bbox_area(mask)
+        stuff.append({"category_id": int(cls) + 1, "segmentation": _rle(mask), "area": area,
+                      "bbox": bbox, "iscrowd": 0})
+    return things, stuff
+
+
+def coco_categories(vocabulary: Vocabulary, kind: str) -> list[dict[str, Any]]:
+    """Return the COCO category list of the ``thing`` or ``stuff`` classes (id = class + 1)."""
+    want_thing = kind == "thing"
+    return [
+        {"id": c.id + 1, "name": c.name, "supercategory": kind}
+        for c in vocabulary.classes
+        if c.is_thing == want_thing
+    ]
+
+
+def read_parts(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a JSONL part file; torn or malformed lines are skipped, last record per file wins.
+
+    Args:
+        path: The ``parts_{split}.jsonl`` file.
+
+    Returns:
+        The records in the order their file names first appeared.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    by_name: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+                name = rec["image"]["file_name"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            by_name[name] = rec
+    return list(by_name.values())
+
+
+def build_coco_json(
+    parts_path: str | os.PathLike, vocabulary: Vocabulary, split: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build the instances and stuff JSON documents from a part file.
+
+    Annotation ids run 1, 2, ... over the instances file and go on in the stuff file, so
+    they are unique across both.
+
+    Args:
+        parts_path: The JSONL part file.
+        vocabulary: The vocabulary (for the category lists).
+        split: The split name (for the ``info`` block).
+
+    Returns:
+        ``(instances, stuff)`` as JSON-ready dicts.
+
+    """
+    records = read_parts(parts_path)
+    images = [r["image"] for r in records]
+    info = {"description": f"sisgen synthetic data ({vocabulary.name}, {split})",
+            "version": "1.0", "contributor": "sisgen"}
+    next_id = 1
+    docs = []
+    for key, kind in (("instances", "thing"), ("stuff", "stuff")):
+        anns = []
+        for r in records:
+            for a in r.get(key, []):
+                anns.append({"id": next_id, "image_id": r["image"]["id"], **a})
+                next_id += 1
+        docs.append({"info": info, "licenses": [], "images": images, "annotations": anns,
+                     "categories": coco_categories(vocabulary, kind)})
+    return docs[0], docs[1]
+
+
+@register_writer("coco")
+class CocoWriter(Writer):
+    """Write samples as a COCO dataset (images, label PNGs, instances and stuff JSON).
+
+    Args:
+        root: The dataset root.
+        vocabulary: The id space of the label maps (category id = class id + 1).
+        split: The split name used in folder and file names.
+        image_format: ``jpg`` (as COCO ships) or ``png``.
+        segmentation: ``rle`` or ``polygon`` for thing instances (crowd and stuff
+            annotations are always RLE).
+        jpeg_quality: JPEG quality for ``jpg`` images.
+
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        vocabulary: Vocabulary,
+        split: str = "train2017",
+        image_format: str = "jpg",
+        segmentation: str = "rle",
+        jpeg_quality: int = 95,
+        **options: Any,
+    ):
+        super().__init__(root, vocabulary, **options)
+        fmt = image_format.lower().lstrip(".")
+        fmt = "jpg" if fmt == "jpeg" else fmt
+        if fmt not in ("png", "jpg"):
+            raise SisgenInputError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        if segmentation not in SEGMENTATIONS:
+            raise SisgenInputError(
+                f"segmentation must be one of {', '.join(SEGMENTATIONS)}, got {segmentation!r}"
+            )
+        self.split = split
+        self.image_format = fmt
+        self.segmentation = segmentation
+        self.jpeg_quality = int(jpeg_quality)
+        self.image_dir = self.root / "images" / split
+        self.label_dir = self.root / "labels" / split
+        self.ann_dir = self.root / "annotations"
+        self.parts_path = self.ann_dir / f"parts_{split}.jsonl"
+        self.instances_path = self.ann_dir / f"instances_{split}.json"
+        self.stuff_path = self.ann_dir / f"stuff_{split}.json"
+        self.ann_dir.mkdir(parents=True, exist_ok=True)
+        existing = read_parts(self.parts_path)
+        self._ids = {r["image"]["file_name"]: int(r["image"]["id"]) for r in existing}
+        self._next_id = max(self._ids.values(), default=0) + 1
+        if self.parts_path.is_file() and self.parts_path.stat().st_size:
+            with open(self.parts_path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            if torn:  # a killed run's partial line: start ours on a fresh line
+                with open(self.parts_path, "a", encoding="utf-8") as f:
+                    f.write("\n")
+
+    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+        """Write the image and label PNG and append the image's records to the part file.
+
+        A file name written before (in this run or, on resume, an earlier one) keeps its
+        image id; the new record replaces the old one.
+
+        Returns:
+            ``{"image", "label"}`` paths relative to the root.
+
+        """
+        stem = self._check(name, image, labelmap)
+        file_name = f"{stem}.{self.image_format}"
+        paths = {"image": self.image_dir / file_name, "label": self.label_dir / f"{stem}.png"}
+        semantic = labelmap.semantic
+        things, stuff = image_records(semantic, labelmap.instance, self.vocabulary,
+                                      self.segmentation)
+        write_image(paths["label"], semantic.astype(np.uint8))
+        write_image(paths["image"], np.asarray(image), jpeg_quality=self.jpeg_quality)
+        image_id = self._ids.get(file_name)
+        if image_id is None:
+            image_id = self._ids[file_name] = self._next_id
+            self._next_id += 1
+        h, w = labelmap.shape
+        record = {
+            "image": {"id": image_id, "file_name": file_name, "width": w, "height": h},
+            "instances": things,
+            "stuff": stuff,
+        }
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with open(self.parts_path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+        return {role: self._rel(p) for role, p in paths.items()}
+
+    def close(self) -> None:
+        """Build ``instances_{split}.json`` and ``stuff_{split}.json`` from the part file."""
+        if self.closed:
+            return
+        instances, stuff = build_coco_json(self.parts_path, self.vocabulary, self.split)
+        write_json(self.instances_path, instances)
+        write_json(self.stuff_path, stuff)
+        super().close()
