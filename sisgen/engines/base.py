@@ -1,0 +1,114 @@
+"""The engine protocol and the :class:`Generator` every backend is wrapped in.
+
+An engine is ``engine(labels, edges, noise) -> images``: batched compact inputs
+(int64 labels ``[B,H,W]``, float instance edges ``[B,1,H,W]``, float noise) and images
+``[B,3,H,W]`` in [-1, 1], or uint8 ``[B,H,W,3]`` for engines exported with byte output.
+Noise is drawn *outside* every backend from per-sample seeds, so one seed gives one image
+whatever runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ..labelmap import LabelMap, instance_edges
+from ..vocab import Vocabulary
+
+
+def noise_from_seeds(spec: dict[str, Any], seeds: Sequence[int],
+                     device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Standard-normal noise, one tensor per seed, stacked to ``[B, *shape]``.
+
+    Drawn on the CPU with a per-seed ``torch.Generator`` (bit-identical across machines),
+    then moved to ``device``. Returns ``None`` for models without noise.
+    """
+    shape = tuple(spec.get("shape") or ())
+    if not shape:
+        return None
+    if spec.get("distribution", "normal") != "normal":
+        raise ValueError(f"unsupported noise distribution {spec['distribution']!r}")
+    out = torch.empty((len(seeds), *shape))
+    for i, s in enumerate(seeds):
+        out[i] = torch.randn(shape, generator=torch.Generator().manual_seed(int(s)))
+    return out.to(device)
+
+
+class Engine(Protocol):
+    """A backend: compact inputs in, images out (see module docstring)."""
+
+    input_names: tuple[str, ...]
+
+    def __call__(self, labels: Any, edges: Any, noise: Any) -> Any:
+        """Run one batch."""
+
+
+def images_to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[B,3,H,W]`` in [-1, 1] -> ``[B,H,W,3]`` uint8 (already-uint8 NHWC passes through)."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    if images.dtype == np.uint8:
+        return images
+    x = (images.transpose(0, 2, 3, 1) + 1.0) * 127.5
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+class Generator:
+    """A loaded generator: a backend engine plus what is needed to feed it.
+
+    Attributes:
+        engine: The backend (``TorchEngine``, ``OnnxEngine``).
+        vocabulary: The label vocabulary.
+        resolution: ``(H, W)`` the engine produces (labels are resized to it).
+        noise_spec: ``{"shape": [...], "distribution": "normal"}`` or empty.
+        model_name: Registry name.
+        model_hash: Content hash of the weights (for manifests).
+        uses_edges: Whether the instance-edge input is used.
+    """
+
+    def __init__(self, engine: Engine, vocabulary: Vocabulary | None, resolution: tuple[int, int],
+                 noise_spec: dict[str, Any], model_name: str = "", model_hash: str = "",
+                 uses_edges: bool = True, backend: str = ""):
+        self.engine = engine
+        self.vocabulary = vocabulary
+        self.resolution = tuple(resolution)
+        self.noise_spec = noise_spec
+        self.model_name = model_name
+        self.model_hash = model_hash
+        self.uses_edges = uses_edges
+        self.backend = backend
+
+    def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
+                 noise: torch.Tensor | None = None) -> Any:
+        """Run the engine on a batch of compact inputs."""
+        return self.engine(labels, edges, noise)
+
+    def prepare(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Stack label maps (resized to the engine resolution) and seeds into inputs."""
+        h, w = self.resolution
+        labels, edges = [], []
+        for lm in labelmaps:
+            if lm.shape != (h, w):
+                lm = lm.resized((h, w))
+            labels.append(lm.semantic.astype(np.int64))
+            edges.append(instance_edges(lm.instance if lm.instance is not None else lm.semantic))
+        return (torch.from_numpy(np.stack(labels)),
+                torch.from_numpy(np.stack(edges))[:, None],
+                noise_from_seeds(self.noise_spec, seeds))
+
+    def generate(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int] | None = None
+                 ) -> list[np.ndarray]:
+        """Images for label maps, one seed each; returns ``H×W×3`` uint8 RGB arrays."""
+        seeds = list(range(len(labelmaps))) if seeds is None else list(seeds)
+        if len(seeds) != len(labelmaps):
+            raise ValueError("one seed per label map")
+        out = images_to_uint8(self(*self.prepare(labelmaps, seeds)))
+        return list(out)
+
+    def __repr__(self) -> str:
+        return (f"<Generator {self.model_name or '?'} backend={self.backend} "
+                f"{self.resolution[0]}x{self.resolution[1]} hash={self.model_hash}>")

@@ -1,0 +1,245 @@
+"""What every sisgen generator shares: config, save/load, noise, export form.
+
+A generator is a ``torch.nn.Module`` whose constructor takes typed, explicit arguments.
+``config.json`` holds exactly those arguments plus the vocabulary, the resolution and the
+noise spec; weights go to ``model.safetensors`` beside it. Nothing needs pickle to load.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..errors import SisgenInputError
+from ..vocab import Vocabulary, get_vocabulary
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+_ARCHITECTURES: dict[str, type[SISGenerator]] = {}
+
+
+def register_architecture(cls: type[SISGenerator]) -> type[SISGenerator]:
+    """Make a generator class loadable by name from ``config.json``."""
+    _ARCHITECTURES[cls.__name__] = cls
+    return cls
+
+
+def capture_config(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorate ``__init__`` so the bound constructor arguments become ``self.config``."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: SISGenerator, *args: Any, **kwargs: Any) -> None:
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        config = {k: v for k, v in bound.arguments.items() if k != "self"}
+        init(self, *args, **kwargs)
+        self.config = config
+
+    return wrapper
+
+
+class SISGenerator(nn.Module):
+    """Base class of the label-map-to-image generators.
+
+    Subclasses define ``forward(labels, edges, noise) -> images`` with compact inputs:
+    ``labels`` int64 ``[B,H,W]`` (255 = ignore), ``edges`` float ``[B,1,H,W]`` instance-edge
+    map, ``noise`` float with the shape given by :meth:`noise_shape`; images are
+    ``[B,3,H,W]`` in [-1, 1].
+
+    Attributes:
+        config: The constructor arguments (set by :func:`capture_config`).
+        vocabulary: The label vocabulary the model was trained on, if known.
+        model_name: The registry name it was built from, if any.
+    """
+
+    config: dict[str, Any]
+    vocabulary: Vocabulary | None = None
+    model_name: str = ""
+
+    # -------------------------------------------------------------- shape contract
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """The ``(H, W)`` the generator produces."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Label channels (class ids 0..num_classes-1)."""
+        raise NotImplementedError
+
+    @property
+    def uses_edges(self) -> bool:
+        """Whether the instance-edge map is an input."""
+        raise NotImplementedError
+
+    def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
+        """The per-sample noise shape (``()`` when the model takes no noise)."""
+        return ()
+
+    def noise_spec(self) -> dict[str, Any]:
+        """How noise is drawn: ``{"shape": [...], "distribution": "normal"}`` or empty."""
+        shape = self.noise_shape()
+        return {"shape": list(shape), "distribution": "normal"} if shape else {}
+
+    def sample_noise(self, seeds: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
+        """Per-sample noise from seeds (see :func:`sisgen.engines.noise_from_seeds`)."""
+        from ..engines.base import noise_from_seeds
+
+        return noise_from_seeds(self.noise_spec(), seeds, device=device)
+
+    def example_inputs(self, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random compact inputs ``(labels, edges, noise)`` of the model's resolution."""
+        g = torch.Generator().manual_seed(seed)
+        h, w = self.resolution
+        labels = torch.randint(0, self.num_classes, (batch_size, h, w), generator=g)
+        # blocky maps look more like label maps than i.i.d. noise does
+        labels = labels[:, ::8, ::8].repeat_interleave(8, 1).repeat_interleave(8, 2)[:, :h, :w]
+        from ..labelmap import instance_edges
+
+        edges = torch.from_numpy(instance_edges(labels.numpy())).unsqueeze(1)
+        noise = self.sample_noise(list(range(seed, seed + batch_size)))
+        return labels.contiguous(), edges, noise
+
+    # ------------------------------------------------------------------ save / load
+    def full_config(self) -> dict[str, Any]:
+        """``config.json``'s content."""
+        return {
+            "architecture": type(self).__name__,
+            "model_name": self.model_name,
+            "args": copy.deepcopy(self.config),
+            "resolution": list(self.resolution),
+            "noise": self.noise_spec(),
+            "vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict(),
+            "sisgen_version": _version(),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` into folder ``path``.
+
+        Returns:
+            The folder.
+        """
+        from ..io import write_json
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tmp = path / (WEIGHTS_NAME + ".tmp")
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": type(self).__name__})
+        os.replace(tmp, path / WEIGHTS_NAME)
+        write_json(path / CONFIG_NAME, self.full_config(), indent=2)
+        return path
+
+    def weights_hash(self) -> str:
+        """A short content hash of the weights (for manifests and export metadata)."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # -------------------------------------------------------------------- export form
+    def export_form(self) -> SISGenerator:
+        """An inference-only copy: eval mode, spectral norm folded, no randomness inside.
+
+        Spectral norm is folded with the stored power-iteration vectors (eval mode uses
+        them without updating), SyncBatchNorm becomes BatchNorm. The result has plain
+        weights, so tracing/ONNX export sees ordinary convolutions.
+        """
+        from torch.nn.utils import parametrize
+
+        # A fresh instance, not a deepcopy: parametrize gives each module a generated class,
+        # which a deepcopy shares, so folding a copy would strip the original's weights too.
+        model = type(self)(**self.config)
+        model.load_state_dict(self.state_dict())
+        model.vocabulary, model.model_name = self.vocabulary, self.model_name
+        model.eval()
+        for module in model.modules():
+            if parametrize.is_parametrized(module):
+                for name in list(module.parametrizations.keys()):
+                    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+        model = _syncbn_to_bn(model)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model
+
+
+def _syncbn_to_bn(module: nn.Module) -> nn.Module:
+    if isinstance(module, nn.SyncBatchNorm):
+        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
+        bn.load_state_dict(module.state_dict())
+        return bn
+    for name, child in module.named_children():
+        setattr(module, name, _syncbn_to_bn(child))
+    return module
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SISGenerator:
+    """Load a generator saved with :meth:`SISGenerator.save`.
+
+    Args:
+        path: The model folder, its ``config.json`` or its ``model.safetensors``.
+        map_location: Device for the weights.
+
+    Raises:
+        SisgenInputError: Missing/invalid config or weights, naming the file.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    cfg_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    if path.is_file() and path.suffix == ".safetensors":
+        weights_path = path
+    from ..io import read_json
+
+    cfg = read_json(cfg_path)
+    arch = cfg.get("architecture") if isinstance(cfg, dict) else None
+    if arch not in _ARCHITECTURES:
+        raise SisgenInputError(
+            f"unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHITECTURES))})", cfg_path
+        )
+    model = _ARCHITECTURES[arch](**cfg.get("args", {}))
+    if not weights_path.is_file():
+        raise SisgenInputError("weights file not found", weights_path)
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error types
+        raise SisgenInputError(f"cannot read safetensors weights ({e})", weights_path) from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise SisgenInputError(f"weights do not match the config ({e})", weights_path) from e
+    if cfg.get("vocabulary"):
+        model.vocabulary = Vocabulary.from_dict(cfg["vocabulary"], source=str(cfg_path))
+    model.model_name = cfg.get("model_name", "")
+    return model.eval()
+
+
+def vocabulary_or_none(v: str | Vocabulary | None) -> Vocabulary | None:
+    """Resolve a vocabulary argument that may be absent."""
+    return None if v is None else get_vocabulary(v)
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a model folder's ``config.json`` as a dict."""
+    with open(Path(path) / CONFIG_NAME, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,146 @@
+"""Training configuration: a typed dataclass, read from YAML with ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sisgen.errors import SisgenInputError
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; ``config.yaml`` in the run folder is this, resolved.
+
+    Attributes:
+        model: Registered model name (``spade``, ``clade``).
+        dataset: Dataset spec / vocabulary name for :func:`sisgen.models.build_model`.
+        model_args: Constructor overrides (``ngf``, ``z_dim``, ``norm``, ...).
+        height: Training height.
+        width: Training width.
+        source: Arguments of :func:`sisgen.sources.open` (``kind``, ``root``, ``split``, ...).
+        cache: Keep decoded training pairs in memory.
+        batch_size: Images per step.
+        steps: Generator steps.
+        max_minutes: Stop (and save) after this much wall time, whatever ``steps`` says.
+        lr_g: Generator learning rate.
+        lr_d: Discriminator learning rate (TTUR: 4x the generator's in SPADE).
+        beta1: Adam beta1.
+        beta2: Adam beta2.
+        lambda_fm: Feature-matching weight.
+        lambda_l1: Optional L1 reconstruction weight (0 in the paper configurations).
+        num_d: Discriminator scales.
+        ndf: Discriminator width.
+        d_layers: Layers per discriminator scale.
+        ema_decay: Generator EMA decay (0 disables EMA).
+        seed: Seed of every random choice of the run.
+        threads: torch CPU threads (None: torch's default).
+        out_dir: Run folder (checkpoint, logs, samples, final model).
+        log_every: Steps between JSONL log lines.
+        sample_every: Steps between sample grids (0 disables).
+        checkpoint_every: Steps between checkpoints.
+        flip: Random horizontal flips.
+    """
+
+    model: str = "spade"
+    dataset: str = "toycity"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    height: int = 64
+    width: int = 128
+    source: dict[str, Any] = field(default_factory=lambda: {"kind": "toycity", "length": 1000})
+    cache: bool = True
+    batch_size: int = 8
+    steps: int = 1000
+    max_minutes: float | None = None
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.9
+    lambda_fm: float = 10.0
+    lambda_l1: float = 0.0
+    num_d: int = 2
+    ndf: int = 64
+    d_layers: int = 4
+    ema_decay: float = 0.0
+    seed: int = 0
+    threads: int | None = None
+    out_dir: str = "runs/train"
+    log_every: int = 25
+    sample_every: int = 250
+    checkpoint_every: int = 250
+    flip: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (what ``config.yaml`` holds)."""
+        return dataclasses.asdict(self)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` (dotted keys reach into dicts: ``model_args.ngf=32``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise SisgenInputError(f"override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise SisgenInputError(f"override {item!r}: {p!r} is not a mapping")
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def resolve_preset(name_or_path: str | os.PathLike) -> Path:
+    """A preset name (``toycity_spade_tiny``) or a YAML path -> the YAML file."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    cand = PRESET_DIR / f"{name_or_path}.yaml"
+    if cand.is_file():
+        return cand
+    known = sorted(f.stem for f in PRESET_DIR.glob("*.yaml"))
+    raise SisgenInputError(f"no such config file or preset {name_or_path!r}; presets: "
+                           f"{', '.join(known)}")
+
+
+def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[str] | None = None
+                ) -> TrainConfig:
+    """Read a YAML config (or preset), apply overrides and check the keys.
+
+    Raises:
+        SisgenInputError: Unknown keys, bad YAML, or a bad value type, naming the file.
+    """
+    data: dict[str, Any] = {}
+    path = None
+    if name_or_path is not None:
+        path = resolve_preset(name_or_path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise SisgenInputError(f"cannot parse YAML ({e})", path) from e
+        if not isinstance(data, dict):
+            raise SisgenInputError("a training config must be a YAML mapping", path)
+    data = apply_overrides(data, overrides or [])
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SisgenInputError(f"unknown config keys {unknown}; known: {sorted(names)}", path)
+    try:
+        cfg = TrainConfig(**data)
+    except TypeError as e:
+        raise SisgenInputError(f"invalid config ({e})", path) from e
+    if cfg.batch_size < 1 or cfg.steps < 1:
+        raise SisgenInputError("batch_size and steps must be >= 1", path)
+    return cfg
