@@ -86,15 +86,15 @@ def toycity_vocabulary() -> Vocabulary:
 
 # ----------------------------------------------------------------------------- palettes
 _WALLS: list[_Rgb] = [
-    (205, 190, 160),  # cream
-    (190, 168, 128),  # sand
-    (196, 150, 96),  # ochre
-    (150, 76, 56),  # brick
-    (116, 64, 52),  # dark brick
-    (150, 148, 144),  # concrete
-    (222, 216, 204),  # white plaster
-    (196, 168, 170),  # pale pink
-    (168, 182, 160),  # pale green
+    (214, 196, 162),  # cream
+    (200, 174, 130),  # sand
+    (206, 156, 98),  # ochre
+    (164, 84, 60),  # brick
+    (136, 74, 58),  # dark brick
+    (172, 164, 152),  # concrete
+    (230, 222, 206),  # white plaster
+    (212, 176, 172),  # pale pink
+    (186, 190, 164),  # pale green
 ]
 _CARS: list[tuple[_Rgb, float]] = [
     ((232, 232, 228), 0.20),  # white
@@ -306,13 +306,14 @@ class _Scene:
         u = rng.uniform
         return {
             "wall": _jitter(rng, _choice(rng, _WALLS), 0.12),
-            "glass": _jitter(rng, (44, 54, 70), 0.2),
+            "glass": _jitter(rng, (52, 64, 82), 0.2),
             "ws": u(1.9, 3.4), "ww": u(0.35, 0.65), "fh": u(2.8, 3.6),
             "wh0": u(0.22, 0.38), "wh1": u(0.68, 0.85), "gf": u(3.2, 4.6),
             "top": height,
         }
 
-    def _column_walls(self, seg: dict, z: np.ndarray, u_coord: np.ndarray
+    @staticmethod
+    def _column_walls(seg: dict, u_coord: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per column: class, building index and wall height of the block hit at ``u``."""
         k = np.minimum(np.searchsorted(seg["ends"], u_coord), len(seg["ends"]) - 1)
@@ -330,7 +331,7 @@ class _Scene:
         xc = np.arange(w, dtype=np.float32) + 0.5
         # Far wall across the street at z_far.
         xf = (xc - xv) * self.z_far / f
-        fcls, fid, fhgt = self._column_walls(self.far, np.full(w, self.z_far), xf)
+        fcls, fid, fhgt = self._column_walls(self.far, xf)
         far_top = yh + (hc - fhgt) * f / self.z_far
         far_bot = yh + hc * f / self.z_far
         # Side facades at X = -xb_l (left of the vanishing point) and X = xb_r (right).
@@ -339,8 +340,9 @@ class _Scene:
         xb = np.where(left, self.xb_l, self.xb_r)
         zs = np.where(np.abs(dx) > 1e-3, f * xb / np.maximum(np.abs(dx), 1e-3), np.inf)
         zs = zs.astype(np.float32)
-        lcls, lid, lhgt = self._column_walls(self.left, zs, zs)
-        rcls, rid, rhgt = self._column_walls(self.right, zs, zs)
+        zc = np.minimum(zs, 1e6)
+        lcls, lid, lhgt = self._column_walls(self.left, zc)
+        rcls, rid, rhgt = self._column_walls(self.right, zc)
         scls = np.where(left, lcls, rcls)
         sid = np.where(left, lid, rid)
         shgt = np.where(left, lhgt, rhgt)
@@ -486,6 +488,15 @@ class _Scene:
         cz0, cz1 = z0 + c_back, z1 - c_front
         p_body = self._prim(CAR, obj, body)
         p_side = self._prim(CAR, obj, _scale(body, 0.78))
+        if self.f / z0 < 5.0:  # under ~7 px tall: a silhouette with dark glass is enough
+            xs = x1 if x1 < 0 else (x0 if x0 > 0 else None)
+            if xs is not None:
+                self._fill3([(xs, 0.1, z0), (xs, 0.1, z1), (xs, belt, z1), (xs, belt, z0)],
+                            p_side)
+            self._fill3([(cx0, belt, cz0), (cx1, belt, cz0), (cx1, roof, cz0 + 0.25),
+                         (cx0, roof, cz0 + 0.25)], self._prim(CAR, obj, glass))
+            self._fill3([(x0, 0.05, z0), (x1, 0.05, z0), (x1, belt, z0), (x0, belt, z0)], p_body)
+            return
         p_top = self._prim(CAR, obj, _scale(body, 1.12))
         p_glass = self._prim(CAR, obj, glass)
         p_glass_s = self._prim(CAR, obj, _scale(glass, 0.8))
@@ -538,7 +549,7 @@ class _Scene:
                                       ((-0.35, -0.2), (0.35, -0.2), (0.45, 0.5), (-0.25, 0.5))]))
         skin = _jitter(rng, _choice(rng, _SKIN), 0.06)
         hair = _jitter(rng, _choice(rng, _HAIR), 0.1)
-        shirt = _hsv(u(0, 1), u(0.0, 0.85), u(0.2, 0.95))
+        shirt = _hsv(u(0, 1), u(0.2, 0.9), u(0.35, 0.95))
         trousers = _jitter(rng, _choice(rng, _TROUSERS), 0.12) if rng.random() < 0.8 \
             else _hsv(u(0, 1), u(0.2, 0.7), u(0.2, 0.7))
         shoes = (30, 26, 26) if rng.random() < 0.7 else (210, 210, 205)
@@ -573,6 +584,13 @@ class _Scene:
         p_trousers = self._prim(PERSON, obj, trousers)
         p_shoes = self._prim(PERSON, obj, shoes)
         leg = p_skin if dress else p_trousers
+        if s < 10.0:  # a few pixels tall: legs, body, head
+            self._fill([p(-0.08 - stride, 0.0), p(0.08 + stride, 0.0), p(0.09, 0.5),
+                        p(-0.09, 0.5)], leg)
+            self._fill([p(-0.12, 0.84), p(0.12, 0.84), p(0.1, 0.48), p(-0.1, 0.48)], p_shirt)
+            self._fill([p(-0.055, 1.0), p(0.055, 1.0), p(0.055, 0.85), p(-0.055, 0.85)],
+                       p_hair if back_view else p_skin)
+            return
         for sx in (-1, 1):
             limb((sx * 0.045, 0.5), (sx * 0.05 + sx * stride, 0.03), 0.034, leg)
             limb((sx * 0.05 + sx * stride, 0.045), (sx * 0.05 + sx * stride + 0.02, 0.0),
@@ -636,7 +654,7 @@ class _Scene:
         top = rng.uniform(6.0, 9.0)
         if not self._visible(min(x, x + arm) - 0.3, max(x, x + arm) + 0.3, top + 0.3, z):
             return
-        rgb = _jitter(rng, _choice(rng, [(118, 122, 126), (96, 100, 104), (70, 84, 78)]),
+        rgb = _jitter(rng, _choice(rng, [(140, 146, 154), (126, 132, 140), (152, 154, 158)]),
                       0.08)
 
         def draw() -> None:
@@ -658,7 +676,7 @@ class _Scene:
         if not self._visible(x - size, x + size, top + size, z):
             return
         kind = int(rng.integers(5))
-        rgb = _jitter(rng, (120, 124, 128), 0.08)
+        rgb = _jitter(rng, (138, 142, 150), 0.08)
 
         def draw() -> None:
             self._pole(x, z, top, rgb, 0.05)
@@ -812,7 +830,7 @@ def _facade_columns(sc: _Scene) -> np.ndarray:
     shop_u = np.abs(fu - 0.5) < 0.42
     fade = np.clip((np.minimum(ws * du, fh * f / zs) - 2.0) / 3.0, 0, 1)
     left = np.concatenate([xc < sc.xv, np.zeros(w, bool)])
-    lit = np.concatenate([np.where(left[:w] == (sc.sun < 0), 1.08, 0.8), np.full(w, 0.95)])
+    lit = np.concatenate([np.where(left[:w] == (sc.sun < 0), 1.1, 0.86), np.full(w, 0.95)])
     area = t[:, 7] * (t[:, 10] - t[:, 9])
     return np.column_stack([zs, seg, coli, win_u, shop_u, fade, lit, area, t]).astype(
         np.float32)
