@@ -292,8 +292,8 @@ class _Scene:
             else:
                 ids.append(-1)
                 heights.append(u(5.0, 12.0) if far else u(3.5, 9.0))
-                amp.append(u(0.5, 1.5))
-            freq.append(u(1.2, 2.5))
+                amp.append(u(0.6, 1.8))
+            freq.append(u(0.25, 0.6))
             phase.append(u(0.0, 6.3))
         return {
             "ends": np.array(ends, np.float32), "ids": np.array(ids, np.int32),
