@@ -217,7 +217,13 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         raise SisgenInputError(
             f"unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHITECTURES))})", cfg_path
         )
-    model = _ARCHITECTURES[arch](**cfg.get("args", {}))
+    args = cfg.get("args", {})
+    if not isinstance(args, dict):
+        raise SisgenInputError("'args' must be a mapping of constructor arguments", cfg_path)
+    try:
+        model = _ARCHITECTURES[arch](**args)
+    except (TypeError, ValueError) as e:  # unknown/missing arguments or invalid values
+        raise SisgenInputError(f"invalid {arch} arguments ({e})", cfg_path) from e
     if not weights_path.is_file():
         raise SisgenInputError("weights file not found", weights_path)
     try:

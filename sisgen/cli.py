@@ -1,0 +1,181 @@
+"""The ``sisgen`` command line: quickstart, train, export, generate, info.
+
+Sub-commands import their heavy dependencies (training, export) only when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import SisgenInputError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 64x128, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError("height and width must be positive")
+    return h, w
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return v
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from .quickstart import run_quickstart
+
+    run_quickstart(out_dir=args.out, minutes=args.minutes, num_images=args.num_images,
+                   size=args.size, seed=args.seed)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .training import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.out:
+        cfg.out_dir = args.out
+    if args.dry_run:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    model_dir = train(cfg, resume=args.resume)
+    print(f"model saved to {model_dir}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .models import load_model
+
+    model = load_model(args.model)
+    out = Path(args.out) if args.out else Path(args.model) / "model.onnx"
+    path, parity = export_onnx(model, out, opset=args.opset, uint8_output=args.uint8,
+                               check=not args.no_check)
+    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if parity is not None:
+        print(parity)
+        tol = 1e-4 if not args.uint8 else 1.0 / 127.5 + 1e-6
+        if parity.max_abs > tol:
+            print(f"parity check FAILED: max abs diff {parity.max_abs:.3e} > {tol:.1e}",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from . import load, sources
+    from .generate import generate
+
+    gen = load(args.model, threads=args.threads)
+    src_kwargs = {}
+    if args.vocabulary:
+        src_kwargs["vocabulary"] = args.vocabulary
+    if args.source == "toycity":
+        src_kwargs.update(size=gen.resolution, length=args.limit or 100)
+    src = sources.open(args.source, args.root, split=args.split, **src_kwargs)
+    report = generate(
+        gen, src, args.out, writers=args.writers.split(","), recipe=args.recipe, seed=args.seed,
+        samples_per_map=args.samples_per_map, batch_size=args.batch_size, limit=args.limit,
+        writer_options={"coco": {"segmentation": args.coco_segmentation}},
+    )
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import load
+
+    gen = load(args.model)
+    info = {"model": gen.model_name, "backend": gen.backend, "resolution": gen.resolution,
+            "noise": gen.noise_spec, "model_hash": gen.model_hash, "uses_edges": gen.uses_edges,
+            "vocabulary": None if gen.vocabulary is None else gen.vocabulary.name,
+            "classes": None if gen.vocabulary is None else gen.vocabulary.names}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sisgen`` command."""
+    p = argparse.ArgumentParser(prog="sisgen", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quickstart", help="ToyCity data -> train -> ONNX -> labeled dataset")
+    q.add_argument("--out", default="runs/quickstart", help="output folder")
+    q.add_argument("--minutes", type=_positive_float, default=7.0, help="training time budget")
+    q.add_argument("--num-images", type=_positive_int, default=200, help="images to generate")
+    q.add_argument("--size", type=_size, default=(64, 128), help="resolution HxW (x32)")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_quickstart)
+
+    t = sub.add_parser("train", help="train a generator from a YAML config or preset")
+    t.add_argument("--config", required=True, help="preset name or YAML file")
+    t.add_argument("--out", help="run folder (overrides out_dir)")
+    t.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("overrides", nargs="*", help="key=value overrides (model_args.ngf=32)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a trained model")
+    e.add_argument("format", choices=["onnx"], help="target format")
+    e.add_argument("--model", required=True, help="model folder (config.json + safetensors)")
+    e.add_argument("--out", help="output file (default: MODEL/model.onnx)")
+    e.add_argument("--opset", type=int, default=18, choices=range(17, 22), metavar="{17..21}")
+    e.add_argument("--uint8", action="store_true", help="emit uint8 NHWC images")
+    e.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    e.set_defaults(func=cmd_export)
+
+    g = sub.add_parser("generate", help="synthesize a labeled dataset")
+    g.add_argument("--model", required=True, help="model folder or .onnx file")
+    g.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
+    g.add_argument("--root", help="dataset root")
+    g.add_argument("--split", default="train")
+    g.add_argument("--vocabulary", help="vocabulary for folder sources")
+    g.add_argument("--recipe", help="edit recipe YAML")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
+    g.add_argument("--coco-segmentation", choices=["rle", "polygon"], default="rle")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--samples-per-map", type=_positive_int, default=1)
+    g.add_argument("--batch-size", type=_positive_int, default=8)
+    g.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
+    g.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
+    g.set_defaults(func=cmd_generate)
+
+    i = sub.add_parser("info", help="describe a model folder or exported file")
+    i.add_argument("model")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sisgen`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SisgenInputError as e:
+        print(f"sisgen: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
