@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import SisgenInputError
 from ..io import read_label_png, read_rgb
 from ..labelmap import LabelMap
-from ..vocab import get_vocabulary
+from ..vocab import Vocabulary, get_vocabulary
 from .base import Source, register_source
 from .folder import require_root, safe_key
 
@@ -43,7 +43,10 @@ class CityscapesSource(Source):
     Args:
         root: The Cityscapes root (holding ``gtFine/``).
         split: ``train``, ``val`` or ``test`` (any folder name under ``gtFine/``).
-        validate: Check every loaded map against the ``cityscapes`` vocabulary.
+        validate: Check every loaded map against the vocabulary.
+        vocabulary: The id space of the maps: ``cityscapes`` (default) or any other
+            vocabulary written in this layout (e.g. a ToyCity dataset made by the
+            ``cityscapes`` writer).
 
     Raises:
         SisgenInputError: Missing root or split folder, or no label maps in it.
@@ -53,11 +56,11 @@ class CityscapesSource(Source):
     kind = "cityscapes"
 
     def __init__(self, root: str | os.PathLike | None, split: str = "train", *,
-                 validate: bool = True):
+                 validate: bool = True, vocabulary: str | os.PathLike | Vocabulary = "cityscapes"):
         self.root = require_root(root, self.kind)
         self.split = split
         self.validate = validate
-        self.vocabulary = get_vocabulary("cityscapes")
+        self.vocabulary = get_vocabulary(vocabulary)
         split_dir = self.root / "gtFine" / split
         if not split_dir.is_dir():
             raise SisgenInputError(
