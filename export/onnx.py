@@ -16,6 +16,8 @@ Metadata keys (all strings, JSON where structured): ``sisgen.model_name``,
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -118,13 +120,17 @@ def export_onnx(
     names = _input_names(wrapper)
     tmp = file.with_name(f".{file.name}.tmp")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with warnings.catch_warnings():
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the exporter warns about absent torchvision ops
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, tuple(args), str(tmp), input_names=names, output_names=["image"],
             opset_version=opset, dynamo=True, external_data=False,
             dynamic_shapes=(tuple({0: batch} for _ in args),), verbose=False,
         )
+    quiet.setLevel(level)
     proto = onnx.load(str(tmp))
     meta = {
         "sisgen.model_name": model.model_name,

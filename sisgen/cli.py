@@ -39,6 +39,7 @@ def _positive_float(text: str) -> float:
 
 # --------------------------------------------------------------------------- commands
 def cmd_quickstart(args: argparse.Namespace) -> int:
+    """Run the quickstart."""
     from .quickstart import run_quickstart
 
     run_quickstart(out_dir=args.out, minutes=args.minutes, num_images=args.num_images,
@@ -47,6 +48,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train from a config or preset."""
     import yaml
 
     from .training import load_config, train
@@ -63,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model folder to ONNX and check parity."""
     from .export import export_onnx
     from .models import load_model
 
@@ -82,6 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Synthesize a labeled dataset."""
     from . import load, sources
     from .generate import generate
 
@@ -102,6 +106,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """Print a model's metadata."""
     from . import load
 
     gen = load(args.model)

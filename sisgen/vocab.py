@@ -238,7 +238,8 @@ def default_color(class_id: int) -> tuple[int, int, int]:
     return r, g, b
 
 
-def _simple(name: str, names: Iterable[str], first_id: int, things: Iterable[str] = ()) -> Vocabulary:
+def _simple(name: str, names: Iterable[str], first_id: int, things: Iterable[str] = ()
+            ) -> Vocabulary:
     things = set(things)
     return Vocabulary(
         name,

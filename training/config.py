@@ -28,7 +28,7 @@ class TrainConfig:
         source: Arguments of :func:`sisgen.sources.open` (``kind``, ``root``, ``split``, ...).
         cache: Keep decoded training pairs in memory.
         batch_size: Images per step.
-        steps: Generator steps.
+        steps: Generator steps; ``None`` trains until ``max_minutes`` is spent.
         max_minutes: Stop (and save) after this much wall time, whatever ``steps`` says.
         lr_g: Generator learning rate.
         lr_d: Discriminator learning rate (TTUR: 4x the generator's in SPADE).
@@ -57,7 +57,7 @@ class TrainConfig:
     source: dict[str, Any] = field(default_factory=lambda: {"kind": "toycity", "length": 1000})
     cache: bool = True
     batch_size: int = 8
-    steps: int = 1000
+    steps: int | None = 1000
     max_minutes: float | None = None
     lr_g: float = 1e-4
     lr_d: float = 4e-4
@@ -132,6 +132,12 @@ def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[s
             raise SisgenInputError(f"cannot parse YAML ({e})", path) from e
         if not isinstance(data, dict):
             raise SisgenInputError("a training config must be a YAML mapping", path)
+    defaults = TrainConfig().to_dict()
+    for item in overrides or []:
+        # a dotted override into a section the file does not set starts from the default
+        top = item.split("=", 1)[0].split(".")[0]
+        if "." in item.split("=", 1)[0] and top not in data and isinstance(defaults.get(top), dict):
+            data[top] = dict(defaults[top])
     data = apply_overrides(data, overrides or [])
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - names)
@@ -141,6 +147,8 @@ def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[s
         cfg = TrainConfig(**data)
     except TypeError as e:
         raise SisgenInputError(f"invalid config ({e})", path) from e
-    if cfg.batch_size < 1 or cfg.steps < 1:
+    if cfg.batch_size < 1 or (cfg.steps is not None and cfg.steps < 1):
         raise SisgenInputError("batch_size and steps must be >= 1", path)
+    if cfg.steps is None and cfg.max_minutes is None:
+        raise SisgenInputError("steps: null needs max_minutes (a time budget)", path)
     return cfg

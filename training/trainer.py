@@ -74,8 +74,9 @@ class Trainer:
         self.D = MultiScaleDiscriminator(seg_nc + 3, cfg.num_d, cfg.ndf, cfg.d_layers).to(
             self.device)
         self.G_ema = copy.deepcopy(self.G).eval() if cfg.ema_decay > 0 else None
-        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=(float(cfg.beta1), float(cfg.beta2)))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=(float(cfg.beta1), float(cfg.beta2)))
+        betas = (float(cfg.beta1), float(cfg.beta2))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=betas)
         self.step = 0
         self.dataset = PairedDataset(self.source, (cfg.height, cfg.width), flip=cfg.flip,
                                      cache=cfg.cache)
@@ -165,9 +166,9 @@ class Trainer:
     def _update_ema(self) -> None:
         # warm-up: a short horizon early so the EMA copy is never far behind a young model
         decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             pe.lerp_(p, 1 - decay)
-        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+        for be, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
             be.copy_(b)
 
     # ------------------------------------------------------------------------ loop
@@ -179,20 +180,34 @@ class Trainer:
                             drop_last=True, num_workers=0,
                             generator=torch.Generator().manual_seed(cfg.seed + self.step))
         bar = None
+        budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step")
+            if cfg.steps is None:
+                # time-budgeted run: the bar tracks seconds of the budget, not steps
+                bar = tqdm(total=round(budget), desc="train", unit="s",
+                           bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt}s [{elapsed}<{remaining}"
+                                      "{postfix}]")
+            else:
+                bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step")
         start = time.time()
         log = open(self.out / "log.jsonl", "a", encoding="utf-8")
         try:
-            while self.step < cfg.steps:
+            max_steps = cfg.steps if cfg.steps is not None else float("inf")
+            while self.step < max_steps:
                 for batch in loader:
                     scalars = self.train_step(batch)
                     self.step += 1
                     if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items()})
+                        if bar.unit == "s":
+                            bar.n = min(time.time() - start, bar.total)
+                            bar.set_postfix({"step": self.step, **{
+                                k: f"{v:.3f}" for k, v in scalars.items()}}, refresh=False)
+                            bar.refresh()
+                        else:
+                            bar.update(1)
+                            bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items()})
                     if self.step % cfg.log_every == 0:
                         log.write(json.dumps({"step": self.step,
                                               "time": round(time.time() - start, 2),
@@ -204,7 +219,7 @@ class Trainer:
                         self.save_checkpoint()
                     out_of_time = (cfg.max_minutes is not None
                                    and time.time() - start > 60 * cfg.max_minutes)
-                    if self.step >= cfg.steps or out_of_time:
+                    if self.step >= max_steps or out_of_time:
                         break
                 if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
                     break

@@ -249,3 +249,10 @@ def test_trainer_rejects_mismatched_vocabulary(tmp_path):
     cfg = _tiny_cfg(tmp_path, dataset="ade20k")
     with pytest.raises(ValueError, match="vocabulary"):
         Trainer(cfg, progress=False)
+
+
+def test_dotted_override_merges_into_default_section():
+    from sisgen.training import load_config
+
+    cfg = load_config(None, ["source.length=5"])
+    assert cfg.source == {"kind": "toycity", "length": 5}
