@@ -3,8 +3,11 @@
 A :class:`Vocabulary` names every class id a label map may contain, its display colour and
 whether it is a *thing* (countable, has instances) or *stuff*. Id 255 is always the ignore
 id. Presets: ``cityscapes`` (labelIds 0..33 with the trainId table), ``coco_stuff``
-(COCO id - 1 = 0..181), ``ade20k`` (1..150, 0 = other) and ``toycity``; custom vocabularies
-load from a JSON or YAML file with :meth:`Vocabulary.from_file`.
+(COCO id - 1 = 0..181), ``coco_panoptic`` (the 133 COCO panoptic categories, stored
+contiguously as 0..132 in category-id order; :data:`COCO_PANOPTIC_CATEGORY_IDS` maps back
+to the COCO ids), ``cityscapes_trainid`` (the 19 Cityscapes trainIds 0..18),
+``ade20k`` (1..150, 0 = other) and ``toycity``; custom vocabularies load from a JSON or
+YAML file with :meth:`Vocabulary.from_file`.
 """
 
 from __future__ import annotations
@@ -367,6 +370,67 @@ def _ade20k() -> Vocabulary:
     return _simple("ade20k", ["other", *_ADE20K], 0, _ADE20K_THINGS)
 
 
+# ------------------------------------------------------------------ COCO panoptic
+# The 133 categories of COCO panoptic 2017 as (COCO category id, name): 80 things (ids
+# 1..90 with gaps) and 53 stuff classes (ids 92..200, several of them "-merged" unions of
+# COCO-Stuff classes). The vocabulary stores them contiguously, 0..132 in category-id
+# order; ``COCO_PANOPTIC_CATEGORY_IDS[k]`` is the COCO id of class ``k``.
+_COCO_PANOPTIC_THINGS = (
+    "1 person|2 bicycle|3 car|4 motorcycle|5 airplane|6 bus|7 train|8 truck|9 boat|"
+    "10 traffic light|11 fire hydrant|13 stop sign|14 parking meter|15 bench|16 bird|17 cat|"
+    "18 dog|19 horse|20 sheep|21 cow|22 elephant|23 bear|24 zebra|25 giraffe|27 backpack|"
+    "28 umbrella|31 handbag|32 tie|33 suitcase|34 frisbee|35 skis|36 snowboard|37 sports ball|"
+    "38 kite|39 baseball bat|40 baseball glove|41 skateboard|42 surfboard|43 tennis racket|"
+    "44 bottle|46 wine glass|47 cup|48 fork|49 knife|50 spoon|51 bowl|52 banana|53 apple|"
+    "54 sandwich|55 orange|56 broccoli|57 carrot|58 hot dog|59 pizza|60 donut|61 cake|62 chair|"
+    "63 couch|64 potted plant|65 bed|67 dining table|70 toilet|72 tv|73 laptop|74 mouse|"
+    "75 remote|76 keyboard|77 cell phone|78 microwave|79 oven|80 toaster|81 sink|"
+    "82 refrigerator|84 book|85 clock|86 vase|87 scissors|88 teddy bear|89 hair drier|"
+    "90 toothbrush"
+)
+_COCO_PANOPTIC_STUFF = (
+    "92 banner|93 blanket|95 bridge|100 cardboard|107 counter|109 curtain|112 door-stuff|"
+    "118 floor-wood|119 flower|122 fruit|125 gravel|128 house|130 light|133 mirror-stuff|"
+    "138 net|141 pillow|144 platform|145 playingfield|147 railroad|148 river|149 road|"
+    "151 roof|154 sand|155 sea|156 shelf|159 snow|161 stairs|166 tent|168 towel|171 wall-brick|"
+    "175 wall-stone|176 wall-tile|177 wall-wood|178 water-other|180 window-blind|"
+    "181 window-other|184 tree-merged|185 fence-merged|186 ceiling-merged|187 sky-other-merged|"
+    "188 cabinet-merged|189 table-merged|190 floor-other-merged|191 pavement-merged|"
+    "192 mountain-merged|193 grass-merged|194 dirt-merged|195 paper-merged|"
+    "196 food-other-merged|197 building-other-merged|198 rock-merged|199 wall-other-merged|"
+    "200 rug-merged"
+)
+
+
+def _split_categories(text: str) -> list[tuple[int, str]]:
+    out = []
+    for item in text.split("|"):
+        cid, name = item.split(" ", 1)
+        out.append((int(cid), name))
+    return out
+
+
+_COCO_PANOPTIC = [(cid, name, True) for cid, name in _split_categories(_COCO_PANOPTIC_THINGS)]
+_COCO_PANOPTIC += [(cid, name, False) for cid, name in _split_categories(_COCO_PANOPTIC_STUFF)]
+assert len(_COCO_PANOPTIC) == 133
+#: COCO panoptic category id of each ``coco_panoptic`` class id (index = class id).
+COCO_PANOPTIC_CATEGORY_IDS: tuple[int, ...] = tuple(c for c, _, _ in _COCO_PANOPTIC)
+
+
+def _coco_panoptic() -> Vocabulary:
+    return Vocabulary(
+        "coco_panoptic",
+        [ClassInfo(i, n, default_color(i), t) for i, (_, n, t) in enumerate(_COCO_PANOPTIC)],
+    )
+
+
+def _cityscapes_trainid() -> Vocabulary:
+    return Vocabulary(
+        "cityscapes_trainid",
+        [ClassInfo(tid, n, c, t, tid) for _, n, tid, t, c in _CITYSCAPES if tid != 255],
+    )
+
+
 def _toycity() -> Vocabulary:
     from .toycity import toycity_vocabulary
 
@@ -376,6 +440,8 @@ def _toycity() -> Vocabulary:
 _PRESETS = {
     "cityscapes": _cityscapes,
     "coco_stuff": _coco_stuff,
+    "coco_panoptic": _coco_panoptic,
+    "cityscapes_trainid": _cityscapes_trainid,
     "ade20k": _ade20k,
     "toycity": _toycity,
 }
