@@ -100,8 +100,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gen, src, args.out, writers=args.writers.split(","), recipe=args.recipe, seed=args.seed,
         samples_per_map=args.samples_per_map, batch_size=args.batch_size, limit=args.limit,
         writer_options={"coco": {"segmentation": args.coco_segmentation}},
+        shard=args.shard, resume=args.resume, workers=args.workers,
+        write_threads=args.write_threads,
     )
     print(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Merge the shards of a generation run."""
+    from .generate import merge
+
+    path = merge(args.out, writers=args.writers.split(","), vocabulary=args.vocabulary)
+    print(f"merged manifest: {path}")
     return 0
 
 
@@ -164,7 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_positive_int, default=8)
     g.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="worker processes for loading and editing label maps")
+    g.add_argument("--write-threads", type=_positive_int, default=2,
+                   help="threads encoding and writing files")
+    g.add_argument("--shard", help="k/n: process shard k of n (default: torchrun RANK/WORLD_SIZE)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (skips samples its manifest records)")
     g.set_defaults(func=cmd_generate)
+
+    m = sub.add_parser("merge", help="merge the shards of a generate run into one dataset")
+    m.add_argument("--out", required=True, help="the run's output folder")
+    m.add_argument("--vocabulary", required=True, help="the run's vocabulary (name or file)")
+    m.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
+    m.set_defaults(func=cmd_merge)
 
     i = sub.add_parser("info", help="describe a model folder or exported file")
     i.add_argument("model")

@@ -1,18 +1,36 @@
 """Generation: ``source -> edits -> batch -> engine -> writers``, with a JSONL manifest.
 
-Each stage is a plain function or object, testable alone. Per-sample seeds derive from
-``(run seed, sample index)`` only, so a sample's image does not depend on batch size,
-order or which other samples failed. A sample whose label map cannot be read (a corrupt
-PNG, ids outside the vocabulary, a bad COCO polygon) is recorded in the manifest with the
-error and skipped; everything already written stays written.
+Each stage is a plain function or object, testable alone:
+
+* **prepare** (:func:`prepare_map`): load one label map, apply the edit recipe once per
+  requested sample, resize to the engine resolution. Runs in DataLoader worker processes
+  when ``workers > 0``, ahead of the engine, with a bounded prefetch.
+* **engine**: one batched call of the generator per ``batch_size`` samples.
+* **write**: every writer of a sample, then its manifest line, in a thread pool that
+  overlaps the next engine batch; the number of samples waiting to be written is bounded.
+
+Runs survive crashes: every file is written atomically, a sample's manifest line is written
+only after all of its files are, and ``resume=True`` skips the samples the manifest already
+records (a torn last line from a killed run is dropped). Per-sample seeds derive only from
+``(run seed, sample index)``, so a resumed, sharded or re-batched run produces exactly the
+images of one uninterrupted run. Shard ``k`` of ``n`` takes the label maps whose index is
+``k`` modulo ``n`` and writes its own manifest (``manifest.shard-k-of-n.jsonl``) and writer
+part files into the same output folder; :func:`merge` then combines them into one manifest
+and one COCO JSON.
+
+A sample whose label map cannot be read (a corrupt PNG, ids outside the vocabulary, a bad
+COCO polygon) is recorded in the manifest with the error and skipped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +53,28 @@ def sample_seed(run_seed: int, index: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
+def manifest_name(shard: tuple[int, int] | None) -> str:
+    """The manifest file of a run or of one shard of it."""
+    return MANIFEST if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
+    """Parse ``"k/n"``; with no shard given, use torchrun's ``RANK``/``WORLD_SIZE`` if set."""
+    if shard is None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+    if isinstance(shard, str):
+        try:
+            k, n = (int(v) for v in shard.split("/"))
+        except ValueError:
+            raise SisgenInputError(f"shard must be k/n (e.g. 0/4), got {shard!r}") from None
+        shard = (k, n)
+    k, n = shard
+    if not (n >= 1 and 0 <= k < n):
+        raise SisgenInputError(f"shard {k}/{n}: need 0 <= k < n")
+    return None if n == 1 else (k, n)
+
+
 @dataclass
 class PreparedSample:
     """A label map ready for the engine, with its bookkeeping."""
@@ -52,6 +92,7 @@ class GenerateReport:
 
     written: int = 0
     failed: int = 0
+    skipped: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {
         "source": 0.0, "edit": 0.0, "engine": 0.0, "write": 0.0})
     wall: float = 0.0
@@ -64,65 +105,127 @@ class GenerateReport:
         return self.written / self.wall if self.wall else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {"written": self.written, "failed": self.failed, "wall_s": round(self.wall, 3),
-                "images_per_s": round(self.images_per_second, 3),
+        """JSON-ready summary (``stage_s``: busy seconds per stage, summed over workers)."""
+        return {"written": self.written, "failed": self.failed, "skipped": self.skipped,
+                "wall_s": round(self.wall, 3), "images_per_s": round(self.images_per_second, 3),
                 "stage_s": {k: round(v, 3) for k, v in self.seconds.items()},
                 "out_dir": self.out_dir, "manifest": self.manifest}
 
 
-def prepare_samples(source: Source, recipe: Recipe, resolution: tuple[int, int], *,
-                    seed: int = 0, samples_per_map: int = 1, limit: int | None = None,
-                    report: GenerateReport | None = None, errors: list[dict[str, Any]] | None = None
-                    ) -> Iterator[PreparedSample]:
-    """Load, edit and resize label maps; bad samples go to ``errors`` instead of raising.
+@dataclass
+class PreparedMap:
+    """The prepare stage's result for one label map."""
+
+    samples: list[PreparedSample]
+    errors: list[dict[str, Any]]
+    seconds: dict[str, float]
+
+
+def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map_index: int, *,
+                seed: int = 0, samples_per_map: int = 1, skip: frozenset[int] = frozenset()
+                ) -> PreparedMap:
+    """Load, edit and resize one label map into ``samples_per_map`` samples.
 
     Sample ``k`` of map ``i`` has run index ``i * samples_per_map + k``; its seed (used for
-    both the edits and the generator noise) is :func:`sample_seed` of that index.
+    both the edits and the generator noise) is :func:`sample_seed` of that index. Indices in
+    ``skip`` (already done) are left out. Bad input becomes an error record, not an
+    exception.
     """
-    report = report or GenerateReport()
-    n = len(source) if limit is None else min(limit, len(source))
-    for i in range(n):
-        t0 = time.perf_counter()
-        try:
-            lm = source.load(i)
-            source.vocabulary.validate(lm.semantic, lm.meta.get("file"))
-        except SisgenInputError as e:
-            report.seconds["source"] += time.perf_counter() - t0
-            if errors is not None:
-                errors.append({"status": "error", "source_index": i, "stage": "source",
-                               "file": e.path, "error": str(e)})
+    secs = {"source": 0.0, "edit": 0.0}
+    t0 = time.perf_counter()
+    try:
+        lm = source.load(map_index)
+        source.vocabulary.validate(lm.semantic, lm.meta.get("file"))
+    except SisgenInputError as e:
+        secs["source"] = time.perf_counter() - t0
+        return PreparedMap([], [{"status": "error", "stage": "source", "source_index": map_index,
+                                 "file": e.path, "error": str(e)}], secs)
+    secs["source"] = time.perf_counter() - t0
+    samples, errors = [], []
+    for k in range(samples_per_map):
+        index = map_index * samples_per_map + k
+        if index in skip:
             continue
+        s = sample_seed(seed, index)
         t1 = time.perf_counter()
-        report.seconds["source"] += t1 - t0
-        for k in range(samples_per_map):
-            index = i * samples_per_map + k
-            s = sample_seed(seed, index)
-            t2 = time.perf_counter()
-            try:
-                edited = recipe(lm, seed=s, vocab=source.vocabulary)
-            except SisgenInputError as e:
-                report.seconds["edit"] += time.perf_counter() - t2
-                if errors is not None:
-                    errors.append({"status": "error", "source_index": i, "index": index,
-                                   "stage": "edit", "file": e.path, "error": str(e)})
-                continue
+        try:
+            edited = recipe(lm, seed=s, vocab=source.vocabulary)
             if edited.shape != tuple(resolution):
                 edited = edited.resized(tuple(resolution))
-            report.seconds["edit"] += time.perf_counter() - t2
-            name = lm.id if samples_per_map == 1 else f"{lm.id}_s{k}"
-            yield PreparedSample(index, name, s, edited, i)
+        except SisgenInputError as e:
+            errors.append({"status": "error", "stage": "edit", "source_index": map_index,
+                           "index": index, "file": e.path, "error": str(e)})
+            continue
+        finally:
+            secs["edit"] += time.perf_counter() - t1
+        name = lm.id if samples_per_map == 1 else f"{lm.id}_s{k}"
+        samples.append(PreparedSample(index, name, s, edited, map_index))
+    return PreparedMap(samples, errors, secs)
 
 
-def _batches(items: Iterator[PreparedSample], size: int) -> Iterator[list[PreparedSample]]:
-    batch: list[PreparedSample] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+class _PrepareDataset:
+    """Map-style view of :func:`prepare_map` for a DataLoader (one item per label map)."""
+
+    def __init__(self, source: Source, recipe: Recipe, resolution: tuple[int, int],
+                 map_indices: list[int], seed: int, samples_per_map: int, skip: frozenset[int]):
+        self.args = (source, recipe, resolution)
+        self.map_indices, self.seed, self.spm, self.skip = map_indices, seed, samples_per_map, skip
+
+    def __len__(self) -> int:
+        return len(self.map_indices)
+
+    def __getitem__(self, i: int) -> PreparedMap:
+        return prepare_map(*self.args, self.map_indices[i], seed=self.seed,
+                           samples_per_map=self.spm, skip=self.skip)
+
+
+def _prepared_stream(dataset: _PrepareDataset, workers: int) -> Iterator[PreparedMap]:
+    if workers <= 0:
+        for i in range(len(dataset)):
+            yield dataset[i]
+        return
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
+                        prefetch_factor=4, collate_fn=lambda x: x, persistent_workers=False,
+                        worker_init_fn=_worker_init)
+    yield from loader
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def read_manifest(path: str | os.PathLike, repair: bool = False) -> list[dict[str, Any]]:
+    """Read a JSONL manifest; with ``repair``, cut a torn last line left by a killed run."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    good_end = data.rfind(b"\n") + 1
+    if repair and good_end != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_end)
+    entries = []
+    for line in data[:good_end].splitlines():
+        if line.strip():
+            entries.append(json.loads(line))
+    return entries
+
+
+def _done_indices(entries: list[dict[str, Any]], samples_per_map: int) -> set[int]:
+    done: set[int] = set()
+    for e in entries:
+        if "index" in e:
+            done.add(int(e["index"]))
+        elif e.get("stage") == "source":
+            base = int(e["source_index"]) * samples_per_map
+            done.update(range(base, base + samples_per_map))
+    return done
 
 
 def generate(
@@ -137,6 +240,10 @@ def generate(
     samples_per_map: int = 1,
     batch_size: int = 8,
     limit: int | None = None,
+    shard: tuple[int, int] | str | None = None,
+    resume: bool = False,
+    workers: int = 0,
+    write_threads: int = 2,
     progress: bool = True,
 ) -> GenerateReport:
     """Synthesize a labeled dataset from a source.
@@ -145,7 +252,7 @@ def generate(
         generator: A loaded generator (``sisgen.load``).
         source: Label maps (their vocabulary must match the generator's).
         out_dir: Output root; each writer gets ``out_dir/<kind>``; the manifest is
-            ``out_dir/manifest.jsonl``.
+            ``out_dir/manifest.jsonl`` (per shard: ``manifest.shard-k-of-n.jsonl``).
         writers: Writer kinds.
         writer_options: Per-kind writer options, e.g. ``{"coco": {"segmentation": "polygon"}}``.
         recipe: Edit recipe (YAML path/text, list, dict or :class:`Recipe`).
@@ -153,6 +260,12 @@ def generate(
         samples_per_map: Images per label map (different seeds, edits drawn anew).
         batch_size: Engine batch size.
         limit: Use only the first ``limit`` label maps.
+        shard: ``(k, n)`` or ``"k/n"``: this process's share; default from torchrun's
+            ``RANK``/``WORLD_SIZE``.
+        resume: Continue a run in ``out_dir``: samples its manifest records are skipped.
+            Without it, an existing manifest is an error (nothing is overwritten silently).
+        workers: Worker processes for loading and editing (0: in this process).
+        write_threads: Threads encoding and writing files.
         progress: Show a progress bar.
 
     Returns:
@@ -169,67 +282,145 @@ def generate(
             f"model's {generator.vocabulary.name!r} ({len(generator.vocabulary)} classes)"
         )
     recipe.validate(vocab)
-    report = GenerateReport(out_dir=str(out), manifest=str(out / MANIFEST))
-    options = writer_options or {}
-    opened: list[tuple[str, Writer]] = [
-        (kind, get_writer(kind, out / kind, vocab, **options.get(kind, {}))) for kind in writers
-    ]
-    errors: list[dict[str, Any]] = []
+    shard = resolve_shard(shard)
+    manifest_path = out / manifest_name(shard)
+    previous = read_manifest(manifest_path, repair=resume)
+    if previous and not resume:
+        raise SisgenInputError(
+            "output folder already has a manifest; pass resume=True (--resume) to continue "
+            "that run, or choose a new folder", manifest_path)
+    done = _done_indices(previous, samples_per_map)
     n_maps = len(source) if limit is None else min(limit, len(source))
+    k, n = shard if shard is not None else (0, 1)
+    map_indices = [i for i in range(k, n_maps, n)
+                   if any(i * samples_per_map + s not in done for s in range(samples_per_map))]
+    report = GenerateReport(out_dir=str(out), manifest=str(manifest_path))
+    report.skipped = len(range(k, n_maps, n)) * samples_per_map - sum(
+        1 for i in map_indices for s in range(samples_per_map) if i * samples_per_map + s
+        not in done)
+
+    options = writer_options or {}
+    part_tag = "" if shard is None else f".shard-{k}-of-{n}"
+    opened: list[tuple[str, Writer, threading.Lock]] = []
+    for kind in writers:
+        opts = dict(options.get(kind, {}))
+        if part_tag:
+            opts.setdefault("part_tag", part_tag)
+        opened.append((kind, get_writer(kind, out / kind, vocab, **opts), threading.Lock()))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_maps * samples_per_map, desc="generate", unit="img")
+        bar = tqdm(total=len(map_indices) * samples_per_map, desc="generate", unit="img")
     recipe_data = recipe.to_list()
-    with open(out / MANIFEST, "a", encoding="utf-8") as manifest:
+    manifest_lock = threading.Lock()
+    stats_lock = threading.Lock()
+    dataset = _PrepareDataset(source, recipe, generator.resolution, map_indices, seed,
+                              samples_per_map, frozenset(done))
+
+    with open(manifest_path, "a", encoding="utf-8") as manifest, \
+            ThreadPoolExecutor(max(1, write_threads)) as pool:
 
         def record(entry: dict[str, Any]) -> None:
-            manifest.write(json.dumps(entry) + "\n")
-            manifest.flush()
+            with manifest_lock:
+                manifest.write(json.dumps(entry) + "\n")
+                manifest.flush()
 
-        def flush_errors() -> None:
-            while errors:
-                entry = errors.pop(0)
-                report.failed += 1
-                record(entry)
+        def write_sample(item: PreparedSample, image: np.ndarray) -> None:
+            t0 = time.perf_counter()
+            outputs: dict[str, dict[str, str]] = {}
+            for kind, writer, lock in opened:
+                with lock:
+                    outputs[kind] = writer.write(item.name, image, item.labelmap)
+            lm = item.labelmap
+            record({
+                "status": "ok", "sample": item.name, "index": item.index,
+                "source": source.kind, "source_index": item.source_index,
+                "source_id": lm.id, "source_file": lm.meta.get("file"),
+                "seed": item.seed, "recipe": recipe_data, "edits": lm.meta.get("edits", []),
+                "model": generator.model_name, "model_hash": generator.model_hash,
+                "backend": generator.backend, "outputs": outputs,
+            })
+            with stats_lock:
+                report.written += 1
+                report.seconds["write"] += time.perf_counter() - t0
                 if bar is not None:
-                    bar.update(samples_per_map if entry["stage"] == "source" else 1)
+                    bar.update(1)
 
-        items = prepare_samples(source, recipe, generator.resolution, seed=seed,
-                                samples_per_map=samples_per_map, limit=limit, report=report,
-                                errors=errors)
+        pending: deque[Future] = deque()
+
+        def run_batch(batch: list[PreparedSample]) -> None:
+            t0 = time.perf_counter()
+            inputs = generator.prepare([b.labelmap for b in batch], [b.seed for b in batch])
+            images = images_to_uint8(generator(*inputs))
+            report.seconds["engine"] += time.perf_counter() - t0
+            for item, image in zip(batch, images, strict=True):
+                pending.append(pool.submit(write_sample, item, image))
+            while len(pending) > 2 * batch_size:  # bounded memory: wait for the writers
+                pending.popleft().result()
+
         try:
-            for batch in _batches(items, batch_size):
-                flush_errors()
-                t0 = time.perf_counter()
-                inputs = generator.prepare([b.labelmap for b in batch], [b.seed for b in batch])
-                images = images_to_uint8(generator(*inputs))
-                t1 = time.perf_counter()
-                report.seconds["engine"] += t1 - t0
-                for item, image in zip(batch, images, strict=True):
-                    outputs: dict[str, dict[str, str]] = {}
-                    for kind, writer in opened:
-                        outputs[kind] = writer.write(item.name, image, item.labelmap)
-                    lm = item.labelmap
-                    record({
-                        "status": "ok", "sample": item.name, "index": item.index,
-                        "source": source.kind, "source_index": item.source_index,
-                        "source_id": lm.id, "source_file": lm.meta.get("file"),
-                        "seed": item.seed, "recipe": recipe_data,
-                        "edits": lm.meta.get("edits", []),
-                        "model": generator.model_name, "model_hash": generator.model_hash,
-                        "backend": generator.backend, "outputs": outputs,
-                    })
-                    report.written += 1
+            batch: list[PreparedSample] = []
+            for prepared in _prepared_stream(dataset, workers):
+                for key, v in prepared.seconds.items():
+                    report.seconds[key] += v
+                for entry in prepared.errors:
+                    record(entry)
+                    report.failed += 1
                     if bar is not None:
-                        bar.update(1)
-                report.seconds["write"] += time.perf_counter() - t1
-            flush_errors()
+                        bar.update(samples_per_map if entry["stage"] == "source" else 1)
+                for item in prepared.samples:
+                    batch.append(item)
+                    if len(batch) == batch_size:
+                        run_batch(batch)
+                        batch = []
+            if batch:
+                run_batch(batch)
+            while pending:
+                pending.popleft().result()
         finally:
-            for _, writer in opened:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+            for _, writer, _ in opened:
                 writer.close()
             if bar is not None:
                 bar.close()
     report.wall = time.perf_counter() - start
     return report
+
+
+def merge(out_dir: str | os.PathLike, writers: Sequence[str] = ("cityscapes", "coco"),
+          vocabulary: Any = None, writer_options: dict[str, dict[str, Any]] | None = None
+          ) -> Path:
+    """Combine the shards of a run: one ``manifest.jsonl`` and each writer's metadata.
+
+    Manifest entries of every ``manifest.shard-*.jsonl`` are concatenated in sample-index
+    order (source errors first by map index). Each writer is re-opened on its folder and
+    closed, which rebuilds its metadata (COCO JSON, ...) from the part files of all shards.
+
+    Returns:
+        The merged manifest path.
+    """
+    from .vocab import get_vocabulary
+
+    out = Path(out_dir)
+    shards = sorted(out.glob("manifest.shard-*.jsonl"))
+    if not shards:
+        raise SisgenInputError("no shard manifests (manifest.shard-*.jsonl) to merge", out)
+    entries = [e for p in shards for e in read_manifest(p)]
+    if vocabulary is None:
+        raise SisgenInputError("merge needs the run's vocabulary (name or file)")
+
+    def key(e: dict[str, Any]) -> tuple[int, int]:
+        return (int(e.get("index", -1)), int(e.get("source_index", -1)))
+
+    from .io import write_text
+
+    merged = out / MANIFEST
+    write_text(merged, "".join(json.dumps(e) + "\n" for e in sorted(entries, key=key)))
+    vocab = get_vocabulary(vocabulary)
+    for kind in writers:
+        if (out / kind).is_dir():
+            get_writer(kind, out / kind, vocab, **(writer_options or {}).get(kind, {})).close()
+    return merged

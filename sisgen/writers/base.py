@@ -76,6 +76,9 @@ class Writer:
     Args:
         root: The output folder (created when missing).
         vocabulary: The id space of the label maps handed to :meth:`write`.
+        part_tag: Suffix of this process's part/metadata-fragment files (``.shard-0-of-4``),
+            so that shards of one run write into one folder without sharing an append-only
+            file; :meth:`close` of any writer builds its metadata from every fragment.
         **options: Kind-specific options; unknown ones raise ``SisgenInputError``.
 
     Attributes:
@@ -88,13 +91,15 @@ class Writer:
 
     kind: str = "writer"
 
-    def __init__(self, root: str | os.PathLike, vocabulary: Vocabulary, **options: Any):
+    def __init__(self, root: str | os.PathLike, vocabulary: Vocabulary, *, part_tag: str = "",
+                 **options: Any):
         if options:
             raise SisgenInputError(
                 f"unknown option(s) for the {self.kind} writer: {', '.join(sorted(options))}"
             )
         self.root = Path(root)
         self.vocabulary = vocabulary
+        self.part_tag = safe_stem(part_tag) if part_tag else ""
         self.closed = False
         self.root.mkdir(parents=True, exist_ok=True)
 

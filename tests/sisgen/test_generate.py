@@ -160,9 +160,8 @@ def test_generate_on_real_coco(tmp_path, coco_root):
 
 
 def test_cli_generate_with_onnx_model(tmp_path, toy_gen):
-    from sisgen.export import export_onnx
-
     from sisgen.cli import main
+    from sisgen.export import export_onnx
 
     model = build_model("spade", dataset="toycity", ngf=2, spade_hidden=4, z_dim=4, height=32,
                         width=64)

@@ -11,9 +11,8 @@ from sisgen.io import read_rgb
 
 
 def test_quickstart_end_to_end_small(tmp_path, monkeypatch):
-    from sisgen.training import config as train_config
-
     from sisgen.cli import main
+    from sisgen.training import config as train_config
 
     # shrink the preset so the smoke test stays fast; the pipeline is the same
     real_load = train_config.load_config

@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
+
+from sisgen.errors import SisgenInputError
+from sisgen.models import DATASETS, available_models, load_model
 from sisgen.training import TrainConfig, Trainer, load_config
 from sisgen.training.config import PRESET_DIR
 from sisgen.training.discriminator import MultiScaleDiscriminator
 from sisgen.training.losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
-
-from sisgen.errors import SisgenInputError
-from sisgen.models import DATASETS, available_models, load_model
 
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
