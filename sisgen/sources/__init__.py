@@ -1,8 +1,11 @@
 """Label-map sources: ``sisgen.sources.open(kind, root, split=...)``.
 
-Kinds: ``cityscapes`` (gtFine labelIds + instanceIds), ``coco`` (COCO instances + stuff JSON
-through pycocotools), ``coco_stuff`` (stuffthingmaps PNGs), ``folder`` (PNG label maps with
-optional instance PNGs) and ``toycity`` (the built-in procedural dataset).
+Kinds: ``cityscapes`` (gtFine labelIds + instanceIds, or the polygon JSON files), ``coco``
+(COCO instances + stuff JSON through pycocotools), ``coco_panoptic`` (COCO panoptic PNG +
+JSON), ``coco_stuff`` (stuffthingmaps PNGs), ``ade20k`` (ADEChallengeData2016), ``folder``
+(PNG label maps with optional instance PNGs) and ``toycity`` (the built-in procedural
+dataset). Any of them can be opened through a vocabulary remap (``remap=``, see
+:mod:`sisgen.remap`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import cityscapes, coco, coco_stuff, folder, toycity  # noqa: F401  (registration)
+from . import (  # noqa: F401  (registration)
+    ade20k,
+    cityscapes,
+    coco,
+    coco_panoptic,
+    coco_stuff,
+    folder,
+    toycity,
+)
 from .base import _SOURCES, Source, register_source
 
 __all__ = ["Source", "available_sources", "open", "register_source"]
@@ -22,6 +33,7 @@ def available_sources() -> list[str]:
 
 
 def open(kind: str, root: str | os.PathLike | None = None, split: str = "train",
+         *, remap: str | os.PathLike | Any | None = None,
          **kwargs: Any) -> Source:  # noqa: A001  (the public name the docs promise)
     """Open a label-map source.
 
@@ -29,6 +41,10 @@ def open(kind: str, root: str | os.PathLike | None = None, split: str = "train",
         kind: One of :func:`available_sources`.
         root: The dataset root folder (ignored by ``toycity``).
         split: Dataset split, e.g. ``train`` / ``val`` (COCO: ``train2017`` / ``val2017``).
+        remap: A vocabulary remap applied to every map: a built-in name such as
+            ``"coco_stuff->cityscapes"``, a YAML table file or a
+            :class:`~sisgen.remap.Remap`. The source then reports the remap's target
+            vocabulary (it is a :class:`~sisgen.remap.RemappedSource`).
         **kwargs: Kind-specific options (see each source class).
 
     Returns:
@@ -40,4 +56,9 @@ def open(kind: str, root: str | os.PathLike | None = None, split: str = "train",
         raise SisgenInputError(
             f"unknown source kind {kind!r}; available: {', '.join(available_sources())}"
         )
-    return _SOURCES[kind](root=root, split=split, **kwargs)
+    src = _SOURCES[kind](root=root, split=split, **kwargs)
+    if remap is None:
+        return src
+    from ..remap import RemappedSource
+
+    return RemappedSource(src, remap)
