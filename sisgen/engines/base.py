@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 import torch
 
@@ -86,19 +87,49 @@ class Generator:
         """Run the engine on a batch of compact inputs."""
         return self.engine(labels, edges, noise)
 
-    def prepare(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int]
+    @property
+    def spatial_noise(self) -> bool:
+        """Whether the noise is a ``[C,H,W]`` map (local resampling possible)."""
+        return len(self.noise_spec.get("shape") or ()) == 3
+
+    def prepare(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int],
+                base_seeds: Sequence[int] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Stack label maps (resized to the engine resolution) and seeds into inputs."""
+        """Stack label maps (resized to the engine resolution) and seeds into inputs.
+
+        Local resampling: a label map whose ``meta["noise_mask"]`` (``H×W`` bool) is set
+        gets noise from its own seed inside the mask and from ``base_seeds[i]`` (the map's
+        base style) outside, so only the marked class/instance/region changes style. That
+        needs spatial noise; for models with a noise *vector* a mask raises ``ValueError``.
+        """
         h, w = self.resolution
-        labels, edges = [], []
+        labels, edges, masks = [], [], []
         for lm in labelmaps:
             if lm.shape != (h, w):
                 lm = lm.resized((h, w))
             labels.append(lm.semantic.astype(np.int64))
             edges.append(instance_edges(lm.instance if lm.instance is not None else lm.semantic))
+            masks.append(lm.meta.get("noise_mask"))
+        noise = noise_from_seeds(self.noise_spec, seeds)
+        if any(m is not None for m in masks):
+            if not self.spatial_noise:
+                raise ValueError(
+                    "noise-region marks need a model with spatial noise; "
+                    f"{self.model_name or 'this'} model takes a noise vector "
+                    f"{self.noise_spec.get('shape')}")
+            if base_seeds is None:
+                raise ValueError("noise-region marks need base_seeds (the unmarked style)")
+            base = noise_from_seeds(self.noise_spec, base_seeds)
+            nh, nw = noise.shape[-2:]
+            for i, m in enumerate(masks):
+                if m is None:
+                    continue
+                m = cv2.resize(np.asarray(m, np.uint8), (nw, nh),
+                               interpolation=cv2.INTER_NEAREST).astype(bool)
+                keep = torch.from_numpy(~m)
+                noise[i] = torch.where(keep, base[i], noise[i])
         return (torch.from_numpy(np.stack(labels)),
-                torch.from_numpy(np.stack(edges))[:, None],
-                noise_from_seeds(self.noise_spec, seeds))
+                torch.from_numpy(np.stack(edges))[:, None], noise)
 
     def generate(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int] | None = None
                  ) -> list[np.ndarray]:
