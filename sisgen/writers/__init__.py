@@ -1,7 +1,10 @@
 """Dataset writers: ``get_writer(kind, root, vocabulary, **options)``.
 
-Kinds: ``cityscapes`` (``leftImg8bit`` + ``gtFine`` label / instance / colour PNGs) and
-``coco`` (images, COCO-Stuff label PNGs, instances + stuff JSON). Use a writer as a context
+Kinds: ``cityscapes`` (``leftImg8bit`` + ``gtFine`` label / instance / colour PNGs),
+``coco`` (images, COCO-Stuff label PNGs, instances + stuff JSON, optionally panoptic),
+``mmseg`` (``img_dir`` / ``ann_dir`` + a dataset config), ``yolo`` (Ultralytics YOLO-seg
+polygons + ``data.yaml``), ``folder`` (the plain layout the ``folder`` source reads) and
+``hf`` (a Hugging Face ``datasets`` dataset; needs ``datasets``). Use a writer as a context
 manager, or call :meth:`Writer.close` at the end::
 
     with get_writer("coco", "out/coco", vocab, split="val2017") as w:
@@ -15,15 +18,23 @@ from typing import Any
 
 from ..errors import SisgenInputError
 from ..vocab import Vocabulary, get_vocabulary
-from . import cityscapes, coco  # noqa: F401  (registration)
+from . import cityscapes, coco, folder, hf, mmseg, yolo  # noqa: F401  (registration)
 from .base import _WRITERS, Writer, register_writer, safe_stem
 from .cityscapes import CityscapesWriter
 from .coco import CocoWriter
+from .folder import FolderWriter
+from .hf import HFWriter
+from .mmseg import MMSegWriter
+from .yolo import YoloWriter
 
 __all__ = [
     "CityscapesWriter",
     "CocoWriter",
+    "FolderWriter",
+    "HFWriter",
+    "MMSegWriter",
     "Writer",
+    "YoloWriter",
     "available_writers",
     "get_writer",
     "register_writer",

@@ -7,6 +7,8 @@
     root/annotations/instances_{split}.json        thing instances (+ crowd regions)
     root/annotations/stuff_{split}.json            one annotation per stuff class per image
     root/annotations/parts_{split}.jsonl           the per-image records both are built from
+    root/annotations/panoptic_{split}/{name}.png   with ``panoptic=True``: segment ids as RGB
+    root/annotations/panoptic_{split}.json         with ``panoptic=True``: COCO panoptic
 
 Category ids are ``class id + 1`` for every vocabulary, so the ``coco_stuff`` vocabulary
 (COCO id - 1) gives the real COCO ids. The instances file lists the thing categories
@@ -21,6 +23,14 @@ Stuff: one RLE annotation per stuff class present, as COCO-Stuff does (its extra
 class 183 covering thing pixels is not written; ignore pixels (255) get no annotation).
 Painting the stuff masks and then the thing masks onto an all-255 canvas gives back the
 label PNG exactly (with RLE).
+
+Panoptic (``panoptic=True``), in the official COCO panoptic format: every pixel of the PNG
+stores its segment id as ``R + 256 G + 256² B`` (0 = void). Segments are numbered 1, 2, ...
+per image: first one per thing instance (same grouping and order as the instances file),
+then one ``iscrowd=1`` segment per thing class for the thing pixels without an instance,
+then one per stuff class present; ignored pixels (255) are void. ``segments_info`` entries
+hold ``id``, ``category_id`` (class id + 1), ``area``, ``bbox`` (integer ``[x, y, w, h]``)
+and ``iscrowd``; the categories list every class with ``isthing`` and its colour.
 
 Nothing written is lost: each :meth:`CocoWriter.write` appends the image's records to the
 JSONL part file (one line, flushed), and :meth:`CocoWriter.close` builds both JSON files
@@ -170,6 +180,83 @@ def coco_categories(vocabulary: Vocabulary, kind: str) -> list[dict[str, Any]]:
     ]
 
 
+def panoptic_segments(
+    semantic: np.ndarray, instance: np.ndarray | None, vocabulary: Vocabulary
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Build one image's COCO panoptic segment-id map and ``segments_info``.
+
+    Args:
+        semantic: ``H×W`` class ids.
+        instance: ``H×W`` instance ids (0 = none) or ``None``.
+        vocabulary: Tells things from stuff; category id = class id + 1.
+
+    Returns:
+        ``(ids, segments_info)``: an ``H×W`` int64 map of segment ids (0 = void) and one
+        entry per segment (see the module docstring for the numbering).
+
+    """
+    sem = semantic.astype(np.int64)
+    is_thing = np.zeros(256, dtype=bool)
+    is_thing[vocabulary.thing_ids] = True
+    valid = np.zeros(256, dtype=bool)
+    valid[vocabulary.ids] = True
+    inside = (sem >= 0) & (sem < 256)
+    sem_c = np.clip(sem, 0, 255)
+    thing_px = inside & is_thing[sem_c]
+    stuff_px = inside & valid[sem_c] & ~is_thing[sem_c]
+    inst = np.zeros(sem.shape, np.int64) if instance is None else instance.astype(np.int64)
+
+    ids = np.zeros(sem.shape, np.int64)
+    infos: list[dict[str, Any]] = []
+
+    def add(mask: np.ndarray, cls: int, iscrowd: int) -> None:
+        seg_id = len(infos) + 1
+        ids[mask] = seg_id
+        bbox, area = _bbox_area(mask)
+        infos.append({"id": seg_id, "category_id": int(cls) + 1, "area": area,
+                      "bbox": [int(v) for v in bbox], "iscrowd": iscrowd})
+
+    sel = thing_px & (inst != 0)
+    if sel.any():
+        flat = np.flatnonzero(sel)
+        keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+        group = np.full(sem.size, -1, dtype=np.int64)
+        group[flat] = inverse.reshape(-1)
+        group = group.reshape(sem.shape)
+        for g, (_, cls) in enumerate(uniq):
+            add(group == g, int(cls), 0)
+    crowd = thing_px & (inst == 0)
+    for cls in np.unique(sem[crowd]):
+        add(crowd & (sem == cls), int(cls), 1)
+    for cls in np.unique(sem[stuff_px]):
+        add(sem == cls, int(cls), 0)
+    if len(infos) >= 256**3:
+        raise SisgenInputError(f"{len(infos)} segments do not fit a COCO panoptic PNG")
+    return ids, infos
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """Encode segment ids as the ``H×W×3`` uint8 RGB of COCO panoptic PNGs (R + 256G + 256²B)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """Decode a COCO panoptic RGB image to segment ids (``R + 256 G + 256² B``)."""
+    rgb = np.asarray(rgb).astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+def panoptic_categories(vocabulary: Vocabulary) -> list[dict[str, Any]]:
+    """Return the COCO panoptic category list: every class, id = class + 1, with ``isthing``."""
+    return [
+        {"id": c.id + 1, "name": c.name, "supercategory": "thing" if c.is_thing else "stuff",
+         "isthing": int(c.is_thing), "color": [int(v) for v in c.color]}
+        for c in vocabulary.classes
+    ]
+
+
 def read_parts(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a JSONL part file; torn or malformed lines are skipped, last record per file wins.
 
@@ -232,6 +319,34 @@ def build_coco_json(
     return docs[0], docs[1]
 
 
+def build_panoptic_json(
+    parts_path: str | os.PathLike, vocabulary: Vocabulary, split: str
+) -> dict[str, Any]:
+    """Build the COCO panoptic JSON document from a part file.
+
+    Only images whose record has a ``panoptic`` entry (written with ``panoptic=True``) are
+    listed.
+
+    Args:
+        parts_path: The JSONL part file.
+        vocabulary: The vocabulary (for the category list).
+        split: The split name (for the ``info`` block).
+
+    Returns:
+        The ``panoptic_{split}.json`` document as a JSON-ready dict.
+
+    """
+    records = [r for r in read_parts(parts_path) if isinstance(r.get("panoptic"), dict)]
+    return {
+        "info": {"description": f"sisgen synthetic data ({vocabulary.name}, {split}, "
+                                "panoptic)", "version": "1.0", "contributor": "sisgen"},
+        "licenses": [],
+        "images": [r["image"] for r in records],
+        "annotations": [{"image_id": r["image"]["id"], **r["panoptic"]} for r in records],
+        "categories": panoptic_categories(vocabulary),
+    }
+
+
 @register_writer("coco")
 class CocoWriter(Writer):
     """Write samples as a COCO dataset (images, label PNGs, instances and stuff JSON).
@@ -244,6 +359,7 @@ class CocoWriter(Writer):
         segmentation: ``rle`` or ``polygon`` for thing instances (crowd and stuff
             annotations are always RLE).
         jpeg_quality: JPEG quality for ``jpg`` images.
+        panoptic: Also write COCO panoptic PNGs and ``panoptic_{split}.json``.
 
     """
 
@@ -255,6 +371,7 @@ class CocoWriter(Writer):
         image_format: str = "jpg",
         segmentation: str = "rle",
         jpeg_quality: int = 95,
+        panoptic: bool = False,
         **options: Any,
     ):
         super().__init__(root, vocabulary, **options)
@@ -276,6 +393,9 @@ class CocoWriter(Writer):
         self.parts_path = self.ann_dir / f"parts_{split}.jsonl"
         self.instances_path = self.ann_dir / f"instances_{split}.json"
         self.stuff_path = self.ann_dir / f"stuff_{split}.json"
+        self.panoptic = bool(panoptic)
+        self.panoptic_dir = self.ann_dir / f"panoptic_{split}"
+        self.panoptic_path = self.ann_dir / f"panoptic_{split}.json"
         self.ann_dir.mkdir(parents=True, exist_ok=True)
         existing = read_parts(self.parts_path)
         self._ids = {r["image"]["file_name"]: int(r["image"]["id"]) for r in existing}
@@ -295,7 +415,8 @@ class CocoWriter(Writer):
         image id; the new record replaces the old one.
 
         Returns:
-            ``{"image", "label"}`` paths relative to the root.
+            ``{"image", "label"}`` (and ``"panoptic"`` with ``panoptic=True``) paths
+            relative to the root.
 
         """
         stem = self._check(name, image, labelmap)
@@ -316,6 +437,11 @@ class CocoWriter(Writer):
             "instances": things,
             "stuff": stuff,
         }
+        if self.panoptic:
+            ids, segments = panoptic_segments(semantic, labelmap.instance, self.vocabulary)
+            paths["panoptic"] = self.panoptic_dir / f"{stem}.png"
+            write_image(paths["panoptic"], id2rgb(ids))
+            record["panoptic"] = {"file_name": f"{stem}.png", "segments_info": segments}
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with open(self.parts_path, "a", encoding="utf-8") as f:
             f.write(line)
@@ -323,10 +449,16 @@ class CocoWriter(Writer):
         return {role: self._rel(p) for role, p in paths.items()}
 
     def close(self) -> None:
-        """Build ``instances_{split}.json`` and ``stuff_{split}.json`` from the part file."""
+        """Build ``instances_{split}.json`` and ``stuff_{split}.json`` from the part file.
+
+        With ``panoptic=True`` also ``panoptic_{split}.json``.
+        """
         if self.closed:
             return
         instances, stuff = build_coco_json(self.parts_path, self.vocabulary, self.split)
         write_json(self.instances_path, instances)
         write_json(self.stuff_path, stuff)
+        if self.panoptic:
+            write_json(self.panoptic_path,
+                       build_panoptic_json(self.parts_path, self.vocabulary, self.split))
         super().close()
