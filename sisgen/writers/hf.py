@@ -58,8 +58,8 @@ def _rows(buffer: str, stems: list[str]) -> Iterator[dict[str, Any]]:
     """Yield the dataset rows of ``stems`` read from the buffer folder."""
     root = Path(buffer)
     for stem in stems:
-        image = next(p for ext in ("png", "jpg") if (p := root / "images" / f"{stem}.{ext}")
-                     .is_file())
+        image = next(p for ext in ("png", "jpg")
+                     if (p := root / "images" / f"{stem}.{ext}").is_file())
         inst = root / "instances" / f"{stem}.png"
         yield {
             "image": {"bytes": image.read_bytes(), "path": image.name},
@@ -132,8 +132,12 @@ class HFWriter(Writer):
 
         """
         ds = self._datasets
-        label_dir = self.buffer.label_dir
-        stems = sorted(p.stem for p in label_dir.glob("*.png") if not p.name.startswith("."))
+        buf = self.buffer
+        stems = sorted(  # the image is written last: a sample without one is incomplete
+            p.stem for p in buf.label_dir.glob("*.png")
+            if not p.name.startswith(".")
+            and any((buf.image_dir / f"{p.stem}.{ext}").is_file() for ext in ("png", "jpg"))
+        )
         if not stems:
             return ds.Dataset.from_dict({"image": [], "label": [], "instance": [], "id": []},
                                         features=self.features())

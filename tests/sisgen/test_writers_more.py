@@ -399,6 +399,9 @@ def test_hf_dataset(tmp_path, cs_vocab):
         w.write(maps[1].id, photo(maps[1]), maps[1])
     assert p["image"] == "buffer/images/city_0.png"
     assert len(datasets.load_from_disk(str(tmp_path / "hf"))) == 2
+    # a killed run's sample whose image never landed is left out, not a crash
+    (tmp_path / "buffer/labels/torn.png").write_bytes(
+        (tmp_path / "buffer/labels/city_0.png").read_bytes())
     with get_writer("hf", tmp_path, cs_vocab) as w:  # resume: two more, one rewritten
         w.write(big.id, photo(big), big)
         w.write(plain.id, photo(plain), plain)
