@@ -1528,7 +1528,9 @@ def build_edit(spec: Mapping[str, Any]) -> Edit:
     sig = inspect.signature(cls.__init__)
     # a parameter whose data name is a Python keyword (``class``) is ``class_`` in Python
     names = {_data_name(n): n for n in sig.parameters if n != "self"}
-    kwargs = {str(k): v for k, v in spec.items() if k != "op"}
+    # YAML 1.1 reads a bare ``on`` key as the boolean true: take it back as "on"
+    kwargs = {("on" if k is True and "on" in names else str(k)): v
+              for k, v in spec.items() if k != "op"}
     unknown = sorted(set(kwargs) - set(names))
     if unknown:
         raise SisgenInputError(
