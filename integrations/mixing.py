@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset, IterableDataset
 
-from .dataset import shard
+from .dataset import rank_and_world, shard
 
 
 def epoch_plan(length: int, ratio: float, seed: int, epoch: int
@@ -184,6 +184,17 @@ class MixedIterableDataset(_Mixer, IterableDataset):
         self.tag_key = tag_key
         self.epoch = 0
         self._real_perm = None
+
+    def __len__(self) -> int:
+        """Samples this rank yields per iteration (all its workers together).
+
+        Raises:
+            TypeError: The dataset is infinite (``epochs=None``).
+        """
+        if self.epochs is None:
+            raise TypeError("an infinite MixedIterableDataset (epochs=None) has no length")
+        rank, world = rank_and_world(self.rank, self.world_size)
+        return len(range(rank, self.length, world)) * self.epochs
 
     def _next_synthetic(self, it: Iterator[Any] | None) -> tuple[Any, Iterator[Any]]:
         for attempt in range(2):

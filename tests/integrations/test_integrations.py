@@ -273,7 +273,7 @@ def test_mixed_iterable_matches_layout_across_workers():
     assert sorted(x["i"] for x in one_epoch if x["kind"] == "syn") == list(range(10))
     halves = [list(MixedIterableDataset(_real(40), Counter(), ratio=0.25, seed=3, rank=r,
                                         world_size=2)) for r in (0, 1)]
-    assert sum(len(h) for h in halves) == 40
+    assert [len(h) for h in halves] == [20, 20] and len(mixed) == 80
     assert sorted(x["i"] for h in halves for x in h if x["kind"] == "real") == real_ref
     synthetic, rank = epoch_plan(40, 0.25, 3, 0)
     assert synthetic.sum() == 10 and sorted(rank[synthetic]) == list(range(10))
