@@ -7,16 +7,49 @@ YAML so that a run is reproducible from its manifest::
       - {op: swap, a: car, b: person, p: 0.5}
       - {op: relabel, mapping: {grass: vegetation}}
       - {op: remove_instances, classes: [person], fraction: 0.5}
-      - {op: hflip, p: 0.5}
+      - {op: hflip, p: 0.5}                       # = {op: flip, direction: horizontal}
+      - {op: flip, direction: vertical}           # horizontal | vertical
+      - {op: scale, range: [0.75, 1.25]}          # or factor: 1.5 (nearest neighbour)
+      - {op: crop, size: [512, 1024], position: random}   # random | center
+      - {op: pad, to_multiple: 32, position: center}      # or size: [h, w];
+                                                          # center | random | topleft
+      - {op: dilate, class: pole, pixels: 2}      # over_things: true to grow over things
+      - {op: erode, class: person, pixels: 1}
+      - {op: paste, classes: [car, person], range: [1, 4], scale: [0.8, 1.2],
+         perspective: true, horizon: 0.4, on: [road, sidewalk], occlusion: behind,
+         bank: banks/cityscapes_things.npz}       # bank optional, see below
+      - {op: resample_noise, class: car, instance: random}  # or region: [y0, x0, y1, x1]
+      - one_of: [{op: hflip}, {op: scale, factor: 0.5}]      # exactly one ...
+        weights: [3, 1]                                     # ... optionally weighted
+      - some_of: {n: 2, steps: [{op: hflip}, {op: erode, class: road}, {op: crop,
+                                size: [256, 256]}]}         # n distinct, random order
 
-Every edit takes ``p``, the probability that it fires (default 1). A :class:`Recipe` applies
-its steps in order with one ``np.random.default_rng(seed)`` and records each step's resolved
-parameters (class names turned into ids), whether it fired and what it chose (the removed
-instance ids) in ``meta["edits"]`` of the map it returns. Edits never mutate their input.
+``one_of`` / ``some_of`` may also be written ``{op: one_of, steps: [...], weights: [...]}``
+and ``{op: some_of, n: 2, steps: [...]}`` (the form :meth:`Recipe.to_list` returns); they
+nest. Every edit takes ``p``, the probability that it fires (default 1); a step chosen by
+``one_of`` / ``some_of`` still flips its own ``p`` coin. A :class:`Recipe` applies its
+steps in order with one ``np.random.default_rng(seed)`` and records each step's resolved
+parameters (class names turned into ids), whether it fired and what it chose (removed
+instance ids, crop offsets, scale factors, pasted instances, the chosen sub-steps with
+their own records) in ``meta["edits"]`` of the map it returns. Edits never mutate their
+input.
+
+Geometric edits (flip, scale, crop, pad) change the map's size or layout; they move
+``meta["noise_mask"]`` (written by ``resample_noise``) exactly like the labels, padding it
+with ``False``. The pipeline edits at the source resolution and resizes to the model's
+afterwards.
+
+Instance bank for ``paste``: a step with ``bank: file.npz`` (relative paths are looked up
+next to the recipe file, then in the working directory) loads it once per process;
+otherwise the bank comes from the run's context, ``recipe(lm, seed, vocab,
+context={"bank": InstanceBank or path})``. :meth:`Recipe.needs_bank` tells whether a
+context bank is needed. See :mod:`sisgen.instance_bank`.
 
 Random draws: each step first draws one uniform number for its ``p`` coin (always, even when
 ``p`` is 0 or 1, so the stream does not depend on ``p``'s value); a step that needs more
-randomness (``remove_instances``) draws it only when it fires.
+randomness (``remove_instances``, random crop/pad positions, scale ranges, ``paste``,
+``resample_noise`` with ``instance: random``, the choices of ``one_of`` / ``some_of``)
+draws it only when it fires.
 
 New edits subclass :class:`Edit` and register with :func:`register_edit`.
 """
@@ -1058,6 +1091,14 @@ def _class_list(value: Any, name: str) -> list[int | str] | None:
     return list(value)
 
 
+def _load_bank_file(path: str | os.PathLike) -> InstanceBank:
+    """Load a bank (cached); errors name the bank file inside the problem text."""
+    try:
+        return load_bank_cached(path)
+    except SisgenInputError as e:
+        raise SisgenInputError(f"{os.fspath(path)}: {e.problem}") from e
+
+
 class _IdAllocator:
     """Fresh instance ids: ``class * 1000 + k`` when the map uses that style, else max + 1.
 
@@ -1241,12 +1282,12 @@ class Paste(Edit):
         """
         path = self.bank_path()
         if path is not None:
-            return load_bank_cached(path)
+            return _load_bank_file(path)
         bank = context.get("bank")
         if isinstance(bank, InstanceBank):
             return bank
         if isinstance(bank, (str, os.PathLike)):
-            return load_bank_cached(bank)
+            return _load_bank_file(bank)
         raise SisgenInputError(
             "paste needs an instance bank: give 'bank: path/to/bank.npz' in the step or "
             "pass context={'bank': InstanceBank} to the recipe"
@@ -1569,6 +1610,14 @@ def _expand_shorthand(spec: Mapping[str, Any]) -> Mapping[str, Any]:
     return spec
 
 
+def _descendants(edit: Edit) -> list[Edit]:
+    out: list[Edit] = []
+    for child in edit.children():
+        out.append(child)
+        out.extend(_descendants(child))
+    return out
+
+
 class Recipe:
     """An ordered list of edits, applied with one seeded generator.
 
@@ -1688,7 +1737,7 @@ class Recipe:
         return yaml.safe_dump({"edits": self.to_list()}, sort_keys=False)
 
     def validate(self, vocab: Vocabulary) -> None:
-        """Resolve every class name against ``vocab`` now, without editing anything.
+        """Resolve every class name against ``vocab`` and read ``bank:`` files, editing nothing.
 
         Raises:
             SisgenInputError: The first bad step, naming the recipe file and step index.
@@ -1697,6 +1746,9 @@ class Recipe:
         for i, edit in enumerate(self.edits):
             try:
                 edit.resolved_params(vocab)
+                for sub in [edit, *_descendants(edit)]:
+                    if isinstance(sub, Paste) and sub.bank is not None:
+                        _load_bank_file(sub.bank_path())
             except SisgenInputError as e:
                 raise self._error(i, edit, e.problem) from e
 
