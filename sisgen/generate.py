@@ -84,6 +84,7 @@ class PreparedSample:
     seed: int
     labelmap: LabelMap
     source_index: int
+    base_seed: int = 0
 
 
 @dataclass
@@ -127,7 +128,8 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
     """Load, edit and resize one label map into ``samples_per_map`` samples.
 
     Sample ``k`` of map ``i`` has run index ``i * samples_per_map + k``; its seed (used for
-    both the edits and the generator noise) is :func:`sample_seed` of that index. Indices in
+    both the edits and the generator noise) is :func:`sample_seed` of that index. The map's
+    *base seed* (that of its sample 0) is the style kept outside noise-region marks. Indices in
     ``skip`` (already done) are left out. Bad input becomes an error record, not an
     exception.
     """
@@ -159,7 +161,8 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
         finally:
             secs["edit"] += time.perf_counter() - t1
         name = lm.id if samples_per_map == 1 else f"{lm.id}_s{k}"
-        samples.append(PreparedSample(index, name, s, edited, map_index))
+        base = sample_seed(seed, map_index * samples_per_map)
+        samples.append(PreparedSample(index, name, s, edited, map_index, base))
     return PreparedMap(samples, errors, secs)
 
 
@@ -351,7 +354,8 @@ def generate(
 
         def run_batch(batch: list[PreparedSample]) -> None:
             t0 = time.perf_counter()
-            inputs = generator.prepare([b.labelmap for b in batch], [b.seed for b in batch])
+            inputs = generator.prepare([b.labelmap for b in batch], [b.seed for b in batch],
+                                       [b.base_seed for b in batch])
             images = images_to_uint8(generator(*inputs))
             report.seconds["engine"] += time.perf_counter() - t0
             for item, image in zip(batch, images, strict=True):

@@ -285,16 +285,50 @@ def read_parts(path: str | os.PathLike) -> list[dict[str, Any]]:
     return list(by_name.values())
 
 
-def build_coco_json(
-    parts_path: str | os.PathLike, vocabulary: Vocabulary, split: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Build the instances and stuff JSON documents from a part file.
+def split_parts(ann_dir: str | os.PathLike, split: str) -> list[Path]:
+    """Return every part file of a split: the main one and the per-shard ones."""
+    ann_dir = Path(ann_dir)
+    return sorted([*ann_dir.glob(f"parts_{split}.jsonl"),
+                   *ann_dir.glob(f"parts_{split}.*.jsonl")])
 
-    Annotation ids run 1, 2, ... over the instances file and go on in the stuff file, so
-    they are unique across both.
+
+def canonical_records(parts: str | os.PathLike | list[Path] | list[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+    """Merge part records (last record per file name wins) and number images canonically.
+
+    Images are sorted by file name and get ids 1..N, so the JSON does not depend on the
+    order samples were written in: a resumed, sharded or multi-threaded run gives the same
+    file as one uninterrupted run.
+    """
+    if isinstance(parts, (str, os.PathLike)):
+        parts = [Path(parts)]
+    if parts and isinstance(parts[0], dict):
+        records = list(parts)
+    else:
+        by_name: dict[str, dict[str, Any]] = {}
+        for p in parts:
+            for r in read_parts(p):
+                by_name[r["image"]["file_name"]] = r
+        records = list(by_name.values())
+    records.sort(key=lambda r: r["image"]["file_name"])
+    out = []
+    for i, r in enumerate(records, start=1):
+        out.append({**r, "image": {**r["image"], "id": i}})
+    return out
+
+
+def build_coco_json(
+    parts: str | os.PathLike | list[Path] | list[dict[str, Any]], vocabulary: Vocabulary,
+    split: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build the instances and stuff JSON documents from part files (or records).
+
+    Images are numbered canonically (:func:`canonical_records`). Annotation ids run
+    1, 2, ... over the instances file and go on in the stuff file, so they are unique
+    across both.
 
     Args:
-        parts_path: The JSONL part file.
+        parts: A JSONL part file, a list of them, or already-read records.
         vocabulary: The vocabulary (for the category lists).
         split: The split name (for the ``info`` block).
 
@@ -302,7 +336,7 @@ def build_coco_json(
         ``(instances, stuff)`` as JSON-ready dicts.
 
     """
-    records = read_parts(parts_path)
+    records = canonical_records(parts)
     images = [r["image"] for r in records]
     info = {"description": f"sisgen synthetic data ({vocabulary.name}, {split})",
             "version": "1.0", "contributor": "sisgen"}
@@ -320,7 +354,8 @@ def build_coco_json(
 
 
 def build_panoptic_json(
-    parts_path: str | os.PathLike, vocabulary: Vocabulary, split: str
+    parts: str | os.PathLike | list[Path] | list[dict[str, Any]], vocabulary: Vocabulary,
+    split: str
 ) -> dict[str, Any]:
     """Build the COCO panoptic JSON document from a part file.
 
@@ -328,7 +363,7 @@ def build_panoptic_json(
     listed.
 
     Args:
-        parts_path: The JSONL part file.
+        parts: A JSONL part file, a list of them, or already-read records.
         vocabulary: The vocabulary (for the category list).
         split: The split name (for the ``info`` block).
 
@@ -336,7 +371,7 @@ def build_panoptic_json(
         The ``panoptic_{split}.json`` document as a JSON-ready dict.
 
     """
-    records = [r for r in read_parts(parts_path) if isinstance(r.get("panoptic"), dict)]
+    records = [r for r in canonical_records(parts) if isinstance(r.get("panoptic"), dict)]
     return {
         "info": {"description": f"sisgen synthetic data ({vocabulary.name}, {split}, "
                                 "panoptic)", "version": "1.0", "contributor": "sisgen"},
@@ -390,7 +425,8 @@ class CocoWriter(Writer):
         self.image_dir = self.root / "images" / split
         self.label_dir = self.root / "labels" / split
         self.ann_dir = self.root / "annotations"
-        self.parts_path = self.ann_dir / f"parts_{split}.jsonl"
+        tag = f".{self.part_tag}" if self.part_tag else ""
+        self.parts_path = self.ann_dir / f"parts_{split}{tag}.jsonl"
         self.instances_path = self.ann_dir / f"instances_{split}.json"
         self.stuff_path = self.ann_dir / f"stuff_{split}.json"
         self.panoptic = bool(panoptic)
@@ -449,16 +485,20 @@ class CocoWriter(Writer):
         return {role: self._rel(p) for role, p in paths.items()}
 
     def close(self) -> None:
-        """Build ``instances_{split}.json`` and ``stuff_{split}.json`` from the part file.
+        """Build ``instances_{split}.json`` and ``stuff_{split}.json`` from the part files.
+
+        Every part file of the split is read (all shards of a run write into one folder),
+        so closing any writer -- or ``sisgen merge`` -- produces the complete JSON.
 
         With ``panoptic=True`` also ``panoptic_{split}.json``.
         """
         if self.closed:
             return
-        instances, stuff = build_coco_json(self.parts_path, self.vocabulary, self.split)
+        records = canonical_records(split_parts(self.ann_dir, self.split))
+        instances, stuff = build_coco_json(records, self.vocabulary, self.split)
         write_json(self.instances_path, instances)
         write_json(self.stuff_path, stuff)
         if self.panoptic:
             write_json(self.panoptic_path,
-                       build_panoptic_json(self.parts_path, self.vocabulary, self.split))
+                       build_panoptic_json(records, self.vocabulary, self.split))
         super().close()
