@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from .edits import Recipe
+from .edits import Recipe, ResampleNoise
 from .engines import Generator, images_to_uint8
 from .errors import SisgenInputError
+from .filtering import QualityFilter
 from .labelmap import LabelMap
 from .sources import Source
 from .writers import Writer, get_writer
@@ -94,8 +95,9 @@ class GenerateReport:
     written: int = 0
     failed: int = 0
     skipped: int = 0
+    filtered: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {
-        "source": 0.0, "edit": 0.0, "engine": 0.0, "write": 0.0})
+        "source": 0.0, "edit": 0.0, "engine": 0.0, "filter": 0.0, "write": 0.0})
     wall: float = 0.0
     out_dir: str = ""
     manifest: str = ""
@@ -108,6 +110,7 @@ class GenerateReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``stage_s``: busy seconds per stage, summed over workers)."""
         return {"written": self.written, "failed": self.failed, "skipped": self.skipped,
+                "filtered": self.filtered,
                 "wall_s": round(self.wall, 3), "images_per_s": round(self.images_per_second, 3),
                 "stage_s": {k: round(v, 3) for k, v in self.seconds.items()},
                 "out_dir": self.out_dir, "manifest": self.manifest}
@@ -123,15 +126,15 @@ class PreparedMap:
 
 
 def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map_index: int, *,
-                seed: int = 0, samples_per_map: int = 1, skip: frozenset[int] = frozenset()
-                ) -> PreparedMap:
+                seed: int = 0, samples_per_map: int = 1, skip: frozenset[int] = frozenset(),
+                context: dict[str, Any] | None = None) -> PreparedMap:
     """Load, edit and resize one label map into ``samples_per_map`` samples.
 
     Sample ``k`` of map ``i`` has run index ``i * samples_per_map + k``; its seed (used for
     both the edits and the generator noise) is :func:`sample_seed` of that index. The map's
     *base seed* (that of its sample 0) is the style kept outside noise-region marks. Indices in
     ``skip`` (already done) are left out. Bad input becomes an error record, not an
-    exception.
+    exception. ``context`` holds run-wide objects of the edits (the instance bank).
     """
     secs = {"source": 0.0, "edit": 0.0}
     t0 = time.perf_counter()
@@ -151,7 +154,7 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
         s = sample_seed(seed, index)
         t1 = time.perf_counter()
         try:
-            edited = recipe(lm, seed=s, vocab=source.vocabulary)
+            edited = recipe(lm, seed=s, vocab=source.vocabulary, context=context)
             if edited.shape != tuple(resolution):
                 edited = edited.resized(tuple(resolution))
         except SisgenInputError as e:
@@ -170,16 +173,18 @@ class _PrepareDataset:
     """Map-style view of :func:`prepare_map` for a DataLoader (one item per label map)."""
 
     def __init__(self, source: Source, recipe: Recipe, resolution: tuple[int, int],
-                 map_indices: list[int], seed: int, samples_per_map: int, skip: frozenset[int]):
+                 map_indices: list[int], seed: int, samples_per_map: int, skip: frozenset[int],
+                 context: dict[str, Any] | None):
         self.args = (source, recipe, resolution)
         self.map_indices, self.seed, self.spm, self.skip = map_indices, seed, samples_per_map, skip
+        self.context = context
 
     def __len__(self) -> int:
         return len(self.map_indices)
 
     def __getitem__(self, i: int) -> PreparedMap:
         return prepare_map(*self.args, self.map_indices[i], seed=self.seed,
-                           samples_per_map=self.spm, skip=self.skip)
+                           samples_per_map=self.spm, skip=self.skip, context=self.context)
 
 
 def _prepared_stream(dataset: _PrepareDataset, workers: int) -> Iterator[PreparedMap]:
@@ -189,10 +194,16 @@ def _prepared_stream(dataset: _PrepareDataset, workers: int) -> Iterator[Prepare
         return
     from torch.utils.data import DataLoader
 
+    # spawn, not fork: the parent runs thread pools (torch, onnxruntime, OpenCV, the writer
+    # threads) and a forked child can deadlock on a lock one of them held at fork time
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                        prefetch_factor=4, collate_fn=lambda x: x, persistent_workers=False,
-                        worker_init_fn=_worker_init)
+                        prefetch_factor=4, collate_fn=_identity, persistent_workers=False,
+                        worker_init_fn=_worker_init, multiprocessing_context="spawn")
     yield from loader
+
+
+def _identity(x: PreparedMap) -> PreparedMap:
+    return x
 
 
 def _worker_init(_: int) -> None:
@@ -247,6 +258,9 @@ def generate(
     resume: bool = False,
     workers: int = 0,
     write_threads: int = 2,
+    quality_filter: QualityFilter | None = None,
+    context: dict[str, Any] | None = None,
+    bank_maps: int = 500,
     progress: bool = True,
 ) -> GenerateReport:
     """Synthesize a labeled dataset from a source.
@@ -269,6 +283,12 @@ def generate(
             Without it, an existing manifest is an error (nothing is overwritten silently).
         workers: Worker processes for loading and editing (0: in this process).
         write_threads: Threads encoding and writing files.
+        quality_filter: Optional :class:`~sisgen.filtering.QualityFilter`: images its
+            segmenter does not recognise are dropped (``"status": "filtered"`` in the
+            manifest) or have the disagreeing pixels written as ignore (255).
+        context: Run-wide objects for the edits (``{"bank": InstanceBank}``).
+        bank_maps: When a ``paste`` step needs a bank and ``context`` has none, one is built
+            from the first ``bank_maps`` label maps of the source (the same for every shard).
         progress: Show a progress bar.
 
     Returns:
@@ -285,6 +305,16 @@ def generate(
             f"model's {generator.vocabulary.name!r} ({len(generator.vocabulary)} classes)"
         )
     recipe.validate(vocab)
+    context = dict(context or {})
+    if recipe.needs_bank() and "bank" not in context:
+        from .instance_bank import InstanceBank
+
+        context["bank"] = InstanceBank.from_source(source, limit=bank_maps)
+    if any(isinstance(e, ResampleNoise) for e in recipe.walk()) and not generator.spatial_noise:
+        raise SisgenInputError(
+            "the recipe marks noise regions (resample_noise) but the model takes a noise vector "
+            f"{generator.noise_spec.get('shape')}; local restyling needs a model with spatial "
+            "noise (OASIS-style)")
     shard = resolve_shard(shard)
     manifest_path = out / manifest_name(shard)
     previous = read_manifest(manifest_path, repair=resume)
@@ -319,7 +349,7 @@ def generate(
     manifest_lock = threading.Lock()
     stats_lock = threading.Lock()
     dataset = _PrepareDataset(source, recipe, generator.resolution, map_indices, seed,
-                              samples_per_map, frozenset(done))
+                              samples_per_map, frozenset(done), context)
 
     with open(manifest_path, "a", encoding="utf-8") as manifest, \
             ThreadPoolExecutor(max(1, write_threads)) as pool:
@@ -329,20 +359,22 @@ def generate(
                 manifest.write(json.dumps(entry) + "\n")
                 manifest.flush()
 
-        def write_sample(item: PreparedSample, image: np.ndarray) -> None:
+        def write_sample(item: PreparedSample, image: np.ndarray,
+                         quality: dict[str, Any] | None) -> None:
             t0 = time.perf_counter()
             outputs: dict[str, dict[str, str]] = {}
             for kind, writer, lock in opened:
                 with lock:
                     outputs[kind] = writer.write(item.name, image, item.labelmap)
             lm = item.labelmap
+            extra = {} if quality is None else {"quality": quality}
             record({
                 "status": "ok", "sample": item.name, "index": item.index,
                 "source": source.kind, "source_index": item.source_index,
                 "source_id": lm.id, "source_file": lm.meta.get("file"),
                 "seed": item.seed, "recipe": recipe_data, "edits": lm.meta.get("edits", []),
                 "model": generator.model_name, "model_hash": generator.model_hash,
-                "backend": generator.backend, "outputs": outputs,
+                "backend": generator.backend, "outputs": outputs, **extra,
             })
             with stats_lock:
                 report.written += 1
@@ -357,9 +389,25 @@ def generate(
             inputs = generator.prepare([b.labelmap for b in batch], [b.seed for b in batch],
                                        [b.base_seed for b in batch])
             images = images_to_uint8(generator(*inputs))
-            report.seconds["engine"] += time.perf_counter() - t0
-            for item, image in zip(batch, images, strict=True):
-                pending.append(pool.submit(write_sample, item, image))
+            t1 = time.perf_counter()
+            report.seconds["engine"] += t1 - t0
+            verdicts: list[Any] = [None] * len(batch)
+            if quality_filter is not None:
+                verdicts = quality_filter.apply(list(images), [b.labelmap for b in batch])
+                report.seconds["filter"] += time.perf_counter() - t1
+            for item, image, verdict in zip(batch, images, verdicts, strict=True):
+                if verdict is None:
+                    pending.append(pool.submit(write_sample, item, image, None))
+                elif not verdict.keep:
+                    record({"status": "filtered", "sample": item.name, "index": item.index,
+                            "source_index": item.source_index, "seed": item.seed,
+                            "quality": verdict.to_dict()})
+                    report.filtered += 1
+                    if bar is not None:
+                        bar.update(1)
+                else:
+                    item.labelmap = verdict.labelmap
+                    pending.append(pool.submit(write_sample, item, image, verdict.to_dict()))
             while len(pending) > 2 * batch_size:  # bounded memory: wait for the writers
                 pending.popleft().result()
 

@@ -86,10 +86,13 @@ class LabelMap:
                                   ).astype(np.int32)
             return cv2.resize(src, (w, h), interpolation=cv2.INTER_NEAREST)
 
+        meta = copy.deepcopy(self.meta)
+        if meta.get("noise_mask") is not None:  # noise-region marks follow the labels
+            meta["noise_mask"] = _resize(np.asarray(meta["noise_mask"], np.uint8)).astype(bool)
         return LabelMap(
             _resize(self.semantic).astype(self.semantic.dtype),
             None if self.instance is None else _resize(self.instance),
-            copy.deepcopy(self.meta),
+            meta,
         )
 
 
