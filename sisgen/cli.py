@@ -84,24 +84,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_values(items: list[str], what: str) -> dict[str, object]:
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        if "=" not in item:
+            raise SisgenInputError(f"{what} {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """Synthesize a labeled dataset."""
     from . import load, sources
     from .generate import generate
 
     gen = load(args.model, threads=args.threads)
-    src_kwargs = {}
+    src_kwargs = _key_values(args.source_option, "--source-option")
     if args.vocabulary:
         src_kwargs["vocabulary"] = args.vocabulary
     if args.source == "toycity":
-        src_kwargs.update(size=gen.resolution, length=args.limit or 100)
-    src = sources.open(args.source, args.root, split=args.split, **src_kwargs)
+        src_kwargs.setdefault("size", gen.resolution)
+        src_kwargs.setdefault("length", args.limit or 100)
+    src = sources.open(args.source, args.root, split=args.split, remap=args.remap, **src_kwargs)
+    kinds = args.writers.split(",")
+    writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
+    if "coco" in writer_options:
+        writer_options["coco"]["segmentation"] = args.coco_segmentation
+    if args.image_format:
+        for k in kinds:
+            writer_options[k]["image_format"] = args.image_format
+    for key, value in _key_values(args.writer_option, "--writer-option").items():
+        kind, _, opt = key.partition(".")
+        if kind not in writer_options or not opt:
+            raise SisgenInputError(f"--writer-option {key}: expected WRITER.OPTION with WRITER "
+                                   f"one of {', '.join(kinds)}")
+        writer_options[kind][opt] = value
+    quality_filter = None
+    if args.segmenter:
+        from .filtering import QualityFilter, Segmenter
+
+        quality_filter = QualityFilter(
+            Segmenter(args.segmenter, mean=args.seg_mean, std=args.seg_std,
+                      input_range=tuple(args.seg_input_range)),
+            min_miou=args.min_miou, mode=args.filter_mode)
     report = generate(
-        gen, src, args.out, writers=args.writers.split(","), recipe=args.recipe, seed=args.seed,
+        gen, src, args.out, writers=kinds, recipe=args.recipe, seed=args.seed,
         samples_per_map=args.samples_per_map, batch_size=args.batch_size, limit=args.limit,
-        writer_options={"coco": {"segmentation": args.coco_segmentation}},
-        shard=args.shard, resume=args.resume, workers=args.workers,
-        write_threads=args.write_threads,
+        writer_options=writer_options, shard=args.shard, resume=args.resume,
+        workers=args.workers, write_threads=args.write_threads, quality_filter=quality_filter,
     )
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -166,10 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--root", help="dataset root")
     g.add_argument("--split", default="train")
     g.add_argument("--vocabulary", help="vocabulary for folder sources")
+    g.add_argument("--remap", help="vocabulary remap table (e.g. coco_stuff->cityscapes) or YAML")
+    g.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="source option, e.g. annotations=polygons (repeatable)")
     g.add_argument("--recipe", help="edit recipe YAML")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
     g.add_argument("--coco-segmentation", choices=["rle", "polygon"], default="rle")
+    g.add_argument("--image-format", choices=["png", "jpg"], help="image format of every writer")
+    g.add_argument("--writer-option", action="append", default=[], metavar="WRITER.KEY=VALUE",
+                   help="writer option, e.g. coco.panoptic=true (repeatable)")
+    g.add_argument("--segmenter", help="TorchScript/ONNX segmenter for quality filtering")
+    g.add_argument("--min-miou", type=float, default=0.5, help="quality filter threshold")
+    g.add_argument("--filter-mode", choices=["drop", "ignore_disagreement"], default="drop")
+    g.add_argument("--seg-mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
+    g.add_argument("--seg-std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
+    g.add_argument("--seg-input-range", type=float, nargs=2, default=(0.0, 1.0))
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--samples-per-map", type=_positive_int, default=1)
     g.add_argument("--batch-size", type=_positive_int, default=8)

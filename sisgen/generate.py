@@ -363,9 +363,19 @@ def generate(
                          quality: dict[str, Any] | None) -> None:
             t0 = time.perf_counter()
             outputs: dict[str, dict[str, str]] = {}
-            for kind, writer, lock in opened:
-                with lock:
-                    outputs[kind] = writer.write(item.name, image, item.labelmap)
+            try:
+                for kind, writer, lock in opened:
+                    with lock:
+                        outputs[kind] = writer.write(item.name, image, item.labelmap)
+            except SisgenInputError as e:  # this sample cannot be written: record and go on
+                record({"status": "error", "stage": "write", "sample": item.name,
+                        "index": item.index, "source_index": item.source_index,
+                        "file": e.path, "error": str(e)})
+                with stats_lock:
+                    report.failed += 1
+                    if bar is not None:
+                        bar.update(1)
+                return
             lm = item.labelmap
             extra = {} if quality is None else {"quality": quality}
             record({

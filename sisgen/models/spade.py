@@ -8,6 +8,9 @@ and nearest upsampling. Two ways in:
   information enters through every conditional norm. Same labels, new ``z``: a new style.
 * ``z_dim == 0`` -- the deterministic mode: the latent tensor is a conv of the label map
   downsampled to the latent size.
+* ``spatial_noise_dim > 0`` -- OASIS-style 3D noise: a per-pixel noise map ``[C,H,W]`` is
+  concatenated to the label map wherever the generator reads it (the input conv and every
+  SPADE norm), so noise can be re-drawn for one class, instance or region only.
 
 ``cond="spade"`` predicts the modulation with convs (SPADE), ``cond="clade"`` looks it up
 per class (CLADE): the same generator, one constructor argument apart.
@@ -46,6 +49,8 @@ class SPADEGenerator(SISGenerator):
         spectral: Spectral normalization on the residual-block convs.
         num_upsampling_layers: ``normal`` (5), ``more`` (6) or ``most`` (7) upsamplings.
         spade_hidden: Hidden width of SPADE's shared conv.
+        spatial_noise_dim: Channels of OASIS-style per-pixel noise (0: none); needs
+            ``z_dim=0`` and ``cond="spade"``.
     """
 
     @capture_config
@@ -63,8 +68,12 @@ class SPADEGenerator(SISGenerator):
         spectral: bool = True,
         num_upsampling_layers: UpsamplingMode = "normal",
         spade_hidden: int = 128,
+        spatial_noise_dim: int = 0,
     ):
         super().__init__()
+        if spatial_noise_dim and (z_dim or cond != "spade"):
+            raise ValueError("spatial_noise_dim needs z_dim=0 and cond='spade' (CLADE's tables "
+                             "cannot read a noise map)")
         if num_upsampling_layers not in _NUM_UPS:
             raise ValueError(f"num_upsampling_layers must be one of {sorted(_NUM_UPS)}")
         n_up = _NUM_UPS[num_upsampling_layers]
@@ -80,7 +89,8 @@ class SPADEGenerator(SISGenerator):
         self.sh, self.sw = height // 2**n_up, width // 2**n_up
         nf = ngf
         self.ngf = ngf
-        seg_nc = num_classes + int(dontcare) + int(use_edges)
+        self.spatial_noise_dim = spatial_noise_dim
+        seg_nc = num_classes + int(dontcare) + int(use_edges) + spatial_noise_dim
         num_labels = num_classes + int(dontcare)
 
         if z_dim > 0:
@@ -122,7 +132,9 @@ class SPADEGenerator(SISGenerator):
         return self.use_edges
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
-        """``(z_dim,)``, or ``()`` in the deterministic mode."""
+        """``(z_dim,)``, ``(C, H, W)`` for spatial noise, or ``()`` in the deterministic mode."""
+        if self.spatial_noise_dim:
+            return (self.spatial_noise_dim, height or self._height, width or self._width)
         return (self.z_dim,) if self.z_dim > 0 else ()
 
     # -------------------------------------------------------------------- forward
@@ -147,7 +159,8 @@ class SPADEGenerator(SISGenerator):
         Args:
             labels: ``[B,H,W]`` integer class ids (255 = ignore).
             edges: ``[B,1,H,W]`` instance-edge map in {0, 1} (when ``use_edges``).
-            noise: ``[B,z_dim]`` standard normal noise (when ``z_dim > 0``).
+            noise: ``[B,z_dim]`` standard normal noise (when ``z_dim > 0``), or
+                ``[B,C,H,W]`` (when ``spatial_noise_dim > 0``).
 
         Returns:
             ``[B,3,H,W]`` images in [-1, 1].
@@ -155,6 +168,12 @@ class SPADEGenerator(SISGenerator):
         if labels.dim() != 3:
             raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
         seg, idx = self.condition(labels, edges)
+        if self.spatial_noise_dim:
+            want = (self.spatial_noise_dim, *labels.shape[-2:])
+            if noise is None or tuple(noise.shape[1:]) != want:
+                raise ValueError(f"noise [B,{want[0]},{want[1]},{want[2]}] required, got "
+                                 f"{None if noise is None else tuple(noise.shape)}")
+            seg = torch.cat([seg, noise.to(seg.dtype)], dim=1)
         if self.z_dim > 0:
             if noise is None or noise.shape[-1] != self.z_dim:
                 raise ValueError(f"noise [B,{self.z_dim}] required, got "

@@ -137,6 +137,17 @@ class CityscapesWriter(Writer):
         self.image_dir = self.root / "leftImg8bit" / split / city
         self.gt_dir = self.root / "gtFine" / split / city
         self._thing_ids = list(vocabulary.thing_ids)
+        bad = [vocabulary[c].name for c in self._thing_ids if c == 0 or c > 64]
+        if bad:
+            # instanceIds are uint16 class*1000+k: class 0 would read as stuff, classes above
+            # 64 overflow; fail now rather than on the first sample with such an instance
+            raise SisgenInputError(
+                f"the Cityscapes layout cannot encode instances of the {vocabulary.name!r} "
+                f"thing classes {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} (instanceIds "
+                "are uint16 class*1000+k, so thing ids must be 1..64); use the coco, folder or "
+                "mmseg writer, or remap the labels first",
+                self.root,
+            )
 
     def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
         """Write the image and its three ``gtFine`` PNGs.
