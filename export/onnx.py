@@ -6,6 +6,7 @@ vectors, eval-mode norms, no randomness inside) with compact inputs:
 * ``labels`` int64 ``[B,H,W]`` -- one-hot expansion happens inside the graph;
 * ``edges`` float32 ``[B,1,H,W]`` -- only for models that use instance edges;
 * ``noise`` float32 ``[B,*noise_shape]`` -- only for models that take noise;
+* any further input a model declares in ``input_names`` (e.g. a photo and a mask);
 
 and one output ``image``: float32 ``[B,3,H,W]`` in [-1, 1], or with ``uint8_output`` the
 bytes ``[B,H,W,3]`` so that only uint8 pixels leave the device. The batch axis is dynamic.
@@ -37,19 +38,14 @@ log = logging.getLogger(__name__)
 class _ExportWrapper(nn.Module):
     """Fixes the input list to what the model uses and optionally emits uint8 NHWC."""
 
-    def __init__(self, model: SISGenerator, uint8_output: bool):
+    def __init__(self, model: SISGenerator, names: list[str], uint8_output: bool):
         super().__init__()
         self.model = model
+        self.names = names
         self.uint8_output = uint8_output
-        self.takes_edges = model.uses_edges
-        self.takes_noise = bool(model.noise_shape())
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        it = iter(inputs)
-        labels = next(it)
-        edges = next(it) if self.takes_edges else None
-        noise = next(it) if self.takes_noise else None
-        image = self.model(labels, edges, noise)
+        image = self.model(**dict(zip(self.names, inputs, strict=True)))
         if self.uint8_output:
             image = ((image + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
             image = image.permute(0, 2, 3, 1)
@@ -69,13 +65,10 @@ class ParityResult:
                 f"mean abs diff {self.mean_abs:.3e}")
 
 
-def _input_names(wrapper: _ExportWrapper) -> list[str]:
-    names = ["labels"]
-    if wrapper.takes_edges:
-        names.append("edges")
-    if wrapper.takes_noise:
-        names.append("noise")
-    return names
+def used_inputs(model: SISGenerator, example: tuple) -> tuple[list[str], list[torch.Tensor]]:
+    """The names and tensors of the inputs a model uses (those not ``None`` in ``example``)."""
+    pairs = [(n, v) for n, v in zip(model.input_names, example, strict=True) if v is not None]
+    return [n for n, _ in pairs], [v for _, v in pairs]
 
 
 def export_onnx(
@@ -110,14 +103,8 @@ def export_onnx(
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
     form = model.export_form().cpu()
-    wrapper = _ExportWrapper(form, uint8_output).eval()
-    labels, edges, noise = model.example_inputs(batch_size=1)
-    args = [labels]
-    if wrapper.takes_edges:
-        args.append(edges)
-    if wrapper.takes_noise:
-        args.append(noise)
-    names = _input_names(wrapper)
+    names, args = used_inputs(model, model.example_inputs(batch_size=1))
+    wrapper = _ExportWrapper(form, names, uint8_output).eval()
     tmp = file.with_name(f".{file.name}.tmp")
     batch = torch.export.Dim("batch", min=1, max=4096)
     quiet = logging.getLogger("torch.onnx")
@@ -162,11 +149,13 @@ def check_parity(model: SISGenerator, file: str | os.PathLike, batch: int = 2, s
     """
     from sisgen.engines.onnx_engine import OnnxEngine
 
-    labels, edges, noise = model.example_inputs(batch_size=batch, seed=seed)
+    example = model.example_inputs(batch_size=batch, seed=seed)
     form = model.export_form()  # outside inference mode: folding reads parametrizations
     with torch.inference_mode():
-        ref = form(labels, edges, noise).numpy()
-    out = OnnxEngine(file, providers=["CPUExecutionProvider"])(labels, edges, noise)
+        ref = form(*example).numpy()
+    names, args = used_inputs(model, example)
+    out = OnnxEngine(file, providers=["CPUExecutionProvider"]).run(dict(zip(names, args,
+                                                                            strict=True)))
     if out.dtype == np.uint8:
         out = out.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
     diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))

@@ -83,9 +83,9 @@ class Generator:
         self.backend = backend
 
     def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
-                 noise: torch.Tensor | None = None) -> Any:
-        """Run the engine on a batch of compact inputs."""
-        return self.engine(labels, edges, noise)
+                 noise: torch.Tensor | None = None, **extra: Any) -> Any:
+        """Run the engine on a batch of compact inputs (plus any extra named inputs)."""
+        return self.engine(labels, edges, noise, **extra)
 
     @property
     def spatial_noise(self) -> bool:

@@ -48,9 +48,12 @@ class OnnxEngine:
         """The model's custom metadata (what ``sisgen export`` embedded)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def __call__(self, labels: Any, edges: Any, noise: Any) -> np.ndarray:
+    def __call__(self, labels: Any, edges: Any, noise: Any, **extra: Any) -> np.ndarray:
         """Generate images (NCHW float in [-1, 1], or NHWC uint8 for byte-output exports)."""
-        feeds = {"labels": labels, "edges": edges, "noise": noise}
+        return self.run({"labels": labels, "edges": edges, "noise": noise, **extra})
+
+    def run(self, feeds: dict[str, Any]) -> np.ndarray:
+        """Run with inputs by name (torch tensors or arrays); unused names are ignored."""
         inputs = {}
         for name in self.input_names:
             value = feeds.get(name)

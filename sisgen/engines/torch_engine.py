@@ -23,11 +23,22 @@ class TorchEngine:
 
     @torch.inference_mode()
     def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None,
-                 noise: torch.Tensor | None) -> torch.Tensor:
-        """Generate ``[B,3,H,W]`` images in [-1, 1] (on the engine's device)."""
+                 noise: torch.Tensor | None, **extra: torch.Tensor) -> torch.Tensor:
+        """Generate ``[B,3,H,W]`` images in [-1, 1] (on the engine's device).
+
+        On CUDA, host tensors are pinned so the copies overlap with other work.
+        """
         d = self.device
-        return self.model(
-            torch.as_tensor(labels).to(d, non_blocking=True),
-            None if edges is None else torch.as_tensor(edges).to(d, non_blocking=True),
-            None if noise is None else torch.as_tensor(noise).to(d, non_blocking=True),
-        )
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            t = torch.as_tensor(t)
+            if d.type == "cuda" and t.device.type == "cpu":
+                t = t.pin_memory()
+            return t.to(d, non_blocking=True)
+
+        if not self.model.uses_edges:
+            edges = None
+        return self.model(move(labels), move(edges), move(noise),
+                          **{k: move(v) for k, v in extra.items()})

@@ -89,6 +89,10 @@ class SISGenerator(nn.Module):
         """The per-sample noise shape (``()`` when the model takes no noise)."""
         return ()
 
+    #: Names of ``forward``'s inputs, in order; models with more inputs than the compact
+    #: three (SESAME's masked photo and mask, say) extend this and ``example_inputs``.
+    input_names: tuple[str, ...] = ("labels", "edges", "noise")
+
     def noise_spec(self) -> dict[str, Any]:
         """How noise is drawn: ``{"shape": [...], "distribution": "normal"}`` or empty."""
         shape = self.noise_shape()
@@ -101,7 +105,11 @@ class SISGenerator(nn.Module):
         return noise_from_seeds(self.noise_spec(), seeds, device=device)
 
     def example_inputs(self, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """Random compact inputs ``(labels, edges, noise)`` of the model's resolution."""
+        """Random inputs of ``forward`` in :attr:`input_names` order (``None`` where unused).
+
+        The base version gives the compact three: blocky ``labels``, their ``edges`` (``None``
+        without edges) and ``noise`` from seeds (``None`` without noise).
+        """
         g = torch.Generator().manual_seed(seed)
         h, w = self.resolution
         labels = torch.randint(0, self.num_classes, (batch_size, h, w), generator=g)
@@ -111,7 +119,7 @@ class SISGenerator(nn.Module):
 
         edges = torch.from_numpy(instance_edges(labels.numpy())).unsqueeze(1)
         noise = self.sample_noise(list(range(seed, seed + batch_size)))
-        return labels.contiguous(), edges, noise
+        return labels.contiguous(), edges if self.uses_edges else None, noise
 
     # ------------------------------------------------------------------ save / load
     def full_config(self) -> dict[str, Any]:

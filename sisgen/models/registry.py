@@ -16,6 +16,9 @@ from .base import SISGenerator
 
 _MODELS: dict[str, Callable[..., SISGenerator]] = {}
 
+#: Constructor overrides that shrink each registered configuration for ``dataset="tiny"``.
+TINY_OVERRIDES: dict[str, dict[str, Any]] = {}
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -33,15 +36,48 @@ DATASETS: dict[str, DatasetSpec] = {
     "ade20k": DatasetSpec("ade20k", 256, 256, use_edges=False, dontcare=False),
     "coco_stuff": DatasetSpec("coco_stuff", 256, 256, use_edges=True, dontcare=True),
     "toycity": DatasetSpec("toycity", 128, 256, use_edges=True, dontcare=False),
+    # tests: a handful of classes at 64x64 (configurations shrink their widths for it)
+    "tiny": DatasetSpec("tiny", 64, 64, use_edges=True, dontcare=False),
 }
 
 
-def register_model(fn: Callable[..., SISGenerator]) -> Callable[..., SISGenerator]:
-    """Register a configuration function under its own name."""
-    if fn.__name__ in _MODELS:
-        raise ValueError(f"model {fn.__name__!r} registered twice")
-    _MODELS[fn.__name__] = fn
-    return fn
+def tiny_vocabulary() -> Vocabulary:
+    """Five classes (two things) for tiny test configurations."""
+    from ..vocab import ClassInfo
+
+    names = [("sky", False), ("road", False), ("tree", False), ("car", True), ("person", True)]
+    return Vocabulary("tiny", [ClassInfo(i, n, ((50 * i) % 256, 80, 200 - 30 * i), t)
+                               for i, (n, t) in enumerate(names)])
+
+
+#: Official sizes per registered model and dataset: ``(parameters, MACs at batch 1)`` of
+#: the generator's training form, as the official implementations count them.
+REFERENCE: dict[str, dict[str, tuple[float, float]]] = {}
+
+
+def register_model(fn: Callable[..., SISGenerator] | None = None, *,
+                   reference: dict[str, tuple[float, float]] | None = None,
+                   tiny: dict[str, Any] | None = None) -> Any:
+    """Register a configuration function under its own name.
+
+    Use as ``@register_model`` or ``@register_model(reference=..., tiny=...)``:
+    ``reference`` records the official parameter count and multiply-accumulates per dataset
+    (``{"cityscapes": (93.05e6, 281.3e9)}``), which ``benchmarks/model_zoo.py`` compares
+    against; ``tiny`` are the overrides that shrink the configuration for ``dataset="tiny"``
+    (a few channels, 64x64, five classes), used by the tests.
+    """
+
+    def deco(f: Callable[..., SISGenerator]) -> Callable[..., SISGenerator]:
+        if f.__name__ in _MODELS:
+            raise ValueError(f"model {f.__name__!r} registered twice")
+        _MODELS[f.__name__] = f
+        if reference:
+            REFERENCE[f.__name__] = dict(reference)
+        if tiny:
+            TINY_OVERRIDES[f.__name__] = dict(tiny)
+        return f
+
+    return deco(fn) if fn is not None else deco
 
 
 def available_models() -> list[str]:
@@ -59,6 +95,8 @@ def dataset_spec(dataset: str | Vocabulary) -> tuple[DatasetSpec, Vocabulary]:
             "Vocabulary)"
         )
     spec = DATASETS[dataset]
+    if dataset == "tiny":
+        return spec, tiny_vocabulary()
     return spec, get_vocabulary(spec.vocabulary)
 
 
@@ -79,6 +117,8 @@ def build_model(name: str, dataset: str | Vocabulary = "cityscapes", **overrides
             f"unknown model {name!r}; available: {', '.join(available_models())}"
         )
     spec, vocab = dataset_spec(dataset)
+    if spec.vocabulary == "tiny":
+        overrides = {**TINY_OVERRIDES.get(name, {}), **overrides}
     model = _MODELS[name](spec=spec, vocab=vocab, **overrides)
     model.vocabulary = vocab
     model.model_name = name
@@ -98,13 +138,13 @@ def _spade_family(cond: str, spec: DatasetSpec, vocab: Vocabulary, **overrides: 
     return SPADEGenerator(**args)
 
 
-@register_model
+@register_model(tiny={"ngf": 4, "spade_hidden": 8, "z_dim": 8})
 def spade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
     """SPADE / GauGAN (Park et al., CVPR 2019), multi-modal (z) form."""
     return _spade_family("spade", spec, vocab, **overrides)
 
 
-@register_model
+@register_model(tiny={"ngf": 4, "z_dim": 8})
 def clade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
     """CLADE (Tan et al., TPAMI 2021): SPADE with class-adaptive normalization."""
     return _spade_family("clade", spec, vocab, **overrides)
