@@ -2,21 +2,24 @@
 
 Each stage is a plain function or object, testable alone:
 
-* **prepare** (:func:`prepare_map`): load one label map, apply the edit recipe once per
-  requested sample, resize to the engine resolution. Runs in DataLoader worker processes
-  when ``workers > 0``, ahead of the engine, with a bounded prefetch.
-* **engine**: one batched call of the generator per ``batch_size`` samples.
+* **prepare** (:func:`prepare_map`, :func:`prepare_block`): load label maps, apply the edit
+  recipe once per requested sample, resize to the engine resolution. Runs in DataLoader
+  worker processes when ``workers > 0``, ahead of the engine, with a bounded prefetch.
+* **engine**: one batched call of the generator per block of ``batch_size`` consecutive
+  sample indices.
 * **write**: every writer of a sample, then its manifest line, in a thread pool that
   overlaps the next engine batch; the number of samples waiting to be written is bounded.
 
 Runs survive crashes: every file is written atomically, a sample's manifest line is written
 only after all of its files are, and ``resume=True`` skips the samples the manifest already
 records (a torn last line from a killed run is dropped). Per-sample seeds derive only from
-``(run seed, sample index)``, so a resumed, sharded or re-batched run produces exactly the
-images of one uninterrupted run. Shard ``k`` of ``n`` takes the label maps whose index is
-``k`` modulo ``n`` and writes its own manifest (``manifest.shard-k-of-n.jsonl``) and writer
-part files into the same output folder; :func:`merge` then combines them into one manifest
-and one COCO JSON.
+``(run seed, sample index)``, and batches are fixed blocks of sample indices (a resumed
+block recomputes its finished samples without rewriting them), so a resumed or sharded run
+produces exactly -- bit for bit -- the images of one uninterrupted run with the same batch
+size; another batch size gives the same images up to float rounding (at most 1/255). Shard
+``k`` of ``n`` takes the blocks whose number is ``k`` modulo ``n`` and writes its own
+manifest (``manifest.shard-k-of-n.jsonl``) and writer part files into the same output
+folder; :func:`merge` then combines them into one manifest and one COCO JSON.
 
 A sample whose label map cannot be read (a corrupt PNG, ids outside the vocabulary, a bad
 COCO polygon) is recorded in the manifest with the error and skipped.
@@ -169,22 +172,49 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
     return PreparedMap(samples, errors, secs)
 
 
+def prepare_block(source: Source, recipe: Recipe, resolution: tuple[int, int], block: range, *,
+                  seed: int = 0, samples_per_map: int = 1,
+                  failed_maps: frozenset[int] = frozenset(),
+                  context: dict[str, Any] | None = None) -> PreparedMap:
+    """Prepare every sample whose run index lies in ``block`` (one engine batch).
+
+    Maps already known to be unreadable (``failed_maps``) are not loaded again. A map's load
+    error is reported by the block that holds the map's first sample only.
+    """
+    spm = samples_per_map
+    samples: list[PreparedSample] = []
+    errors: list[dict[str, Any]] = []
+    secs = {"source": 0.0, "edit": 0.0}
+    for m in range(block.start // spm, (block.stop - 1) // spm + 1):
+        if m in failed_maps:
+            continue
+        outside = frozenset(i for i in range(m * spm, (m + 1) * spm) if i not in block)
+        part = prepare_map(source, recipe, resolution, m, seed=seed, samples_per_map=spm,
+                           skip=outside, context=context)
+        samples += part.samples
+        errors += [e for e in part.errors if e["stage"] != "source" or m * spm in block]
+        for key, v in part.seconds.items():
+            secs[key] += v
+    return PreparedMap(samples, errors, secs)
+
+
 class _PrepareDataset:
-    """Map-style view of :func:`prepare_map` for a DataLoader (one item per label map)."""
+    """Map-style view of :func:`prepare_block` for a DataLoader (one item per batch)."""
 
     def __init__(self, source: Source, recipe: Recipe, resolution: tuple[int, int],
-                 map_indices: list[int], seed: int, samples_per_map: int, skip: frozenset[int],
-                 context: dict[str, Any] | None):
+                 blocks: list[range], seed: int, samples_per_map: int,
+                 failed_maps: frozenset[int], context: dict[str, Any] | None):
         self.args = (source, recipe, resolution)
-        self.map_indices, self.seed, self.spm, self.skip = map_indices, seed, samples_per_map, skip
-        self.context = context
+        self.blocks, self.seed, self.spm = blocks, seed, samples_per_map
+        self.failed_maps, self.context = failed_maps, context
 
     def __len__(self) -> int:
-        return len(self.map_indices)
+        return len(self.blocks)
 
     def __getitem__(self, i: int) -> PreparedMap:
-        return prepare_map(*self.args, self.map_indices[i], seed=self.seed,
-                           samples_per_map=self.spm, skip=self.skip, context=self.context)
+        return prepare_block(*self.args, self.blocks[i], seed=self.seed,
+                             samples_per_map=self.spm, failed_maps=self.failed_maps,
+                             context=self.context)
 
 
 def _prepared_stream(dataset: _PrepareDataset, workers: int) -> Iterator[PreparedMap]:
@@ -323,14 +353,19 @@ def generate(
             "output folder already has a manifest; pass resume=True (--resume) to continue "
             "that run, or choose a new folder", manifest_path)
     done = _done_indices(previous, samples_per_map)
+    failed_maps = frozenset(int(e["source_index"]) for e in previous
+                            if e.get("stage") == "source")
     n_maps = len(source) if limit is None else min(limit, len(source))
+    total = n_maps * samples_per_map
     k, n = shard if shard is not None else (0, 1)
-    map_indices = [i for i in range(k, n_maps, n)
-                   if any(i * samples_per_map + s not in done for s in range(samples_per_map))]
+    # Batches are fixed blocks of sample indices and shards take whole blocks, so every
+    # sample is always computed in the same batch -- engines are not bit-exact across batch
+    # compositions. A resumed block recomputes its done samples but does not rewrite them.
+    mine = [range(b, min(b + batch_size, total)) for b in range(0, total, batch_size)]
+    mine = mine[k::n]
+    blocks = [b for b in mine if any(i not in done for i in b)]
     report = GenerateReport(out_dir=str(out), manifest=str(manifest_path))
-    report.skipped = len(range(k, n_maps, n)) * samples_per_map - sum(
-        1 for i in map_indices for s in range(samples_per_map) if i * samples_per_map + s
-        not in done)
+    report.skipped = sum(1 for b in mine for i in b if i in done)
 
     options = writer_options or {}
     part_tag = "" if shard is None else f".shard-{k}-of-{n}"
@@ -344,12 +379,13 @@ def generate(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(map_indices) * samples_per_map, desc="generate", unit="img")
+        bar = tqdm(total=sum(1 for b in blocks for i in b if i not in done), desc="generate",
+                   unit="img")
     recipe_data = recipe.to_list()
     manifest_lock = threading.Lock()
     stats_lock = threading.Lock()
-    dataset = _PrepareDataset(source, recipe, generator.resolution, map_indices, seed,
-                              samples_per_map, frozenset(done), context)
+    dataset = _PrepareDataset(source, recipe, generator.resolution, blocks, seed,
+                              samples_per_map, failed_maps, context)
 
     with open(manifest_path, "a", encoding="utf-8") as manifest, \
             ThreadPoolExecutor(max(1, write_threads)) as pool:
@@ -406,6 +442,8 @@ def generate(
                 verdicts = quality_filter.apply(list(images), [b.labelmap for b in batch])
                 report.seconds["filter"] += time.perf_counter() - t1
             for item, image, verdict in zip(batch, images, verdicts, strict=True):
+                if item.index in done:  # recomputed for the batch's sake, written before
+                    continue
                 if verdict is None:
                     pending.append(pool.submit(write_sample, item, image, None))
                 elif not verdict.keep:
@@ -422,22 +460,18 @@ def generate(
                 pending.popleft().result()
 
         try:
-            batch: list[PreparedSample] = []
             for prepared in _prepared_stream(dataset, workers):
                 for key, v in prepared.seconds.items():
                     report.seconds[key] += v
                 for entry in prepared.errors:
+                    if entry.get("index") in done:
+                        continue
                     record(entry)
                     report.failed += 1
                     if bar is not None:
                         bar.update(samples_per_map if entry["stage"] == "source" else 1)
-                for item in prepared.samples:
-                    batch.append(item)
-                    if len(batch) == batch_size:
-                        run_batch(batch)
-                        batch = []
-            if batch:
-                run_batch(batch)
+                if prepared.samples:
+                    run_batch(prepared.samples)
             while pending:
                 pending.popleft().result()
         finally:

@@ -123,3 +123,28 @@ def test_shard_resolution(monkeypatch):
     for bad in ("4/4", "x", "1/0"):
         with pytest.raises(SisgenInputError):
             resolve_shard(bad)
+
+
+def test_torchrun_two_ranks_equal_the_unsharded_run(tmp_path, onnx_model):
+    _run_reference(onnx_model, tmp_path / "ref", limit=6)
+    out = tmp_path / "ranks"
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "sisgen.cli",
+           "generate", "--model", str(onnx_model), "--source", "toycity", "--split", "val",
+           "--limit", "6", "--out", str(out), "--recipe", str(tmp_path / "recipe.yaml"),
+           "--seed", "5", "--samples-per-map", "2", "--batch-size", "4"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.glob("manifest.shard-*")) == [
+        "manifest.shard-0-of-2.jsonl", "manifest.shard-1-of-2.jsonl"]
+    assert main_merge(out) == 0
+    assert _tree(out) == _tree(tmp_path / "ref")
+    assert _entries(out) == _entries(tmp_path / "ref")
+
+
+def main_merge(out: Path) -> int:
+    from sisgen.cli import main
+
+    return main(["merge", "--out", str(out), "--vocabulary", "toycity"])
