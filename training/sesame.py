@@ -1,0 +1,274 @@
+"""SESAME training parts: the two-stream discriminator and the generator/discriminator losses.
+
+The SESAME discriminator (Ntavelis et al., ECCV 2020) keeps the semantics apart from the
+image: a *semantic stream* reads the conditioning map (one-hot labels + hole channel), an
+*image stream* reads the photo, both PatchGAN-shaped with the same widths. Before the image
+stream's last conv its features ``x`` are modulated by the channel-sum of the semantic
+features ``s``: ``x + x * sum_c(s)``, so the semantics decide how much each position's
+image evidence counts. Two such discriminators run on an image pyramid.
+
+Losses follow the official training: hinge GAN terms, discriminator feature matching
+(weight 10) and a VGG19 perceptual loss (weight 10); the generated image is composited into
+the real photo outside the hole before the discriminator sees it (the generator does this
+itself with ``composite=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sisgen.models.layers import maybe_sn
+
+from .losses import feature_matching_loss
+
+Features = list[list[torch.Tensor]]
+
+
+def _stream(in_channels: int, ndf: int, n_layers: int, max_channels: int, spectral: bool
+            ) -> tuple[list[nn.Module], int]:
+    """The stride-2 4x4 conv blocks of one stream (the last block has stride 1)."""
+    blocks: list[nn.Module] = [nn.Sequential(
+        nn.Conv2d(in_channels, ndf, 4, stride=2, padding=2), nn.LeakyReLU(0.2)
+    )]
+    nf = ndf
+    for n in range(1, n_layers):
+        nf_prev, nf = nf, min(nf * 2, max_channels)
+        stride = 1 if n == n_layers - 1 else 2
+        blocks.append(nn.Sequential(
+            nn.Sequential(
+                maybe_sn(nn.Conv2d(nf_prev, nf, 4, stride=stride, padding=2, bias=False),
+                         spectral),
+                nn.InstanceNorm2d(nf, affine=False),
+            ),
+            nn.LeakyReLU(0.2),
+        ))
+    return blocks, nf
+
+
+class SESAMENLayerDiscriminator(nn.Module):
+    """One SESAME PatchGAN with a semantic stream and an image stream.
+
+    Args:
+        semantic_nc: Channels of the conditioning map (the generator's ``semantic_nc``).
+        ndf: Width of each stream's first conv (doubling per layer).
+        n_layers: Conv blocks per stream (the image stream adds the 1-channel output conv).
+        max_channels: Width cap of the streams.
+        spectral: Spectral norm (+ instance norm) on the inner convs, as ``spectralinstance``.
+    """
+
+    def __init__(self, semantic_nc: int, ndf: int = 64, n_layers: int = 4,
+                 max_channels: int = 512, spectral: bool = True):
+        super().__init__()
+        sem_blocks, _ = _stream(semantic_nc, ndf, n_layers, max_channels, spectral)
+        img_blocks, nf = _stream(3, ndf, n_layers, max_channels, spectral)
+        self.sem_sequence = nn.Sequential(*sem_blocks)
+        img_blocks.append(nn.Sequential(nn.Conv2d(nf, 1, 4, stride=1, padding=2)))
+        self.img_sequence = nn.ModuleList(img_blocks)
+
+    @staticmethod
+    def project(x: torch.Tensor, sem: torch.Tensor) -> torch.Tensor:
+        """Modulate image features ``x`` [B,C,h,w] by the semantic features ``sem``.
+
+        Returns:
+            ``x + x * sum_c(sem)`` [B,C,h,w].
+        """
+        return x + x * sem.sum(1, keepdim=True)
+
+    def forward(self, seg: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:
+        """The image stream's features and, last, the patch logits ``[B,1,h,w]``.
+
+        Args:
+            seg: ``[B,semantic_nc,H,W]`` conditioning map.
+            image: ``[B,3,H,W]`` real or generated image.
+        """
+        sem = self.sem_sequence(seg)
+        feats = []
+        x = image
+        for block in self.img_sequence[:-1]:
+            x = block(x)
+            feats.append(x)
+        feats.append(self.img_sequence[-1](self.project(x, sem)))
+        return feats
+
+
+class SESAMEDiscriminator(nn.Module):
+    """Multi-scale SESAME discriminator: ``num_d`` two-stream PatchGANs on an image pyramid.
+
+    Args:
+        semantic_nc: Channels of the conditioning map.
+        num_d: Scales (each halves the input with a 3x3 average pool).
+        ndf: Base width.
+        n_layers: Blocks per stream.
+        spectral: Spectral norm on the inner convs.
+    """
+
+    def __init__(self, semantic_nc: int, num_d: int = 2, ndf: int = 64, n_layers: int = 4,
+                 spectral: bool = True):
+        super().__init__()
+        self.num_d = num_d
+        for i in range(num_d):
+            self.add_module(f"discriminator_{i}",
+                            SESAMENLayerDiscriminator(semantic_nc, ndf, n_layers,
+                                                      spectral=spectral))
+
+    @staticmethod
+    def downsample(x: torch.Tensor) -> torch.Tensor:
+        """Halve ``x`` [B,C,H,W] with a 3x3 stride-2 average pool (padding excluded)."""
+        return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, seg: torch.Tensor, image: torch.Tensor) -> Features:
+        """Per scale, the features of :class:`SESAMENLayerDiscriminator` (logits last)."""
+        out = []
+        for i in range(self.num_d):
+            if i:
+                seg, image = self.downsample(seg), self.downsample(image)
+            out.append(getattr(self, f"discriminator_{i}")(seg, image))
+        return out
+
+
+class VGG19Features(nn.Module):
+    """VGG19's conv trunk up to ``relu5_1``, laid out as ``torchvision``'s ``features``.
+
+    Load ImageNet weights with ``load_state_dict`` from a torchvision ``vgg19`` state dict
+    (keys ``features.N.weight``); nothing is downloaded here. The parameters are frozen.
+    """
+
+    #: Indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in ``features``.
+    TAPS = (1, 6, 11, 20, 29)
+    _CFG: Sequence[int | str] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                                 512, 512, 512, 512, "M", 512)
+
+    def __init__(self):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in self._CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU()]
+                cin = int(v)
+        self.features = nn.Sequential(*layers)
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The five ``reluN_1`` activations of ``x`` [B,3,H,W]."""
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.TAPS:
+                out.append(x)
+        return out
+
+
+class VGGLoss(nn.Module):
+    """SESAME's perceptual loss: weighted L1 between VGG19 ``reluN_1`` features.
+
+    Args:
+        vgg: The feature extractor (a new random-weight :class:`VGG19Features` if ``None``;
+            load ImageNet weights into it for real training).
+        weights: Per-tap weights, ``1/32, 1/16, 1/8, 1/4, 1`` as the official code.
+    """
+
+    def __init__(self, vgg: VGG19Features | None = None,
+                 weights: Sequence[float] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)):
+        super().__init__()
+        self.vgg = vgg if vgg is not None else VGG19Features()
+        self.weights = tuple(weights)
+
+    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """The loss between ``fake`` and ``real`` [B,3,H,W] in [-1, 1]."""
+        loss = torch.zeros((), device=fake.device)
+        for w, f, r in zip(self.weights, self.vgg(fake), self.vgg(real), strict=True):
+            loss = loss + w * F.l1_loss(f, r.detach())
+        return loss
+
+
+def hinge_terms(pred: Features, real: bool, for_discriminator: bool = True) -> torch.Tensor:
+    """The hinge GAN loss of the final logits, averaged over scales.
+
+    Args:
+        pred: Discriminator outputs per scale (logits last).
+        real: Whether the target is "real".
+        for_discriminator: D's terms ``relu(1 - x)`` / ``relu(1 + x)``; otherwise the
+            generator's ``-x`` (target must be real).
+    """
+    if not for_discriminator:
+        if not real:
+            raise ValueError("the generator's hinge loss only targets 'real'")
+        return sum(-p[-1].mean() for p in pred) / len(pred)
+    sign = -1.0 if real else 1.0
+    return sum(F.relu(1 + sign * p[-1]).mean() for p in pred) / len(pred)
+
+
+class SESAMELoss:
+    """Computes SESAME's generator and discriminator losses for one batch.
+
+    Args:
+        discriminator: A :class:`SESAMEDiscriminator` built with the generator's
+            ``semantic_nc``.
+        vgg_loss: The perceptual loss, or ``None`` to leave it out.
+        lambda_feat: Weight of discriminator feature matching.
+        lambda_vgg: Weight of the perceptual loss.
+    """
+
+    def __init__(self, discriminator: SESAMEDiscriminator, vgg_loss: VGGLoss | None = None,
+                 lambda_feat: float = 10.0, lambda_vgg: float = 10.0):
+        self.discriminator = discriminator
+        self.vgg_loss = vgg_loss
+        self.lambda_feat = lambda_feat
+        self.lambda_vgg = lambda_vgg
+
+    def discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+                     ) -> tuple[Features, Features]:
+        """Run D on fake and real in one batch (shared norm statistics) and split."""
+        out = self.discriminator(torch.cat([seg, seg]), torch.cat([fake, real]))
+        n = fake.shape[0]
+        return ([[t[:n] for t in scale] for scale in out],
+                [[t[n:] for t in scale] for scale in out])
+
+    @staticmethod
+    def generate(generator: nn.Module, labels: torch.Tensor, edges: torch.Tensor | None,
+                 image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conditioning map and the edited image, composited into ``image``."""
+        seg = generator.condition(labels, edges, mask)  # [B,semantic_nc,H,W]
+        fake = generator(labels, edges, None, image, mask)
+        if not generator.composite:
+            hole = seg[:, -1:]
+            fake = hole * fake + (1 - hole) * image
+        return seg, fake
+
+    def generator_loss(self, generator: nn.Module, labels: torch.Tensor,
+                       edges: torch.Tensor | None, image: torch.Tensor, mask: torch.Tensor
+                       ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """G's terms ``GAN``, ``GAN_Feat`` and (with a VGG loss) ``VGG``, and the fake image.
+
+        Args:
+            generator: A :class:`~sisgen.models.sesame.SESAMEGenerator`.
+            labels: ``[B,H,W]`` labels.
+            edges: ``[B,1,H,W]`` edges or ``None``.
+            image: ``[B,3,H,W]`` real photo in [-1, 1].
+            mask: ``[B,1,H,W]`` hole (1 = re-synthesize).
+        """
+        seg, fake = self.generate(generator, labels, edges, image, mask)
+        pred_fake, pred_real = self.discriminate(seg, fake, image)
+        losses = {
+            "GAN": hinge_terms(pred_fake, True, for_discriminator=False),
+            "GAN_Feat": self.lambda_feat * feature_matching_loss(pred_real, pred_fake),
+        }
+        if self.vgg_loss is not None:
+            losses["VGG"] = self.lambda_vgg * self.vgg_loss(fake, image)
+        return losses, fake
+
+    def discriminator_loss(self, generator: nn.Module, labels: torch.Tensor,
+                           edges: torch.Tensor | None, image: torch.Tensor, mask: torch.Tensor
+                           ) -> dict[str, torch.Tensor]:
+        """D's hinge terms ``D_Fake`` and ``D_real`` (the generator is not differentiated)."""
+        with torch.no_grad():
+            seg, fake = self.generate(generator, labels, edges, image, mask)
+        pred_fake, pred_real = self.discriminate(seg, fake.detach(), image)
+        return {"D_Fake": hinge_terms(pred_fake, False), "D_real": hinge_terms(pred_real, True)}
