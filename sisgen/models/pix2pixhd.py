@@ -23,7 +23,7 @@ mapping of the state dict.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -300,14 +300,14 @@ class Pix2PixHDGenerator(SISGenerator):
 
 
 # ---------------------------------------------------------------------- registry
-#: Official ``label_nc`` (one-hot channels before the edge channel) per dataset vocabulary:
-#: Cityscapes label ids 0..34, ADE20K 150 classes + "other", COCO-Stuff 182 + dontcare.
+#: Official ``label_nc`` where it exceeds our one-hot channels: Cityscapes has label ids
+#: 0..34 (our vocabulary 0..33). ADE20K (151) and COCO-Stuff (182 + dontcare = 183) match.
 _OFFICIAL_LABEL_NC = {"cityscapes": 35}
 
 
-def _pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, local: bool, **overrides: object
+def _pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, local: bool, **overrides: Any
                ) -> SISGenerator:
-    args: dict[str, object] = dict(
+    args: dict[str, Any] = dict(
         num_classes=vocab.num_classes, height=spec.height, width=spec.width,
         ngf=32 if local else 64, n_downsample_global=4, n_blocks_global=9,
         n_local_enhancers=1 if local else 0, n_blocks_local=3, norm="instance",
@@ -315,7 +315,7 @@ def _pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, local: bool, **overrides: o
         label_nc=_OFFICIAL_LABEL_NC.get(spec.vocabulary), feat_num=0,
     )
     args.update(overrides)
-    return Pix2PixHDGenerator(**args)  # type: ignore[arg-type]
+    return Pix2PixHDGenerator(**args)
 
 
 @register_model(
@@ -323,7 +323,7 @@ def _pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, local: bool, **overrides: o
                "coco_stuff": (183.0e6, 91.6e9)},
     tiny={"ngf": 4, "n_downsample_global": 2, "n_blocks_global": 2},
 )
-def pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, **overrides: object) -> SISGenerator:
+def pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
     """pix2pixHD global generator (``--netG global``, the 512px / SPADE-comparison setup)."""
     return _pix2pixhd(spec, vocab, local=False, **overrides)
 
@@ -331,6 +331,6 @@ def pix2pixhd(spec: DatasetSpec, vocab: Vocabulary, **overrides: object) -> SISG
 @register_model(
     tiny={"ngf": 4, "n_downsample_global": 2, "n_blocks_global": 2, "n_blocks_local": 1},
 )
-def pix2pixhd_local(spec: DatasetSpec, vocab: Vocabulary, **overrides: object) -> SISGenerator:
+def pix2pixhd_local(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
     """pix2pixHD with one local enhancer (``--netG local --ngf 32``, the 1024px setup)."""
     return _pix2pixhd(spec, vocab, local=True, **overrides)
