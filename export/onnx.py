@@ -113,7 +113,8 @@ def export_onnx(
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, tuple(args), str(tmp), input_names=names, output_names=["image"],
+            wrapper, tuple(args), str(tmp), input_names=names,
+            output_names=["generated" if "image" in names else "image"],
             opset_version=opset, dynamo=True, external_data=False,
             dynamic_shapes=(tuple({0: batch} for _ in args),), verbose=False,
         )

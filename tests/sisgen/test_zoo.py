@@ -19,9 +19,9 @@ def _tiny(name: str):
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_shape_and_range(name):
     g = _tiny(name).eval()
-    labels, edges, noise = g.example_inputs(batch_size=2)
+    labels, edges, noise, *extra = g.example_inputs(batch_size=2)
     with torch.no_grad():
-        out = g(labels, edges, noise)
+        out = g(labels, edges, noise, *extra)
     h, w = g.resolution
     assert out.shape[0] == 2 and out.shape[1] == 3
     assert out.shape[-2] % h == 0 and out.shape[-1] % w == 0  # PosGen may render larger
@@ -31,8 +31,8 @@ def test_forward_shape_and_range(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_every_parameter_gets_a_gradient(name):
     g = _tiny(name).train()
-    labels, edges, noise = g.example_inputs(batch_size=2)
-    g(labels, edges, noise).square().mean().backward()
+    labels, edges, noise, *extra = g.example_inputs(batch_size=2)
+    g(labels, edges, noise, *extra).square().mean().backward()
     missing = [n for n, p in g.named_parameters() if p.requires_grad and
                (p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().sum() == 0)]
     assert not missing, f"no gradient for {missing[:5]}"
@@ -41,22 +41,22 @@ def test_every_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_save_load_round_trip_and_seed_determinism(name, tmp_path):
     g = _tiny(name)
-    labels, edges, noise = g.example_inputs(batch_size=1)
+    labels, edges, noise, *extra = g.example_inputs(batch_size=1)
     g.train()
-    g(labels, edges, noise)  # move norm statistics / power-iteration vectors off their init
+    g(labels, edges, noise, *extra)  # move norm statistics / power iteration off their init
     g.eval()
     g.save(tmp_path / name)
     back = load_model(tmp_path / name)
     assert back.model_name == name and back.vocabulary is not None
     with torch.no_grad():
-        a = g(labels, edges, noise)
-        b = back(labels, edges, noise)
+        a = g(labels, edges, noise, *extra)
+        b = back(labels, edges, noise, *extra)
     assert torch.equal(a, b)
     if noise is not None:  # same seed, same noise, same image; another seed, another image
         n2 = g.sample_noise([1])
         with torch.no_grad():
-            c = g(labels, edges, g.sample_noise([0]))
-            d = g(labels, edges, n2)
+            c = g(labels, edges, g.sample_noise([0]), *extra)
+            d = g(labels, edges, n2, *extra)
         assert torch.equal(c, a) and not torch.equal(c, d)
 
 
@@ -65,9 +65,8 @@ def test_onnx_export_parity(name, tmp_path):
     from sisgen.export import export_onnx
 
     g = _tiny(name)
-    labels, edges, noise = g.example_inputs(batch_size=2)
     g.train()
-    g(labels, edges, noise)
+    g(*g.example_inputs(batch_size=2))
     path, parity = export_onnx(g, tmp_path / f"{name}.onnx")
     assert parity.max_abs <= 1e-4, parity
     gen = sisgen.load(path)
