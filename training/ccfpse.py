@@ -1,0 +1,285 @@
+"""CC-FPSE training parts: the FPSE discriminator, the VAE image encoder and the losses.
+
+The feature-pyramid semantics-embedding (FPSE) discriminator (Liu et al., NeurIPS 2019)
+reads the image only. A bottom-up conv encoder (``enc1..5``, strides 2) and a top-down
+pathway with 1x1 laterals (``lat2..5``, bilinear upsampling) give features at 1/4, 1/8
+and 1/16 of the input; at each of them ``final*`` convs feed
+
+* a shared 1x1 real/fake head (``tf``): a patch score, and
+* a shared 1x1 semantic head (``seg``) whose features are dotted, pixel by pixel, with an
+  embedding of the label map (``embedding``, a 1x1 conv, average-pooled to that scale):
+  the *semantics-embedding* score, added to the patch score.
+
+Losses as the paper trains (official defaults): hinge adversarial terms averaged over the
+three scales, discriminator feature matching on ``enc2..enc5`` (weight 20), a VGG
+perceptual loss (weight 10; pass a module, e.g. ``training.pix2pixhd.VGGLoss`` with
+ImageNet weights) and, in the VAE mode, the KL term of the image encoder (weight 0.05).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sisgen.models.ccfpse import CCFPSEGenerator
+from sisgen.models.layers import maybe_sn
+
+
+def _sn_in_conv(cin: int, cout: int, kernel_size: int, stride: int = 1, spectral: bool = True
+                ) -> nn.Sequential:
+    """The official ``spectralinstance`` unit: SN conv (no bias) -> IN -> LeakyReLU(0.2)."""
+    conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2,
+                     bias=False)
+    return nn.Sequential(nn.Sequential(maybe_sn(conv, spectral),
+                                       nn.InstanceNorm2d(cout, affine=False)),
+                         nn.LeakyReLU(0.2))
+
+
+@dataclass
+class FPSEOutput:
+    """What the FPSE discriminator returns.
+
+    Attributes:
+        features: ``enc2..enc5`` outputs (for feature matching), finest first.
+        scores: Patch scores ``[B,1,H/4,W/4]``, ``[B,1,H/8,W/8]``, ``[B,1,H/16,W/16]``
+            (real/fake + semantics-embedding term).
+    """
+
+    features: list[torch.Tensor]
+    scores: list[torch.Tensor]
+
+    def split(self) -> tuple[FPSEOutput, FPSEOutput]:
+        """Split a ``cat([fake, real])`` batch into its fake and real halves."""
+        def half(ts: list[torch.Tensor], second: bool) -> list[torch.Tensor]:
+            return [t[t.shape[0] // 2:] if second else t[:t.shape[0] // 2] for t in ts]
+
+        return (FPSEOutput(half(self.features, False), half(self.scores, False)),
+                FPSEOutput(half(self.features, True), half(self.scores, True)))
+
+
+class FPSEDiscriminator(nn.Module):
+    """Feature-pyramid semantics-embedding discriminator.
+
+    Args:
+        label_channels: Channels of the label map it embeds (the generator's semantic
+            input: one-hot classes, dontcare, instance edge).
+        ndf: Base width (the paper: 64).
+        spectral: Spectral normalization on the normalized convs.
+    """
+
+    def __init__(self, label_channels: int, ndf: int = 64, spectral: bool = True):
+        super().__init__()
+        nf = ndf
+
+        def unit(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
+            return _sn_in_conv(cin, cout, k, stride, spectral)
+
+        # bottom-up
+        self.enc1 = unit(3, nf, 3, 2)
+        self.enc2 = unit(nf, 2 * nf, 3, 2)
+        self.enc3 = unit(2 * nf, 4 * nf, 3, 2)
+        self.enc4 = unit(4 * nf, 8 * nf, 3, 2)
+        self.enc5 = unit(8 * nf, 8 * nf, 3, 2)
+        # top-down laterals
+        self.lat2 = unit(2 * nf, 4 * nf, 1)
+        self.lat3 = unit(4 * nf, 4 * nf, 1)
+        self.lat4 = unit(8 * nf, 4 * nf, 1)
+        self.lat5 = unit(8 * nf, 4 * nf, 1)
+        # per-scale heads
+        self.final2 = unit(4 * nf, 2 * nf, 3)
+        self.final3 = unit(4 * nf, 2 * nf, 3)
+        self.final4 = unit(4 * nf, 2 * nf, 3)
+        self.tf = nn.Conv2d(2 * nf, 1, 1)
+        self.seg = nn.Conv2d(2 * nf, 2 * nf, 1)
+        self.embedding = nn.Conv2d(label_channels, 2 * nf, 1)
+
+    @staticmethod
+    def _up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+    def forward(self, image: torch.Tensor, segmap: torch.Tensor) -> FPSEOutput:
+        """Score ``image`` [B,3,H,W] against ``segmap`` [B,L,H,W] (H, W multiples of 32)."""
+        if image.shape[-2:] != segmap.shape[-2:]:
+            raise ValueError(f"image {tuple(image.shape)} and segmap {tuple(segmap.shape)} "
+                             "differ in size")
+        f1 = self.enc1(image)  # [B,nf,H/2,W/2]
+        f2 = self.enc2(f1)  # [B,2nf,H/4,W/4]
+        f3 = self.enc3(f2)  # [B,4nf,H/8,W/8]
+        f4 = self.enc4(f3)  # [B,8nf,H/16,W/16]
+        f5 = self.enc5(f4)  # [B,8nf,H/32,W/32]
+        t5 = self.lat5(f5)
+        t4 = self._up(t5) + self.lat4(f4)
+        t3 = self._up(t4) + self.lat3(f3)
+        t2 = self._up(t3) + self.lat2(f2)
+        heads = [self.final2(t2), self.final3(t3), self.final4(t4)]  # [B,2nf,H/4..16,...]
+
+        emb = F.avg_pool2d(self.embedding(segmap), 2)  # [B,2nf,H/2,W/2]
+        scores = []
+        for h in heads:  # at H/4, H/8, H/16: halve the embedding for each
+            emb = F.avg_pool2d(emb, 2)
+            sem = (self.seg(h) * emb).sum(dim=1, keepdim=True)  # [B,1,h,w]
+            scores.append(self.tf(h) + sem)
+        return FPSEOutput([f2, f3, f4, f5], scores)
+
+
+class ConvEncoder(nn.Module):
+    """The VAE image encoder: photo -> (mu, logvar) of the noise vector ``z``.
+
+    Six (five below 256 px) stride-2 SN conv + IN layers on the photo resized to
+    256x256, then two linear heads.
+
+    Args:
+        ndf: Base width (the official code uses the generator's ``ngf``, 64).
+        z_dim: Size of ``z``.
+        crop_size: The training crop width; six layers when it is >= 256.
+        spectral: Spectral normalization on the convs.
+    """
+
+    def __init__(self, ndf: int = 64, z_dim: int = 256, crop_size: int = 256,
+                 spectral: bool = True):
+        super().__init__()
+        widths = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf]
+        if crop_size >= 256:
+            widths.append(8 * ndf)
+        self.n_layers = len(widths) - 1
+        for i in range(self.n_layers):
+            conv = nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=False)
+            setattr(self, f"layer{i + 1}", nn.Sequential(
+                maybe_sn(conv, spectral), nn.InstanceNorm2d(widths[i + 1], affine=False)))
+        self.s0 = 256 // 2**self.n_layers
+        self.fc_mu = nn.Linear(8 * ndf * self.s0 * self.s0, z_dim)
+        self.fc_var = nn.Linear(8 * ndf * self.s0 * self.s0, z_dim)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` [B,3,H,W] in [-1,1] -> ``(mu, logvar)``, each [B,z_dim]."""
+        x = image
+        if tuple(x.shape[-2:]) != (256, 256):
+            x = F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False)
+        for i in range(1, self.n_layers + 1):
+            x = getattr(self, f"layer{i}")(x if i == 1 else F.leaky_relu(x, 0.2))
+        x = F.leaky_relu(x, 0.2).flatten(1)
+        return self.fc_mu(x), self.fc_var(x)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)`` (training only)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+# ---------------------------------------------------------------------------- losses
+def hinge_loss(scores: list[torch.Tensor], real: bool, for_discriminator: bool = True
+               ) -> torch.Tensor:
+    """Hinge adversarial loss averaged over the FPSE scales.
+
+    Discriminator: ``mean(relu(1 - s))`` for real, ``mean(relu(1 + s))`` for fake;
+    generator: ``-mean(s)``.
+    """
+    if not for_discriminator and not real:
+        raise ValueError("the generator's hinge term targets 'real'")
+    terms = []
+    for s in scores:
+        if not for_discriminator:
+            terms.append(-s.mean())
+        else:
+            terms.append(F.relu(1 - s).mean() if real else F.relu(1 + s).mean())
+    return torch.stack(terms).mean()
+
+
+def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor],
+                          weight: float = 20.0) -> torch.Tensor:
+    """``weight`` x mean over the features of ``L1(fake, real.detach())``."""
+    terms = [F.l1_loss(f, r.detach()) for f, r in zip(fake, real, strict=True)]
+    return weight * torch.stack(terms).mean()
+
+
+def kld_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over the batch and dimensions."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+
+class CCFPSELoss:
+    """The CC-FPSE objective: computes the generator's and the discriminator's terms.
+
+    Args:
+        generator: The CC-FPSE generator.
+        discriminator: Its FPSE discriminator (see :func:`discriminator_for`).
+        encoder: The VAE image encoder (``None``: ``noise`` must be given, or the
+            generator has ``z_dim == 0``).
+        vgg_loss: A perceptual loss module ``(fake, real) -> scalar`` (``None``: off).
+        lambda_feat: Feature-matching weight (the paper's training script: 20).
+        lambda_vgg: Perceptual weight (10).
+        lambda_kld: KL weight (0.05).
+    """
+
+    def __init__(self, generator: CCFPSEGenerator, discriminator: FPSEDiscriminator,
+                 encoder: ConvEncoder | None = None, vgg_loss: nn.Module | None = None,
+                 lambda_feat: float = 20.0, lambda_vgg: float = 10.0,
+                 lambda_kld: float = 0.05):
+        self.G, self.D, self.E = generator, discriminator, encoder
+        self.vgg_loss = vgg_loss
+        self.lambda_feat, self.lambda_vgg, self.lambda_kld = lambda_feat, lambda_vgg, lambda_kld
+
+    def _discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+                      ) -> tuple[FPSEOutput, FPSEOutput]:
+        out = self.D(torch.cat([fake, real]), torch.cat([seg, seg]))
+        return out.split()
+
+    def _generate(self, labels: torch.Tensor, edges: torch.Tensor | None, real: torch.Tensor,
+                  noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        kld = None
+        if self.E is not None and noise is None:
+            mu, logvar = self.E(real)
+            noise = reparameterize(mu, logvar)
+            kld = kld_loss(mu, logvar) * self.lambda_kld
+        return self.G(labels, edges, noise), kld
+
+    def generator_losses(self, labels: torch.Tensor, edges: torch.Tensor | None,
+                         real: torch.Tensor, noise: torch.Tensor | None = None
+                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The generator's terms and the generated images.
+
+        Returns:
+            ``({"GAN", "GAN_Feat", ["VGG"], ["KLD"]}, fake)``; sum the dict to step.
+        """
+        fake, kld = self._generate(labels, edges, real, noise)
+        seg = self.G.semantics(labels, edges)
+        d_fake, d_real = self._discriminate(seg, fake, real)
+        losses = {
+            "GAN": hinge_loss(d_fake.scores, True, for_discriminator=False),
+            "GAN_Feat": feature_matching_loss(d_fake.features, d_real.features,
+                                              self.lambda_feat),
+        }
+        if self.vgg_loss is not None:
+            losses["VGG"] = self.vgg_loss(fake, real) * self.lambda_vgg
+        if kld is not None:
+            losses["KLD"] = kld
+        return losses, fake
+
+    def discriminator_losses(self, labels: torch.Tensor, edges: torch.Tensor | None,
+                             real: torch.Tensor, noise: torch.Tensor | None = None
+                             ) -> dict[str, torch.Tensor]:
+        """The discriminator's hinge terms ``{"D_Fake", "D_real"}`` (G runs without grad)."""
+        with torch.no_grad():
+            fake, _ = self._generate(labels, edges, real, noise)
+            seg = self.G.semantics(labels, edges)
+        d_fake, d_real = self._discriminate(seg, fake.detach(), real)
+        return {"D_Fake": hinge_loss(d_fake.scores, False),
+                "D_real": hinge_loss(d_real.scores, True)}
+
+
+def discriminator_for(generator: CCFPSEGenerator, ndf: int = 64, spectral: bool = True
+                      ) -> FPSEDiscriminator:
+    """An FPSE discriminator that embeds ``generator``'s semantic input."""
+    channels = generator.label_nc + int(generator.dontcare) + int(generator.use_edges)
+    return FPSEDiscriminator(channels, ndf=ndf, spectral=spectral)
+
+
+def encoder_for(generator: CCFPSEGenerator, ndf: int | None = None) -> ConvEncoder:
+    """The VAE image encoder matching ``generator`` (width ``ngf``, its ``z_dim``)."""
+    if generator.z_dim <= 0:
+        raise ValueError("the generator takes no noise (z_dim == 0): no encoder needed")
+    return ConvEncoder(ndf=generator.ngf if ndf is None else ndf, z_dim=generator.z_dim,
+                       crop_size=generator.resolution[1])
