@@ -155,6 +155,9 @@ class CCFPSEGenerator(SISGenerator):
         label_nc: One-hot class channels (``None``: ``num_classes``); more than
             ``num_classes`` leaves the extra channels zero, as the official Cityscapes
             configuration (35 channels for 34 label ids) does.
+        zero_is_dontcare: Label id 0 is the dataset's "unlabelled" class and takes the
+            dontcare channel, ids ``1..`` shift down one channel: the official ADE20K
+            layout (``other`` last, 150 class channels). Needs ``dontcare``.
         num_upsampling_layers: ``normal`` (5 upsamplings) or ``more`` (6; Cityscapes).
         hidden: Width of the weight-prediction and SPADE convs.
         spectral: Spectral normalization of the label-pyramid convs and the shortcuts.
@@ -171,6 +174,7 @@ class CCFPSEGenerator(SISGenerator):
         use_edges: bool = True,
         dontcare: bool = False,
         label_nc: int | None = None,
+        zero_is_dontcare: bool = False,
         num_upsampling_layers: UpsamplingMode = "normal",
         hidden: int = 128,
         spectral: bool = True,
@@ -182,12 +186,16 @@ class CCFPSEGenerator(SISGenerator):
         if width % 2**n_up or height % 2**n_up:
             raise ValueError(f"height and width ({height}x{width}) must be multiples of "
                              f"2^{n_up} for num_upsampling_layers={num_upsampling_layers!r}")
-        if label_nc is not None and label_nc < num_classes:
-            raise ValueError(f"label_nc ({label_nc}) < num_classes ({num_classes})")
+        if zero_is_dontcare and not dontcare:
+            raise ValueError("zero_is_dontcare needs dontcare=True (id 0 takes that channel)")
+        n_class_ids = num_classes - int(zero_is_dontcare)
+        if label_nc is not None and label_nc < n_class_ids:
+            raise ValueError(f"label_nc ({label_nc}) < the {n_class_ids} class ids it encodes")
         self._num_classes = num_classes
         self._height, self._width = height, width
         self.z_dim, self.use_edges, self.dontcare = z_dim, use_edges, dontcare
-        self.label_nc = num_classes if label_nc is None else label_nc
+        self.label_nc = n_class_ids if label_nc is None else label_nc
+        self.zero_is_dontcare = zero_is_dontcare
         self.more = num_upsampling_layers == "more"
         self.ngf = nf = ngf
         self.sh, self.sw = height // 2**n_up, width // 2**n_up
@@ -260,6 +268,9 @@ class CCFPSEGenerator(SISGenerator):
     # -------------------------------------------------------------------- forward
     def semantics(self, labels: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
         """The official input map ``[B,label_nc(+dontcare)(+edge),H,W]``."""
+        if self.zero_is_dontcare:  # id 0 joins the ignore pixels, the rest move down one
+            ignore = (labels == 0) | (labels == 255)
+            labels = torch.where(ignore, torch.full_like(labels, 255), labels - 1)
         seg = labels_to_onehot(labels, self.label_nc, self.dontcare)
         if self.use_edges:
             if edges is None:
@@ -329,7 +340,7 @@ class CCFPSEGenerator(SISGenerator):
 
 
 #: Official one-hot class channels per dataset (label_nc in the official options).
-_OFFICIAL_LABEL_NC = {"cityscapes": 35, "ade20k": 151, "coco_stuff": 182}
+_OFFICIAL_LABEL_NC = {"cityscapes": 35, "ade20k": 150, "coco_stuff": 182}
 
 
 @register_model(
@@ -342,10 +353,13 @@ _OFFICIAL_LABEL_NC = {"cityscapes": 35, "ade20k": 151, "coco_stuff": 182}
 )
 def ccfpse(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
     """CC-FPSE (Liu et al., NeurIPS 2019), VAE-mode generator (noise vector ``z``)."""
-    label_nc = max(vocab.num_classes, _OFFICIAL_LABEL_NC.get(spec.vocabulary, 0))
+    # ADE20K: the official loader sends id 0 ("other") to the dontcare channel (last)
+    ade = spec.vocabulary == "ade20k"
+    label_nc = max(vocab.num_classes - int(ade), _OFFICIAL_LABEL_NC.get(spec.vocabulary, 0))
     args: dict[str, Any] = dict(
         num_classes=vocab.num_classes, height=spec.height, width=spec.width, ngf=64,
-        z_dim=256, use_edges=spec.use_edges, dontcare=spec.dontcare, label_nc=label_nc,
+        z_dim=256, use_edges=spec.use_edges, dontcare=spec.dontcare or ade,
+        label_nc=label_nc, zero_is_dontcare=ade,
         num_upsampling_layers="more" if spec.vocabulary == "cityscapes" else "normal",
         hidden=128, spectral=True,
     )

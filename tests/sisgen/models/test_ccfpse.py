@@ -62,6 +62,17 @@ def test_semantic_channels_padding_dontcare_and_edges():
         g.semantics(labels, None)
 
 
+def test_zero_is_dontcare_official_ade20k_layout():
+    g = CCFPSEGenerator(num_classes=4, height=32, width=32, ngf=2, z_dim=4, use_edges=False,
+                        dontcare=True, zero_is_dontcare=True, hidden=4)
+    assert g.label_nc == 3
+    seg = g.semantics(torch.tensor([[[0, 1, 3, 255]]]), None)  # [1,4,1,4]
+    assert seg[0, :, 0].argmax(0).tolist() == [3, 0, 2, 3]  # 0 and ignore -> last channel
+    assert seg.sum() == 4
+    with pytest.raises(ValueError, match="dontcare"):
+        CCFPSEGenerator(num_classes=4, dontcare=False, zero_is_dontcare=True)
+
+
 @pytest.mark.parametrize("mode,levels", [("normal", 6), ("more", 7)])
 def test_layout_pyramid_matches_decoder_scales(mode, levels):
     torch.manual_seed(0)
@@ -105,7 +116,7 @@ def test_official_initialization():
 
 @pytest.mark.parametrize("dataset,label_nc,edges,dontcare,more", [
     ("cityscapes", 35, True, False, True),
-    ("ade20k", 151, False, False, False),
+    ("ade20k", 150, False, True, False),
     ("coco_stuff", 182, True, True, False),
 ])
 def test_paper_configurations(dataset, label_nc, edges, dontcare, more):
