@@ -1,12 +1,13 @@
 """Shared building blocks of the SIS generators.
 
-Conditional normalizations (SPADE, CLADE), the SPADE residual block, and the compact-input
+Conditional normalizations (SPADE, CLADE / CLADE-ICPE; the VASIS variants live in
+:mod:`sisgen.models.vasis`), the SPADE residual block, and the compact-input
 helpers that expand integer labels to one-hot maps *on the device*.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from torch.nn.utils import parametrizations
 
 NormKind = Literal["batch", "instance", "none"]
 CondKind = Literal["spade", "clade"]
+PaddingMode = Literal["zeros", "reflect"]
 
 
 def maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
@@ -69,77 +71,138 @@ class SPADE(nn.Module):
         hidden: Width of the shared conv.
         kernel_size: Kernel of the prediction convs.
         norm: The param-free normalization.
+        padding_mode: Conv padding, ``zeros`` (SPADE) or ``reflect``.
     """
 
     def __init__(self, channels: int, seg_channels: int, hidden: int = 128,
-                 kernel_size: int = 3, norm: NormKind = "batch"):
+                 kernel_size: int = 3, norm: NormKind = "batch",
+                 padding_mode: PaddingMode = "zeros"):
         super().__init__()
         pad = kernel_size // 2
         self.param_free_norm = param_free_norm(norm, channels)
         self.mlp_shared = nn.Sequential(
-            nn.Conv2d(seg_channels, hidden, kernel_size, padding=pad), nn.ReLU()
+            nn.Conv2d(seg_channels, hidden, kernel_size, padding=pad, padding_mode=padding_mode),
+            nn.ReLU(),
         )
-        self.mlp_gamma = nn.Conv2d(hidden, channels, kernel_size, padding=pad)
-        self.mlp_beta = nn.Conv2d(hidden, channels, kernel_size, padding=pad)
+        self.mlp_gamma = nn.Conv2d(hidden, channels, kernel_size, padding=pad,
+                                   padding_mode=padding_mode)
+        self.mlp_beta = nn.Conv2d(hidden, channels, kernel_size, padding=pad,
+                                  padding_mode=padding_mode)
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Normalize ``x`` [B,C,h,w] conditioned on ``seg`` [B,S,H,W] (``labels`` unused)."""
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None, dist: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Normalize ``x`` [B,C,h,w] conditioned on ``seg`` [B,S,H,W] (other inputs unused)."""
         actv = self.mlp_shared(resize_nearest(seg, x.shape[-2:]))
         return self.param_free_norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 
 
 class CLADE(nn.Module):
-    """Class-adaptive denormalization (Tan et al., 2021).
+    """Class-adaptive denormalization (Tan et al., 2021), optionally with ICPE.
 
     gamma and beta are looked up per class from learned tables instead of being predicted
-    by convs: ``out = norm(x) * gamma[label] + beta[label]``. When the generator uses
-    instance edges, a learned per-channel offset is added on edge pixels so that adjacent
-    objects of one class stay separable.
+    by convs: ``out = norm(x) * gamma[label] + beta[label]``. With ``icpe`` (CLADE-ICPE) the
+    looked-up values are modulated by the intra-class position map ``dist`` [B,2,H,W]:
+    ``gamma * (1 + conv1x1(dist))`` (same for beta, zero-initialized convs). With
+    ``use_edges`` the instance-edge map (the last ``seg`` channel) passes a 1x1 conv and is
+    concatenated as an extra output channel, as the official CLADE does, so the conv that
+    follows reads ``channels + 1`` channels.
 
     Args:
         channels: Feature channels to normalize.
         num_labels: Rows of the affine tables (classes, plus dontcare when used).
-        use_edges: Add the learned edge offset.
+        use_edges: Append the edge feature channel.
         norm: The param-free normalization.
+        icpe: Modulate by the intra-class positional encoding.
     """
 
     def __init__(self, channels: int, num_labels: int, use_edges: bool = False,
-                 norm: NormKind = "batch"):
+                 norm: NormKind = "batch", icpe: bool = False):
         super().__init__()
         self.param_free_norm = param_free_norm(norm, channels)
         self.weight = nn.Parameter(torch.empty(num_labels, channels))
         self.bias = nn.Parameter(torch.empty(num_labels, channels))
-        nn.init.uniform_(self.weight, 0.9, 1.1)
-        nn.init.zeros_(self.bias)
-        self.edge_weight = nn.Parameter(torch.zeros(channels)) if use_edges else None
-        self.edge_bias = nn.Parameter(torch.zeros(channels)) if use_edges else None
+        nn.init.uniform_(self.weight)
+        # official: zeros; with ICPE a zero table would leave dist_conv_b without a gradient
+        # at the start (beta * conv(dist) = 0), so it starts slightly off zero
+        nn.init.normal_(self.bias, std=0.02) if icpe else nn.init.zeros_(self.bias)
+        self.inst_conv = nn.Conv2d(1, 1, 1) if use_edges else None
+        self.icpe = icpe
+        if icpe:
+            self.dist_conv_w = nn.Conv2d(2, 1, 1)
+            self.dist_conv_b = nn.Conv2d(2, 1, 1)
+            for conv in (self.dist_conv_w, self.dist_conv_b):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Normalize ``x`` [B,C,h,w]; ``labels`` [B,1,H,W] are row indices of the tables."""
-        lab = resize_nearest(labels.float(), x.shape[-2:]).long().squeeze(1)  # [B,h,w]
-        gamma = F.embedding(lab, self.weight).permute(0, 3, 1, 2)
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor,
+                noise: torch.Tensor | None = None, dist: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Normalize ``x`` [B,C,h,w] -> ``[B,C(+1),h,w]``.
+
+        Args:
+            x: Features.
+            seg: Conditioning map (only its last, edge, channel is read with edges).
+            labels: ``[B,1,H,W]`` row indices of the tables.
+            noise: Unused.
+            dist: ``[B,2,H,W]`` intra-class position map (with ``icpe``).
+        """
+        size = x.shape[-2:]
+        lab = resize_nearest(labels.float(), size).long().squeeze(1)  # [B,h,w]
+        gamma = F.embedding(lab, self.weight).permute(0, 3, 1, 2)  # [B,C,h,w]
         beta = F.embedding(lab, self.bias).permute(0, 3, 1, 2)
-        if self.edge_weight is not None:
-            edge = resize_nearest(seg[:, -1:], x.shape[-2:])  # the edge channel is last
-            gamma = gamma + edge * self.edge_weight.view(1, -1, 1, 1)
-            beta = beta + edge * self.edge_bias.view(1, -1, 1, 1)
-        return self.param_free_norm(x) * gamma + beta
+        if self.icpe:
+            if dist is None:
+                raise ValueError("CLADE-ICPE needs the intra-class position map (dist)")
+            d = resize_nearest(dist, size)
+            gamma = gamma * (1 + self.dist_conv_w(d))
+            beta = beta * (1 + self.dist_conv_b(d))
+        out = self.param_free_norm(x) * gamma + beta
+        if self.inst_conv is not None:
+            edge = resize_nearest(seg[:, -1:], size)  # the edge channel is last
+            out = torch.cat([out, self.inst_conv(edge)], dim=1)
+        return out
 
 
 def conditional_norm(kind: CondKind, channels: int, seg_channels: int, num_labels: int,
-                     use_edges: bool, norm: NormKind, hidden: int) -> nn.Module:
-    """Build the conditional norm selected by ``kind``."""
+                     use_edges: bool, norm: NormKind, hidden: int, *,
+                     padding_mode: PaddingMode = "zeros", icpe: bool = False,
+                     variation: dict[str, Any] | None = None,
+                     size: tuple[int, int] | None = None) -> nn.Module:
+    """Build the conditional norm selected by ``kind`` (VASIS when ``variation`` is given).
+
+    Args:
+        kind: ``spade`` or ``clade``.
+        channels: Feature channels.
+        seg_channels: Conditioning-map channels.
+        num_labels: Table rows (CLADE, VASIS noise tables).
+        use_edges: CLADE edge channel.
+        norm: Param-free norm.
+        hidden: SPADE hidden width.
+        padding_mode: SPADE conv padding.
+        icpe: CLADE-ICPE.
+        variation: ``{"noise": ..., "position": ...}`` for a VASIS norm, else ``None``.
+        size: The layer resolution (VASIS learnable / absolute position codes).
+    """
+    if variation is not None:
+        from .vasis import vasis_norm
+
+        return vasis_norm(kind, channels, seg_channels, num_labels, norm=norm, hidden=hidden,
+                          padding_mode=padding_mode, size=size, use_edges=use_edges,
+                          **variation)
     if kind == "spade":
-        return SPADE(channels, seg_channels, hidden=hidden, norm=norm)
+        return SPADE(channels, seg_channels, hidden=hidden, norm=norm, padding_mode=padding_mode)
     if kind == "clade":
-        return CLADE(channels, num_labels, use_edges=use_edges, norm=norm)
+        return CLADE(channels, num_labels, use_edges=use_edges, norm=norm, icpe=icpe)
     raise ValueError(f"unknown conditional norm {kind!r} (spade, clade)")
 
 
 class SPADEResBlock(nn.Module):
     """The SPADE residual block: two (norm, LeakyReLU, conv) stages and a shortcut.
 
-    The shortcut is learned (norm + 1x1 conv, no bias) when the width changes.
+    The shortcut is learned (norm + 1x1 conv, no bias) when the width changes. With CLADE
+    and edges the norms output one extra (edge feature) channel, so the convs read one more
+    input channel (as in the official CLADE).
 
     Args:
         fin: Input channels.
@@ -149,31 +212,46 @@ class SPADEResBlock(nn.Module):
         cond: ``spade`` or ``clade``.
         norm: The param-free normalization.
         spectral: Spectral-normalize the convs.
-        use_edges: CLADE edge offset.
+        use_edges: CLADE edge channel.
         hidden: SPADE hidden width.
+        padding_mode: Padding of every conv (``zeros``; VASIS uses ``reflect``).
+        icpe: CLADE-ICPE norms.
+        variation: VASIS options (``noise``, ``position``), or ``None`` for plain norms.
+        size: ``(h, w)`` the block runs at (VASIS position codes).
     """
 
     def __init__(self, fin: int, fout: int, seg_channels: int, num_labels: int,
                  cond: CondKind = "spade", norm: NormKind = "batch", spectral: bool = True,
-                 use_edges: bool = False, hidden: int = 128):
+                 use_edges: bool = False, hidden: int = 128, *,
+                 padding_mode: PaddingMode = "zeros", icpe: bool = False,
+                 variation: dict[str, Any] | None = None,
+                 size: tuple[int, int] | None = None):
         super().__init__()
         fmid = min(fin, fout)
         self.learned_shortcut = fin != fout
-        self.conv_0 = maybe_sn(nn.Conv2d(fin, fmid, 3, padding=1), spectral)
-        self.conv_1 = maybe_sn(nn.Conv2d(fmid, fout, 3, padding=1), spectral)
+        extra = int(cond == "clade" and use_edges)
+        self.conv_0 = maybe_sn(nn.Conv2d(fin + extra, fmid, 3, padding=1,
+                                         padding_mode=padding_mode), spectral)
+        self.conv_1 = maybe_sn(nn.Conv2d(fmid + extra, fout, 3, padding=1,
+                                         padding_mode=padding_mode), spectral)
 
         def cn(c: int) -> nn.Module:
-            return conditional_norm(cond, c, seg_channels, num_labels, use_edges, norm, hidden)
+            return conditional_norm(cond, c, seg_channels, num_labels, use_edges, norm, hidden,
+                                    padding_mode=padding_mode, icpe=icpe, variation=variation,
+                                    size=size)
 
         self.norm_0 = cn(fin)
         self.norm_1 = cn(fmid)
         if self.learned_shortcut:
-            self.conv_s = maybe_sn(nn.Conv2d(fin, fout, 1, bias=False), spectral)
+            self.conv_s = maybe_sn(nn.Conv2d(fin + extra, fout, 1, bias=False), spectral)
             self.norm_s = cn(fin)
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """``x`` [B,fin,h,w] -> [B,fout,h,w]."""
-        x_s = self.conv_s(self.norm_s(x, seg, labels)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg, labels), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg, labels), 0.2))
+    def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor,
+                noise: torch.Tensor | None = None, dist: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``x`` [B,fin,h,w] -> [B,fout,h,w] (``noise``/``dist`` go to the norms)."""
+        x_s = (self.conv_s(self.norm_s(x, seg, labels, noise=noise, dist=dist))
+               if self.learned_shortcut else x)
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg, labels, noise=noise, dist=dist), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg, labels, noise=noise, dist=dist), 0.2))
         return x_s + dx

@@ -123,28 +123,3 @@ def build_model(name: str, dataset: str | Vocabulary = "cityscapes", **overrides
     model.vocabulary = vocab
     model.model_name = name
     return model
-
-
-def _spade_family(cond: str, spec: DatasetSpec, vocab: Vocabulary, **overrides: Any
-                  ) -> SISGenerator:
-    from .spade import SPADEGenerator
-
-    args: dict[str, Any] = dict(
-        num_classes=vocab.num_classes, height=spec.height, width=spec.width, ngf=64,
-        z_dim=256, use_edges=spec.use_edges, dontcare=spec.dontcare, cond=cond, norm="batch",
-        spectral=True,
-    )
-    args.update(overrides)
-    return SPADEGenerator(**args)
-
-
-@register_model(tiny={"ngf": 4, "spade_hidden": 8, "z_dim": 8})
-def spade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
-    """SPADE / GauGAN (Park et al., CVPR 2019), multi-modal (z) form."""
-    return _spade_family("spade", spec, vocab, **overrides)
-
-
-@register_model(tiny={"ngf": 4, "z_dim": 8})
-def clade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SISGenerator:
-    """CLADE (Tan et al., TPAMI 2021): SPADE with class-adaptive normalization."""
-    return _spade_family("clade", spec, vocab, **overrides)

@@ -1,46 +1,69 @@
-"""The SPADE generator family (SPADE / GauGAN, and CLADE through the norm switch).
+"""The SPADE generator family: SPADE / GauGAN, CLADE, CLADE-ICPE, VA-SPADE and VA-CLADE.
 
 A latent tensor at ``1/2^n`` of the output resolution is refined by SPADE residual blocks
-and nearest upsampling. Two ways in:
+and nearest upsampling. Ways in:
 
+* ``z_dim == 0`` -- the paper's deterministic model: the latent tensor is a conv of the
+  label map downsampled to the latent size.
 * ``z_dim > 0`` -- the GauGAN "VAE" mode: a noise vector ``z`` (drawn outside the network
-  from a per-sample seed) is mapped by a linear layer to the latent tensor; label
-  information enters through every conditional norm. Same labels, new ``z``: a new style.
-* ``z_dim == 0`` -- the deterministic mode: the latent tensor is a conv of the label map
-  downsampled to the latent size.
+  from a per-sample seed, or the output of :class:`sisgen.models.encoder.ConvEncoder` for
+  style from a reference image) is mapped by a linear layer to the latent tensor; label
+  information enters through every conditional norm.
 * ``spatial_noise_dim > 0`` -- OASIS-style 3D noise: a per-pixel noise map ``[C,H,W]`` is
   concatenated to the label map wherever the generator reads it (the input conv and every
   SPADE norm), so noise can be re-drawn for one class, instance or region only.
+* ``variation_noise`` -- VASIS semantic noise: a per-pixel standard-normal map
+  ``[vasis_noise_channels,H,W]`` from which every norm derives its noise channels
+  (see :mod:`sisgen.models.vasis`).
 
+The conditional norm is chosen by constructor arguments, never by a copy of the network:
 ``cond="spade"`` predicts the modulation with convs (SPADE), ``cond="clade"`` looks it up
-per class (CLADE): the same generator, one constructor argument apart.
+per class (CLADE; ``icpe=True`` adds the intra-class positional encoding, CLADE-ICPE);
+``variation_noise`` / ``position_code`` switch to the variation-aware norms (VA-SPADE,
+VA-CLADE). Official label channels: Cityscapes 35 (+1 instance edge), ADE20K 151, COCO-Stuff
+182 + dontcare (+1 instance edge).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import CondKind, NormKind, SPADEResBlock, labels_to_onehot, resize_nearest
+from .layers import (
+    CondKind,
+    NormKind,
+    PaddingMode,
+    SPADEResBlock,
+    labels_to_onehot,
+    resize_nearest,
+)
+from .registry import DatasetSpec, register_model
+from .vasis import NoiseMode, PositionMode, relative_position_map
 
 UpsamplingMode = Literal["normal", "more", "most"]
 _NUM_UPS = {"normal": 5, "more": 6, "most": 7}
 
 
+#: Label channels of the official configurations where they differ from our vocabulary
+#: (Cityscapes: label ids 0..33 + one more, label_nc=35 in SPADE / CLADE / VASIS).
+_OFFICIAL_NUM_CLASSES: dict[str, int] = {"cityscapes": 35}
+
+
 @register_architecture
 class SPADEGenerator(SISGenerator):
-    """SPADE residual generator with SPADE or CLADE conditional normalization.
+    """SPADE residual generator with SPADE, CLADE(-ICPE) or VASIS conditional norms.
 
     Args:
         num_classes: Label ids ``0..num_classes-1`` (one-hot channels).
         height: Output height.
         width: Output width; ``width / 2^n`` must be an integer (n = 5, 6 or 7 upsamplings).
         ngf: Base width; the widest layers have ``16 * ngf`` channels.
-        z_dim: Noise vector size; 0 for the deterministic label-input mode.
+        z_dim: Noise vector size; 0 for the deterministic label-input mode (the paper's).
         use_edges: Take the instance-edge map as an extra conditioning channel.
         dontcare: Give ignore pixels (255) their own one-hot channel (last).
         cond: ``spade`` or ``clade``.
@@ -51,6 +74,15 @@ class SPADEGenerator(SISGenerator):
         spade_hidden: Hidden width of SPADE's shared conv.
         spatial_noise_dim: Channels of OASIS-style per-pixel noise (0: none); needs
             ``z_dim=0`` and ``cond="spade"``.
+        padding_mode: Padding of every conv, ``zeros`` (SPADE, CLADE) or ``reflect`` (VASIS).
+        icpe: CLADE-ICPE: modulate CLADE's tables by the intra-class position map
+            (computed from the labels inside ``forward``); ``cond="clade"`` only.
+        variation_noise: VASIS semantic noise: ``semantic``, ``one_channel``, ``plus``,
+            ``rand`` or ``None``.
+        position_code: VASIS position code: ``learnable``, ``absolute``, ``relative`` or
+            ``None``. Either VASIS option switches to the variation-aware norms.
+        vasis_noise_channels: Channels of the full-resolution noise map the VASIS norms
+            derive their noise from.
     """
 
     @capture_config
@@ -60,7 +92,7 @@ class SPADEGenerator(SISGenerator):
         height: int = 256,
         width: int = 512,
         ngf: int = 64,
-        z_dim: int = 256,
+        z_dim: int = 0,
         use_edges: bool = True,
         dontcare: bool = False,
         cond: CondKind = "spade",
@@ -69,11 +101,24 @@ class SPADEGenerator(SISGenerator):
         num_upsampling_layers: UpsamplingMode = "normal",
         spade_hidden: int = 128,
         spatial_noise_dim: int = 0,
+        padding_mode: PaddingMode = "zeros",
+        icpe: bool = False,
+        variation_noise: NoiseMode | None = None,
+        position_code: PositionMode | None = None,
+        vasis_noise_channels: int = 8,
     ):
         super().__init__()
+        if cond not in ("spade", "clade"):
+            raise ValueError(f"unknown conditional norm {cond!r} (spade, clade)")
         if spatial_noise_dim and (z_dim or cond != "spade"):
             raise ValueError("spatial_noise_dim needs z_dim=0 and cond='spade' (CLADE's tables "
                              "cannot read a noise map)")
+        if variation_noise is not None and (z_dim or spatial_noise_dim):
+            raise ValueError("variation_noise takes the noise input: it needs z_dim=0 and "
+                             "spatial_noise_dim=0")
+        if icpe and (cond != "clade" or variation_noise or position_code):
+            raise ValueError("icpe is CLADE-ICPE: cond='clade' without VASIS options "
+                             "(VASIS has position_code='relative')")
         if num_upsampling_layers not in _NUM_UPS:
             raise ValueError(f"num_upsampling_layers must be one of {sorted(_NUM_UPS)}")
         n_up = _NUM_UPS[num_upsampling_layers]
@@ -90,30 +135,41 @@ class SPADEGenerator(SISGenerator):
         nf = ngf
         self.ngf = ngf
         self.spatial_noise_dim = spatial_noise_dim
+        self.variation_noise = variation_noise
+        self.vasis_noise_channels = vasis_noise_channels
+        self.needs_dist = icpe or position_code == "relative"
         seg_nc = num_classes + int(dontcare) + int(use_edges) + spatial_noise_dim
         num_labels = num_classes + int(dontcare)
+        variation = None
+        if variation_noise is not None or position_code is not None:
+            variation = {"noise": variation_noise, "position": position_code}
+            if cond == "spade":  # VASIS sizes VA-SPADE's noise tables by the map's channels
+                num_labels = seg_nc
 
         if z_dim > 0:
             self.fc = nn.Linear(z_dim, 16 * nf * self.sh * self.sw)
         else:
-            self.fc = nn.Conv2d(seg_nc, 16 * nf, 3, padding=1)
+            self.fc = nn.Conv2d(seg_nc, 16 * nf, 3, padding=1, padding_mode=padding_mode)
 
-        def block(fin: int, fout: int) -> SPADEResBlock:
+        def block(fin: int, fout: int, scale: int) -> SPADEResBlock:
             return SPADEResBlock(fin, fout, seg_nc, num_labels, cond=cond, norm=norm,
-                                 spectral=spectral, use_edges=use_edges, hidden=spade_hidden)
+                                 spectral=spectral, use_edges=use_edges, hidden=spade_hidden,
+                                 padding_mode=padding_mode, icpe=icpe, variation=variation,
+                                 size=(self.sh * scale, self.sw * scale))
 
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, nf)
+        more = int(num_upsampling_layers in ("more", "most"))
+        self.head_0 = block(16 * nf, 16 * nf, 1)
+        self.G_middle_0 = block(16 * nf, 16 * nf, 2)
+        self.G_middle_1 = block(16 * nf, 16 * nf, 2 << more)
+        self.up_0 = block(16 * nf, 8 * nf, 4 << more)
+        self.up_1 = block(8 * nf, 4 * nf, 8 << more)
+        self.up_2 = block(4 * nf, 2 * nf, 16 << more)
+        self.up_3 = block(2 * nf, nf, 32 << more)
         final_nc = nf
         if num_upsampling_layers == "most":
-            self.up_4 = block(nf, nf // 2)
+            self.up_4 = block(nf, nf // 2, 128)
             final_nc = nf // 2
-        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
+        self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1, padding_mode=padding_mode)
 
     # ------------------------------------------------------------------- contract
     @property
@@ -132,15 +188,18 @@ class SPADEGenerator(SISGenerator):
         return self.use_edges
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
-        """``(z_dim,)``, ``(C, H, W)`` for spatial noise, or ``()`` in the deterministic mode."""
+        """``(z_dim,)``, ``(C, H, W)`` for spatial / VASIS noise, or ``()`` without noise."""
+        h, w = height or self._height, width or self._width
         if self.spatial_noise_dim:
-            return (self.spatial_noise_dim, height or self._height, width or self._width)
+            return (self.spatial_noise_dim, h, w)
+        if self.variation_noise is not None:
+            return (self.vasis_noise_channels, h, w)
         return (self.z_dim,) if self.z_dim > 0 else ()
 
     # -------------------------------------------------------------------- forward
     def condition(self, labels: torch.Tensor, edges: torch.Tensor | None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conditioning map ``[B,S,H,W]`` and the CLADE label indices ``[B,1,H,W]``."""
+        """The conditioning map ``[B,S,H,W]`` and the table indices ``[B,1,H,W]``."""
         seg = labels_to_onehot(labels, self._num_classes, self.dontcare)
         if self.use_edges:
             if edges is None:
@@ -152,6 +211,13 @@ class SPADEGenerator(SISGenerator):
         idx = torch.where(oob, torch.full_like(idx, self._num_classes if self.dontcare else 0), idx)
         return seg, idx
 
+    def _check_noise(self, noise: torch.Tensor | None, want: tuple[int, ...]) -> torch.Tensor:
+        if noise is None or tuple(noise.shape[1:]) != want:
+            shape = ",".join(str(d) for d in want)
+            raise ValueError(f"noise [B,{shape}] required, got "
+                             f"{None if noise is None else tuple(noise.shape)}")
+        return noise
+
     def forward(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images.
@@ -159,8 +225,8 @@ class SPADEGenerator(SISGenerator):
         Args:
             labels: ``[B,H,W]`` integer class ids (255 = ignore).
             edges: ``[B,1,H,W]`` instance-edge map in {0, 1} (when ``use_edges``).
-            noise: ``[B,z_dim]`` standard normal noise (when ``z_dim > 0``), or
-                ``[B,C,H,W]`` (when ``spatial_noise_dim > 0``).
+            noise: ``[B,z_dim]`` standard normal noise (when ``z_dim > 0``; or an encoder's
+                ``z``), or ``[B,C,H,W]`` (spatial / VASIS noise).
 
         Returns:
             ``[B,3,H,W]`` images in [-1, 1].
@@ -168,12 +234,16 @@ class SPADEGenerator(SISGenerator):
         if labels.dim() != 3:
             raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
         seg, idx = self.condition(labels, edges)
+        dist = None
+        if self.needs_dist:  # intra-class position map of the class channels, [B,2,H,W]
+            dist = relative_position_map(seg[:, :self._num_classes])
+        vnoise = None
         if self.spatial_noise_dim:
             want = (self.spatial_noise_dim, *labels.shape[-2:])
-            if noise is None or tuple(noise.shape[1:]) != want:
-                raise ValueError(f"noise [B,{want[0]},{want[1]},{want[2]}] required, got "
-                                 f"{None if noise is None else tuple(noise.shape)}")
-            seg = torch.cat([seg, noise.to(seg.dtype)], dim=1)
+            seg = torch.cat([seg, self._check_noise(noise, want).to(seg.dtype)], dim=1)
+        elif self.variation_noise is not None:
+            want = (self.vasis_noise_channels, *labels.shape[-2:])
+            vnoise = self._check_noise(noise, want).to(seg.dtype)
         if self.z_dim > 0:
             if noise is None or noise.shape[-1] != self.z_dim:
                 raise ValueError(f"noise [B,{self.z_dim}] required, got "
@@ -185,14 +255,76 @@ class SPADEGenerator(SISGenerator):
         def up(t: torch.Tensor) -> torch.Tensor:
             return F.interpolate(t, scale_factor=2.0, mode="nearest")
 
-        x = self.head_0(x, seg, idx)
-        x = up(x)
-        x = self.G_middle_0(x, seg, idx)
+        def run(blk: SPADEResBlock, t: torch.Tensor) -> torch.Tensor:
+            return blk(t, seg, idx, noise=vnoise, dist=dist)
+
+        x = up(run(self.head_0, x))
+        x = run(self.G_middle_0, x)
         if self.num_upsampling_layers in ("more", "most"):
             x = up(x)
-        x = self.G_middle_1(x, seg, idx)
+        x = run(self.G_middle_1, x)
         for blk in (self.up_0, self.up_1, self.up_2, self.up_3):
-            x = blk(up(x), seg, idx)
+            x = run(blk, up(x))
         if self.num_upsampling_layers == "most":
-            x = self.up_4(up(x), seg, idx)
+            x = run(self.up_4, up(x))
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+
+
+# ------------------------------------------------------------------ configurations
+def _spade_family(spec: DatasetSpec, vocab: Vocabulary, overrides: dict[str, Any],
+                  **paper: Any) -> SPADEGenerator:
+    """The paper configuration for a dataset (``paper``), then the caller's overrides."""
+    args: dict[str, Any] = dict(
+        num_classes=max(vocab.num_classes, _OFFICIAL_NUM_CLASSES.get(spec.vocabulary, 0)),
+        height=spec.height, width=spec.width, ngf=64, z_dim=0, use_edges=spec.use_edges,
+        dontcare=spec.dontcare, norm="batch", spectral=True,
+    )
+    args.update(paper)
+    args.update(overrides)
+    return SPADEGenerator(**args)
+
+
+_TINY = {"ngf": 4, "spade_hidden": 8}
+_TINY_VA = {"ngf": 4, "spade_hidden": 8, "vasis_noise_channels": 2}
+
+
+@register_model(reference={"cityscapes": (93.05e6, 281.3e9), "ade20k": (96.49e6, 181.2e9),
+                           "coco_stuff": (97.48e6, 191.1e9)}, tiny=_TINY)
+def spade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SPADEGenerator:
+    """SPADE / GauGAN (Park et al., CVPR 2019): the paper's model, label-map input, no z."""
+    return _spade_family(spec, vocab, overrides, cond="spade")
+
+
+@register_model(reference={"cityscapes": (67.90e6, 75.5e9), "ade20k": (71.43e6, 42.2e9),
+                           "coco_stuff": (72.51e6, 42.4e9)}, tiny=_TINY)
+def clade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SPADEGenerator:
+    """CLADE (Tan et al., TPAMI 2021): SPADE with class-adaptive normalization."""
+    return _spade_family(spec, vocab, overrides, cond="clade")
+
+
+# CLADE-ICPE adds two 1x1 convs (2 -> 1) per norm: +6 parameters and a few MACs per pixel,
+# below the precision of the published CLADE numbers, which are therefore its reference.
+@register_model(reference={"cityscapes": (67.90e6, 75.5e9), "ade20k": (71.43e6, 42.2e9),
+                           "coco_stuff": (72.51e6, 42.4e9)}, tiny=_TINY)
+def clade_icpe(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SPADEGenerator:
+    """CLADE-ICPE: CLADE with the intra-class positional encoding (computed on the device)."""
+    return _spade_family(spec, vocab, overrides, cond="clade", icpe=True)
+
+
+@register_model(reference={"cityscapes": (83.34e6, 189.6e9), "ade20k": (88.26e6, 134.8e9),
+                           "coco_stuff": (89.97e6, 144.7e9)}, tiny=_TINY_VA)
+def va_spade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SPADEGenerator:
+    """VA-SPADE (VASIS, Xu et al. 2023): semantic noise + learnable position code, reflect pad."""
+    return _spade_family(spec, vocab, overrides, cond="spade", padding_mode="reflect",
+                         variation_noise="semantic", position_code="learnable")
+
+
+@register_model(reference={"cityscapes": (70.41e6, 75.8e9), "ade20k": (74.16e6, 42.4e9),
+                           "coco_stuff": (75.59e6, 42.6e9)},
+                # no edges at tiny size: the 2x2 head sees a constant edge map, whose 1x1-conv
+                # bias only shifts channels that batch norm removes again (no gradient)
+                tiny={**_TINY_VA, "use_edges": False})
+def va_clade(spec: DatasetSpec, vocab: Vocabulary, **overrides: Any) -> SPADEGenerator:
+    """VA-CLADE (VASIS): CLADE with semantic noise + learnable position code, reflect pad."""
+    return _spade_family(spec, vocab, overrides, cond="clade", padding_mode="reflect",
+                         variation_noise="semantic", position_code="learnable")

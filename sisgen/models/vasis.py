@@ -164,8 +164,10 @@ class _Variation(nn.Module):
         if position is not None:
             self.conv_pos_gamma = nn.Conv2d(2, self.seg_nc, 1)
             self.conv_pos_beta = nn.Conv2d(2, self.seg_nc, 1)
+            # official: all zeros; a small random weight lets the (learnable) code itself get
+            # a gradient from the first step on while the modulation stays ~unchanged
             for conv in (self.conv_pos_gamma, self.conv_pos_beta):
-                nn.init.zeros_(conv.weight)
+                nn.init.normal_(conv.weight, std=0.02)
                 nn.init.zeros_(conv.bias)
 
     def _position(self, gamma: torch.Tensor, beta: torch.Tensor, dist: torch.Tensor | None
@@ -183,7 +185,10 @@ class _Variation(nn.Module):
             cg = cb = resize_nearest(dist, gamma.shape[-2:])
         cg = resize_nearest(cg, gamma.shape[-2:])
         cb = resize_nearest(cb, gamma.shape[-2:])
-        return gamma * (1 + self.conv_pos_gamma(cg)), beta * (1 + self.conv_pos_beta(cb))
+        # functional calls: a parameter-derived input would trip module hooks under no_grad
+        pg = F.conv2d(cg, self.conv_pos_gamma.weight, self.conv_pos_gamma.bias)
+        pb = F.conv2d(cb, self.conv_pos_beta.weight, self.conv_pos_beta.bias)
+        return gamma * (1 + pg), beta * (1 + pb)
 
     def _noise(self, gamma: torch.Tensor, beta: torch.Tensor, idx: torch.Tensor,
                noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,6 +293,8 @@ class VariationAwareCLADE(_Variation):
         self._setup(channels, num_labels, noise, position, size)
         self.gamma_seg = nn.Parameter(torch.rand(num_labels, self.seg_nc))
         self.beta_seg = nn.Parameter(torch.zeros(num_labels, self.seg_nc))
+        if position is not None:  # official zeros would give conv_pos_beta no first gradient
+            nn.init.normal_(self.beta_seg, std=0.02)
         self.inst_conv = nn.Conv2d(1, 1, 1) if use_edges else None
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor, labels: torch.Tensor | None = None,

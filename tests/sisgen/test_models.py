@@ -217,7 +217,8 @@ def test_config_json_is_constructor_args(tmp_path):
         "num_classes": m.vocabulary.num_classes, "height": 32, "width": 64, "ngf": 4,
         "z_dim": 8, "use_edges": True, "dontcare": False, "cond": "spade", "norm": "instance",
         "spectral": True, "num_upsampling_layers": "normal", "spade_hidden": 8,
-        "spatial_noise_dim": 0,
+        "spatial_noise_dim": 0, "padding_mode": "zeros", "icpe": False,
+        "variation_noise": None, "position_code": None, "vasis_noise_channels": 8,
     }
     assert cfg["resolution"] == [32, 64]
     assert cfg["noise"] == {"shape": [8], "distribution": "normal"}
@@ -346,18 +347,21 @@ def test_clade_layer_is_a_per_class_lookup():
             assert torch.allclose(out[0, :, i, j], expect)
 
 
-def test_clade_edges_offset():
+def test_clade_edges_channel():
+    # official CLADE: the edge map passes a 1x1 conv and is appended as one more channel
     layer = CLADE(2, num_labels=2, use_edges=True, norm="none")
     with torch.no_grad():
         layer.weight.fill_(1.0)
         layer.bias.zero_()
-        layer.edge_bias.copy_(torch.tensor([5.0, -5.0]))
+        layer.inst_conv.weight.fill_(5.0)
+        layer.inst_conv.bias.fill_(-1.0)
     x = torch.zeros(1, 2, 1, 2)
     seg = torch.zeros(1, 3, 1, 2)
     seg[0, -1, 0, 1] = 1  # edge channel is last
     out = layer(x, seg, torch.zeros(1, 1, 1, 2, dtype=torch.long))
-    assert out[0, :, 0, 0].tolist() == [0.0, 0.0]
-    assert out[0, :, 0, 1].tolist() == [5.0, -5.0]
+    assert out.shape == (1, 3, 1, 2)
+    assert out[0, :, 0, 0].tolist() == [0.0, 0.0, -1.0]
+    assert out[0, :, 0, 1].tolist() == [0.0, 0.0, 4.0]
 
 
 def test_clade_changes_stay_local():
