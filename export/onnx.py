@@ -79,6 +79,7 @@ def export_onnx(
     uint8_output: bool = False,
     check: bool = True,
     check_batch: int = 2,
+    optimize: bool = True,
 ) -> tuple[Path, ParityResult | None]:
     """Export ``model`` to ONNX.
 
@@ -92,6 +93,9 @@ def export_onnx(
             units).
         check_batch: Batch size of the parity check (different from the trace batch, so
             the dynamic batch axis is exercised too).
+        optimize: Run the exporter's graph optimizer (constant folding, dead-code removal).
+            onnxruntime optimizes again when it loads the file, so turning this off only
+            makes a larger file; it saves most of the export time of large graphs.
 
     Returns:
         The written path and the parity result (``None`` when ``check`` is off).
@@ -117,6 +121,7 @@ def export_onnx(
             output_names=["generated" if "image" in names else "image"],
             opset_version=opset, dynamo=True, external_data=False,
             dynamic_shapes=(tuple({0: batch} for _ in args),), verbose=False,
+            optimize=optimize,
         )
     quiet.setLevel(level)
     proto = onnx.load(str(tmp))

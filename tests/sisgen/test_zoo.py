@@ -67,7 +67,9 @@ def test_onnx_export_parity(name, tmp_path):
     g = _tiny(name)
     g.train()
     g(*g.example_inputs(batch_size=2))
-    path, parity = export_onnx(g, tmp_path / f"{name}.onnx")
+    # the graph optimizer only folds constants (onnxruntime does that again on load) and takes
+    # most of the export time; the optimized path is covered by tests/export
+    path, parity = export_onnx(g, tmp_path / f"{name}.onnx", optimize=False)
     assert parity.max_abs <= 1e-4, parity
     gen = sisgen.load(path)
     assert gen.model_name == name and tuple(gen.resolution) == tuple(g.resolution)
