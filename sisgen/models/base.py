@@ -70,20 +70,24 @@ class SISGenerator(nn.Module):
     model_name: str = ""
 
     # -------------------------------------------------------------- shape contract
+    # Generators store their size as ``_height``, ``_width``, ``_num_classes`` and
+    # ``use_edges``; the three properties below read them (override where that differs).
+    use_edges: bool = False
+
     @property
     def resolution(self) -> tuple[int, int]:
-        """The ``(H, W)`` the generator produces."""
-        raise NotImplementedError
+        """The ``(H, W)`` of the label maps the generator takes (and, mostly, produces)."""
+        return self._height, self._width
 
     @property
     def num_classes(self) -> int:
-        """Label channels (class ids 0..num_classes-1)."""
-        raise NotImplementedError
+        """Label ids ``0..num_classes-1`` (one-hot channels without dontcare)."""
+        return self._num_classes
 
     @property
     def uses_edges(self) -> bool:
         """Whether the instance-edge map is an input."""
-        raise NotImplementedError
+        return self.use_edges
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """The per-sample noise shape (``()`` when the model takes no noise)."""

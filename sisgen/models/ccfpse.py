@@ -246,20 +246,6 @@ class CCFPSEGenerator(SISGenerator):
                     nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the generated images."""
-        return self._height, self._width
-
-    @property
-    def num_classes(self) -> int:
-        """Number of label ids."""
-        return self._num_classes
-
-    @property
-    def uses_edges(self) -> bool:
-        """Whether the instance-edge map is an input."""
-        return self.use_edges
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(z_dim,)``, or ``()`` in the deterministic mode."""

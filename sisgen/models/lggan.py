@@ -204,20 +204,6 @@ class LGGANGenerator(SISGenerator):
         self.deconv5_attention = nn.Conv2d(nf, 2, 1)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the generated images."""
-        return self._height, self._width
-
-    @property
-    def num_classes(self) -> int:
-        """Number of label ids (one-hot channels without dontcare)."""
-        return self._num_classes
-
-    @property
-    def uses_edges(self) -> bool:
-        """Whether the instance-edge map is an input."""
-        return self.use_edges
 
     @property
     def num_classifier_classes(self) -> int:

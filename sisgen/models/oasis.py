@@ -249,15 +249,7 @@ class OASISGenerator(SISGenerator):
         return norm_factory(cond_nc, cond_nc, size=size, **opts)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the generated images."""
-        return self._height, self._width
 
-    @property
-    def num_classes(self) -> int:
-        """Number of vocabulary label ids."""
-        return self._num_classes
 
     @property
     def uses_edges(self) -> bool:

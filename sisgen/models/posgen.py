@@ -175,26 +175,12 @@ class PosGenGenerator(SISGenerator):
         self.conv_img = nn.Conv2d(mlp_width, 3, 1)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the label maps the generator takes."""
-        return self._height, self._width
 
     @property
     def output_resolution(self) -> tuple[int, int]:
         """``(H', W')`` of the generated images (``output_scale`` times the labels)."""
         return (int(round(self._height * self.output_scale)),
                 int(round(self._width * self.output_scale)))
-
-    @property
-    def num_classes(self) -> int:
-        """Number of label ids (one-hot channels without dontcare)."""
-        return self._num_classes
-
-    @property
-    def uses_edges(self) -> bool:
-        """Whether the instance-edge map is an input."""
-        return self.use_edges
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(z_dim,)``, or ``()`` in the deterministic mode."""

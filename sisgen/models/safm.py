@@ -429,20 +429,6 @@ class SAFMGenerator(SISGenerator):
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the generated images."""
-        return self._height, self._width
-
-    @property
-    def num_classes(self) -> int:
-        """Number of label ids."""
-        return self._num_classes
-
-    @property
-    def uses_edges(self) -> bool:
-        """Whether the instance-edge map is an input."""
-        return self.use_edges
 
     # -------------------------------------------------------------------- forward
     def condition(self, labels: torch.Tensor, edges: torch.Tensor | None,

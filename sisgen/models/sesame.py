@@ -215,20 +215,6 @@ class SESAMEGenerator(SISGenerator):
         self.conv_img = nn.Conv2d(ngf + (input_nc if skip_connections else 0), 3, 3, padding=1)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the generated images."""
-        return self._height, self._width
-
-    @property
-    def num_classes(self) -> int:
-        """Number of label ids of the vocabulary."""
-        return self._num_classes
-
-    @property
-    def uses_edges(self) -> bool:
-        """Whether the instance-edge map is an input."""
-        return self.use_edges
 
     def example_inputs(self, batch_size: int = 1, seed: int = 0
                        ) -> tuple[torch.Tensor | None, ...]:

@@ -172,20 +172,6 @@ class SPADEGenerator(SISGenerator):
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1, padding_mode=padding_mode)
 
     # ------------------------------------------------------------------- contract
-    @property
-    def resolution(self) -> tuple[int, int]:
-        """``(H, W)`` of the generated images."""
-        return self._height, self._width
-
-    @property
-    def num_classes(self) -> int:
-        """Number of label ids (one-hot channels without dontcare)."""
-        return self._num_classes
-
-    @property
-    def uses_edges(self) -> bool:
-        """Whether the instance-edge map is an input."""
-        return self.use_edges
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(z_dim,)``, ``(C, H, W)`` for spatial / VASIS noise, or ``()`` without noise."""
