@@ -52,6 +52,10 @@ _NUM_UPS = {"normal": 5, "more": 6, "most": 7}
 #: Label channels of the official configurations where they differ from our vocabulary
 #: (Cityscapes: label ids 0..33 + one more, label_nc=35 in SPADE / CLADE / VASIS).
 _OFFICIAL_NUM_CLASSES: dict[str, int] = {"cityscapes": 35}
+#: Upsampling depth of the official configurations where it is not ``normal``: the
+#: official Cityscapes dataset options (SPADE, CLADE, VASIS) set ``num_upsampling_layers=
+#: "more"`` (a 4x8 latent for 256x512; head_0 and G_middle_0 at half the resolution).
+_OFFICIAL_UPSAMPLING: dict[str, str] = {"cityscapes": "more"}
 
 
 @register_architecture
@@ -264,6 +268,7 @@ def _spade_family(spec: DatasetSpec, vocab: Vocabulary, overrides: dict[str, Any
         num_classes=max(vocab.num_classes, _OFFICIAL_NUM_CLASSES.get(spec.vocabulary, 0)),
         height=spec.height, width=spec.width, ngf=64, z_dim=0, use_edges=spec.use_edges,
         dontcare=spec.dontcare, norm="batch", spectral=True,
+        num_upsampling_layers=_OFFICIAL_UPSAMPLING.get(spec.vocabulary, "normal"),
     )
     args.update(paper)
     args.update(overrides)
