@@ -29,7 +29,7 @@ edits:
 
 def tiny_generator(dataset: str, height: int = 32, width: int = 64) -> Generator:
     torch_model = build_model("spade", dataset=dataset, ngf=2, spade_hidden=4, z_dim=4,
-                              height=height, width=width)
+                              height=height, width=width, num_upsampling_layers="normal")
     return Generator(TorchEngine(torch_model, "cpu"), torch_model.vocabulary, (height, width),
                      torch_model.noise_spec(), torch_model.model_name, "testhash",
                      torch_model.uses_edges, backend="torch")

@@ -57,7 +57,8 @@ def _export(tmp: Path, dataset: str, size: tuple[int, int]) -> Path:
     from sisgen.export import export_onnx
 
     model = build_model("spade", dataset=dataset, ngf=2, spade_hidden=4, z_dim=0,
-                        spatial_noise_dim=2, height=size[0], width=size[1])
+                        spatial_noise_dim=2, height=size[0], width=size[1],
+                        num_upsampling_layers="normal")
     path, parity = export_onnx(model, tmp / f"{dataset}.onnx")
     assert parity.max_abs <= 1e-4
     return path
