@@ -163,6 +163,16 @@ class SISGenerator(nn.Module):
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def export(self, format: str = "onnx", **kwargs: Any) -> Path:  # noqa: A002
+        """Export to ``format`` (``onnx``, ``torch``); see ``sisgen.export.FORMAT_ARGS``.
+
+        Returns:
+            The written file or folder.
+        """
+        from ..export import export  # lazy: sisgen never imports export at import time
+
+        return export(self, format, **kwargs)
+
     # -------------------------------------------------------------------- export form
     def export_form(self) -> SISGenerator:
         """An inference-only copy: eval mode, spectral norm folded, no randomness inside.

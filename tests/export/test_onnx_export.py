@@ -197,3 +197,19 @@ def test_opset_too_low(tmp_path):
     with pytest.raises(ValueError, match="opset"):
         export_onnx(m, tmp_path / "x.onnx", opset=13)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_export_api_formats_and_argument_errors(tmp_path):
+    import sisgen
+    from sisgen.errors import SisgenInputError
+    from sisgen.models import build_model
+
+    m = build_model("clade", dataset="tiny")
+    path = m.export(format="onnx", file=tmp_path / "m.onnx", optimize=False)
+    assert sisgen.load(path).model_name == "clade"
+    folder = m.export(format="torch", file=tmp_path / "folder")
+    assert (folder / "model.safetensors").is_file()
+    with pytest.raises(SisgenInputError, match="accepts file"):
+        m.export(format="torch", file=tmp_path / "x", opset=18)
+    with pytest.raises(SisgenInputError, match="available: onnx, torch"):
+        m.export(format="coreml")
