@@ -5,13 +5,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
+# A local folder of wheels (this workplace keeps the CPU torch wheel there); used if present.
+WHEELS ?= /opt/wheels
+FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS))
 
 .PHONY: quickstart test setup lint
 
 $(BIN)/sisgen: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet $(FIND_LINKS) -c $(CONSTRAINTS) -e ".[dev]"
 	touch $(BIN)/sisgen
 
 setup: $(BIN)/sisgen
