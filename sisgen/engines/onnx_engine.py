@@ -33,6 +33,7 @@ class OnnxEngine:
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                          if p in available]
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # errors only: graph-folding notices are not for users
         if threads:
             opts.intra_op_num_threads = threads
         try:
