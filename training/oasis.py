@@ -99,10 +99,12 @@ class OASISDiscriminator(nn.Module):
         ndf: Width unit (the official widths are fixed to ``ndf=64``).
         spectral: Spectral-normalize the block convs.
         in_channels: Image channels.
+        out_channels: Output channels (default ``semantic_nc + 1``: the N+1 classes; SAFM's
+            segmenter uses the same U-Net with ``semantic_nc`` outputs).
     """
 
     def __init__(self, semantic_nc: int, num_res_blocks: int = 6, ndf: int = 64,
-                 spectral: bool = True, in_channels: int = 3):
+                 spectral: bool = True, in_channels: int = 3, out_channels: int | None = None):
         super().__init__()
         if not 2 <= num_res_blocks <= 6:
             raise ValueError("num_res_blocks must be in 2..6")
@@ -118,7 +120,7 @@ class OASISDiscriminator(nn.Module):
                for i in range(1, num_res_blocks - 1)]
         up.append(OASISResBlockD(2 * ch[1], ndf, 1, spectral=spectral))
         self.body_up = nn.ModuleList(up)
-        self.layer_up_last = nn.Conv2d(ndf, semantic_nc + 1, 1, 1, 0)
+        self.layer_up_last = nn.Conv2d(ndf, out_channels or semantic_nc + 1, 1, 1, 0)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``[B,3,H,W]`` image -> ``[B,N+1,H,W]`` logits (H, W multiples of 2^blocks)."""

@@ -39,7 +39,7 @@ from torch import nn
 from sisgen.models.layers import labels_to_onehot
 
 from .losses import feature_matching_loss, hinge_g_loss
-from .oasis import OASISResBlockD, init_oasis_weights
+from .oasis import OASISDiscriminator, init_oasis_weights
 
 Features = list[list[torch.Tensor]]
 
@@ -52,11 +52,12 @@ DEFAULT_SEGEPOCH = 50
 # ---------------------------------------------------------------------------- network
 
 
-class SAFMSegNet(nn.Module):
+class SAFMSegNet(OASISDiscriminator):
     """The segmentation network SAFM trains alongside the generator.
 
-    A U-Net of spectral-normalized residual blocks (the OASIS discriminator's blocks,
-    :class:`~sisgen.training.oasis.OASISResBlockD`): the encoder halves the resolution per
+    The OASIS discriminator's U-Net of spectral-normalized residual blocks
+    (:class:`~sisgen.training.oasis.OASISDiscriminator`) with ``num_classes`` outputs instead
+    of N+1: the encoder halves the resolution per
     block, the decoder doubles it, reading the concatenation of the encoder feature of the
     same size and its previous output; a plain 1x1 conv gives the class logits. Official
     widths (``ndf=64``): 3 -> 128, 128, 256, 256, 512, 512, decoder back to 64.
@@ -72,36 +73,11 @@ class SAFMSegNet(nn.Module):
 
     def __init__(self, num_classes: int, num_res_blocks: int = 6, ndf: int = 64,
                  spectral: bool = True, in_channels: int = 3, init: bool = True):
-        super().__init__()
-        if not 2 <= num_res_blocks <= 6:
-            raise ValueError("num_res_blocks must be in 2..6")
-        ch = [in_channels, 2 * ndf, 2 * ndf, 4 * ndf, 4 * ndf, 8 * ndf, 8 * ndf]
-        ch = ch[:num_res_blocks + 1]
+        super().__init__(num_classes, num_res_blocks, ndf, spectral, in_channels,
+                         out_channels=num_classes)
         self.num_classes = num_classes
-        self.body_down = nn.ModuleList(
-            OASISResBlockD(ch[i], ch[i + 1], -1, first=i == 0, spectral=spectral)
-            for i in range(num_res_blocks)
-        )
-        up = [OASISResBlockD(ch[-1], ch[-2], 1, spectral=spectral)]
-        up += [OASISResBlockD(2 * ch[-1 - i], ch[-2 - i], 1, spectral=spectral)
-               for i in range(1, num_res_blocks - 1)]
-        up.append(OASISResBlockD(2 * ch[1], ndf, 1, spectral=spectral))
-        self.body_up = nn.ModuleList(up)
-        self.layer_up_last = nn.Conv2d(ndf, num_classes, 1, 1, 0)
         if init:
             init_oasis_weights(self)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """``[B,3,H,W]`` image -> ``[B,num_classes,H,W]`` logits (H, W multiples of 2^blocks)."""
-        skips = []
-        x = image
-        for block in self.body_down:
-            x = block(x)
-            skips.append(x)
-        x = self.body_up[0](x)
-        for i in range(1, len(self.body_down)):
-            x = self.body_up[i](torch.cat([skips[-i - 1], x], dim=1))
-        return self.layer_up_last(x)
 
 
 # ----------------------------------------------------------------------------- losses
