@@ -31,7 +31,14 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import SPADE, labels_to_onehot, maybe_sn, resize_nearest
+from .layers import (
+    SPADE,
+    build_spade_trunk,
+    labels_to_onehot,
+    maybe_sn,
+    resize_nearest,
+    run_spade_trunk,
+)
 from .registry import DatasetSpec, register_model
 
 UpsamplingMode = Literal["normal", "more"]
@@ -221,13 +228,7 @@ class CCFPSEGenerator(SISGenerator):
         def block(fin: int, fout: int) -> DepthsepCCBlock:
             return DepthsepCCBlock(fin, fout, cond_nc, hidden=hidden, spectral=spectral)
 
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, nf)
+        build_spade_trunk(self, lambda fin, fout, _: block(fin, fout), nf, num_upsampling_layers)
         self.conv_img = nn.Conv2d(nf, 3, 3, padding=1)
         self.reset_parameters()
 
@@ -307,21 +308,11 @@ class CCFPSEGenerator(SISGenerator):
         def cond(level: int, size: torch.Size) -> torch.Tensor:
             return torch.cat([resize_nearest(seg, size), layout[level]], dim=1)
 
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, scale_factor=2.0, mode="nearest")
+        def step(blk: nn.Module, t: torch.Tensor) -> torch.Tensor:
+            level = (t.shape[-1] // self.sw).bit_length() - 1  # pyramid level of this size
+            return blk(t, cond(level, t.shape[-2:]))
 
-        x = self.head_0(x, cond(0, x.shape[-2:]))
-        x = up(x)
-        x = self.G_middle_0(x, cond(1, x.shape[-2:]))
-        level = 1
-        if self.more:
-            x = up(x)
-            level = 2
-        x = self.G_middle_1(x, cond(level, x.shape[-2:]))
-        for blk in (self.up_0, self.up_1, self.up_2, self.up_3):
-            x = up(x)
-            level += 1
-            x = blk(x, cond(level, x.shape[-2:]))
+        x = run_spade_trunk(self, x, step, "more" if self.more else "normal")
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 

@@ -7,6 +7,7 @@ helpers that expand integer labels to one-hot maps *on the device*.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -255,3 +256,55 @@ class SPADEResBlock(nn.Module):
         dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg, labels, noise=noise, dist=dist), 0.2))
         dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg, labels, noise=noise, dist=dist), 0.2))
         return x_s + dx
+
+
+# ------------------------------------------------------------------------- the SPADE trunk
+# SPADE's block stack -- head_0, G_middle_0, G_middle_1, up_0..up_3 (+ up_4 for "most") with
+# nearest 2x upsampling between them -- is shared by SPADE/CLADE/VASIS, LGGAN's global
+# branch, SAFM, CC-FPSE and PosGen; only how a block is called differs. The official layer
+# names are kept so checkpoints convert by renaming tables.
+
+
+def spade_trunk_plan(nf: int, num_upsampling_layers: str = "normal"
+                     ) -> list[tuple[str, int, int, int]]:
+    """``(name, fin, fout, scale)`` per block; ``scale`` is its size over the latent size."""
+    more = int(num_upsampling_layers in ("more", "most"))
+    plan = [("head_0", 16 * nf, 16 * nf, 1), ("G_middle_0", 16 * nf, 16 * nf, 2),
+            ("G_middle_1", 16 * nf, 16 * nf, 2 << more), ("up_0", 16 * nf, 8 * nf, 4 << more),
+            ("up_1", 8 * nf, 4 * nf, 8 << more), ("up_2", 4 * nf, 2 * nf, 16 << more),
+            ("up_3", 2 * nf, nf, 32 << more)]
+    if num_upsampling_layers == "most":
+        plan.append(("up_4", nf, nf // 2, 128))
+    return plan
+
+
+def build_spade_trunk(module: nn.Module, block: Callable[[int, int, int], nn.Module], nf: int,
+                      num_upsampling_layers: str = "normal") -> int:
+    """Add the trunk's blocks to ``module`` (``block(fin, fout, scale)`` builds one).
+
+    Returns:
+        The channels of the trunk's output.
+    """
+    for name, fin, fout, scale in spade_trunk_plan(nf, num_upsampling_layers):
+        setattr(module, name, block(fin, fout, scale))
+    return nf // 2 if num_upsampling_layers == "most" else nf
+
+
+def run_spade_trunk(module: nn.Module, x: torch.Tensor,
+                    step: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                    num_upsampling_layers: str = "normal") -> torch.Tensor:
+    """Run the trunk on the latent ``x``; ``step(block, x)`` applies one conditioned block."""
+
+    def up(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, scale_factor=2.0, mode="nearest")
+
+    x = up(step(module.head_0, x))
+    x = step(module.G_middle_0, x)
+    if num_upsampling_layers in ("more", "most"):
+        x = up(x)
+    x = step(module.G_middle_1, x)
+    names = ["up_0", "up_1", "up_2", "up_3"] + (["up_4"] if num_upsampling_layers == "most"
+                                                 else [])
+    for name in names:
+        x = step(getattr(module, name), up(x))
+    return x

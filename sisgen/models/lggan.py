@@ -36,7 +36,7 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import NormKind, SPADEResBlock, labels_to_onehot
+from .layers import NormKind, SPADEResBlock, build_spade_trunk, labels_to_onehot, run_spade_trunk
 from .registry import DatasetSpec, register_model
 
 UpsamplingMode = Literal["normal", "more", "most"]
@@ -170,17 +170,8 @@ class LGGANGenerator(SISGenerator):
             return SPADEResBlock(fin, fout, seg_nc, seg_nc, cond="spade", norm=norm,
                                  spectral=spectral, hidden=spade_hidden)
 
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, nf)
-        final_nc = nf
-        if num_upsampling_layers == "most":
-            self.up_4 = block(nf, nf // 2)
-            final_nc = nf // 2
+        final_nc = build_spade_trunk(self, lambda fin, fout, _: block(fin, fout), nf,
+                                     num_upsampling_layers)
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
 
         # local generator: shared trunk, then one 7x7 conv per class, fused by deconv9
@@ -245,18 +236,7 @@ class LGGANGenerator(SISGenerator):
         return x_encode, F.interpolate(x, size=(self.sh, self.sw), mode="nearest")
 
     def _global(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, scale_factor=2.0, mode="nearest")
-
-        x = self.head_0(x, seg, seg)
-        x = self.G_middle_0(up(x), seg, seg)
-        if self.num_upsampling_layers in ("more", "most"):
-            x = up(x)
-        x = self.G_middle_1(x, seg, seg)
-        for blk in (self.up_0, self.up_1, self.up_2, self.up_3):
-            x = blk(up(x), seg, seg)
-        if self.num_upsampling_layers == "most":
-            x = self.up_4(up(x), seg, seg)
+        x = run_spade_trunk(self, x, lambda blk, t: blk(t, seg, seg), self.num_upsampling_layers)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
     def _run(self, labels: torch.Tensor, edges: torch.Tensor | None, extras: bool

@@ -26,7 +26,14 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import NormKind, SPADEResBlock, labels_to_onehot, resize_nearest
+from .layers import (
+    NormKind,
+    SPADEResBlock,
+    build_spade_trunk,
+    labels_to_onehot,
+    resize_nearest,
+    run_spade_trunk,
+)
 from .registry import DatasetSpec, register_model
 
 #: Upsamplings of the trunk: the latent tensor is ``1/2^5`` of the label resolution.
@@ -155,13 +162,7 @@ class PosGenGenerator(SISGenerator):
             return SPADEResBlock(fin, fout, seg_nc, num_labels, cond="spade", norm=norm,
                                  spectral=spectral, hidden=spade_hidden)
 
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, nf)
+        build_spade_trunk(self, lambda fin, fout, _: block(fin, fout), nf)
 
         # ---- implicit decoder: Fourier features of (features, coordinates) -> pixel MLP
         self.fourier = FourierFeatures(nf + 2, fourier_dim, coord_channels=2,
@@ -214,16 +215,7 @@ class PosGenGenerator(SISGenerator):
         else:
             x = self.fc(resize_nearest(seg, (self.sh, self.sw)))
 
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, scale_factor=2.0, mode="nearest")
-
-        x = self.head_0(x, seg, idx)
-        x = up(x)
-        x = self.G_middle_0(x, seg, idx)
-        x = self.G_middle_1(x, seg, idx)
-        for blk in (self.up_0, self.up_1, self.up_2, self.up_3):
-            x = blk(up(x), seg, idx)
-        return x
+        return run_spade_trunk(self, x, lambda blk, t: blk(t, seg, idx))
 
     def decode(self, feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Render ``feats`` [B,C,h,w] on an ``size`` pixel grid -> ``[B,3,*size]``.

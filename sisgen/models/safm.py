@@ -34,7 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import SPADE, NormKind, labels_to_onehot, maybe_sn, param_free_norm
+from .layers import (
+    SPADE,
+    NormKind,
+    build_spade_trunk,
+    labels_to_onehot,
+    maybe_sn,
+    param_free_norm,
+    run_spade_trunk,
+)
 from .registry import DatasetSpec, register_model
 
 ModulationKind = Literal["safm", "spade"]
@@ -415,17 +423,8 @@ class SAFMGenerator(SISGenerator):
                                 hidden=hidden, shape_hidden=shape_hidden,
                                 modulation=modulation)
 
-        self.head_0 = block(16 * nf, 16 * nf)
-        self.G_middle_0 = block(16 * nf, 16 * nf)
-        self.G_middle_1 = block(16 * nf, 16 * nf)
-        self.up_0 = block(16 * nf, 8 * nf)
-        self.up_1 = block(8 * nf, 4 * nf)
-        self.up_2 = block(4 * nf, 2 * nf)
-        self.up_3 = block(2 * nf, nf)
-        final_nc = nf
-        if num_upsampling_layers == "most":
-            self.up_4 = block(nf, nf // 2)
-            final_nc = nf // 2
+        final_nc = build_spade_trunk(self, lambda fin, fout, _: block(fin, fout), nf,
+                                     num_upsampling_layers)
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
 
     # ------------------------------------------------------------------- contract
@@ -471,19 +470,7 @@ class SAFMGenerator(SISGenerator):
         if self.modulation == "spade":
             cond = self._global_branch(cond)
 
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, scale_factor=2.0, mode="nearest")
-
-        x = self.head_0(x, cond)
-        x = up(x)
-        x = self.G_middle_0(x, cond)
-        if self.num_upsampling_layers in ("more", "most"):
-            x = up(x)
-        x = self.G_middle_1(x, cond)
-        for blk in (self.up_0, self.up_1, self.up_2, self.up_3):
-            x = blk(up(x), cond)
-        if self.num_upsampling_layers == "most":
-            x = self.up_4(up(x), cond)
+        x = run_spade_trunk(self, x, lambda blk, t: blk(t, cond), self.num_upsampling_layers)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
     def _global_branch(self, cond: torch.Tensor) -> torch.Tensor:

@@ -39,8 +39,10 @@ from .layers import (
     NormKind,
     PaddingMode,
     SPADEResBlock,
+    build_spade_trunk,
     labels_to_onehot,
     resize_nearest,
+    run_spade_trunk,
 )
 from .registry import DatasetSpec, register_model
 from .vasis import NoiseMode, PositionMode, relative_position_map
@@ -161,18 +163,7 @@ class SPADEGenerator(SISGenerator):
                                  padding_mode=padding_mode, icpe=icpe, variation=variation,
                                  size=(self.sh * scale, self.sw * scale))
 
-        more = int(num_upsampling_layers in ("more", "most"))
-        self.head_0 = block(16 * nf, 16 * nf, 1)
-        self.G_middle_0 = block(16 * nf, 16 * nf, 2)
-        self.G_middle_1 = block(16 * nf, 16 * nf, 2 << more)
-        self.up_0 = block(16 * nf, 8 * nf, 4 << more)
-        self.up_1 = block(8 * nf, 4 * nf, 8 << more)
-        self.up_2 = block(4 * nf, 2 * nf, 16 << more)
-        self.up_3 = block(2 * nf, nf, 32 << more)
-        final_nc = nf
-        if num_upsampling_layers == "most":
-            self.up_4 = block(nf, nf // 2, 128)
-            final_nc = nf // 2
+        final_nc = build_spade_trunk(self, block, nf, num_upsampling_layers)
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1, padding_mode=padding_mode)
 
     # ------------------------------------------------------------------- contract
@@ -242,21 +233,10 @@ class SPADEGenerator(SISGenerator):
         else:
             x = self.fc(resize_nearest(seg, (self.sh, self.sw)))
 
-        def up(t: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(t, scale_factor=2.0, mode="nearest")
-
-        def run(blk: SPADEResBlock, t: torch.Tensor) -> torch.Tensor:
+        def run(blk: nn.Module, t: torch.Tensor) -> torch.Tensor:
             return blk(t, seg, idx, noise=vnoise, dist=dist)
 
-        x = up(run(self.head_0, x))
-        x = run(self.G_middle_0, x)
-        if self.num_upsampling_layers in ("more", "most"):
-            x = up(x)
-        x = run(self.G_middle_1, x)
-        for blk in (self.up_0, self.up_1, self.up_2, self.up_3):
-            x = run(blk, up(x))
-        if self.num_upsampling_layers == "most":
-            x = run(self.up_4, up(x))
+        x = run_spade_trunk(self, x, run, self.num_upsampling_layers)
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 
