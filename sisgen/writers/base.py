@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,47 @@ def safe_stem(name: str, max_len: int = 150) -> str:
     stem = _UNSAFE.sub("_", str(name)).lstrip(".")
     stem = stem[:max_len].rstrip(".")
     return stem or "sample"
+
+
+def pixel_kinds(semantic: np.ndarray, vocabulary: Vocabulary
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split a label map into thing and stuff pixels.
+
+    Returns:
+        ``(sem, thing_px, stuff_px)``: the ids as int64 and the masks of pixels whose class
+        is a thing / a stuff class of ``vocabulary`` (ignore and unknown ids are in neither).
+    """
+    sem = semantic.astype(np.int64)
+    is_thing = np.zeros(256, dtype=bool)
+    is_thing[vocabulary.thing_ids] = True
+    valid = np.zeros(256, dtype=bool)
+    valid[vocabulary.ids] = True
+    inside = (sem >= 0) & (sem < 256)
+    sem_c = np.clip(sem, 0, 255)
+    thing_px = inside & is_thing[sem_c]
+    return sem, thing_px, inside & valid[sem_c] & ~thing_px
+
+
+def instance_masks(sem: np.ndarray, instance: np.ndarray | None, thing_px: np.ndarray
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(class id, mask)`` per thing instance, in (instance id, class) order.
+
+    An instance id spanning two classes counts as two instances; thing pixels with
+    instance 0 (crowds) are not yielded.
+    """
+    if instance is None:
+        return
+    inst = instance.astype(np.int64)
+    flat = np.flatnonzero(thing_px & (inst != 0))
+    if not len(flat):
+        return
+    keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    group = np.full(sem.size, -1, dtype=np.int64)
+    group[flat] = inverse.reshape(-1)
+    group = group.reshape(sem.shape)
+    for g, (_, cls) in enumerate(uniq):
+        yield int(cls), group == g
 
 
 class Writer:

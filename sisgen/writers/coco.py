@@ -54,7 +54,7 @@ from ..errors import SisgenInputError
 from ..io import write_image, write_json
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, register_writer
+from .base import Writer, instance_masks, pixel_kinds, register_writer
 
 SEGMENTATIONS = ("rle", "polygon")
 
@@ -121,39 +121,22 @@ def image_records(
         crowd regions by class; stuff by class.
 
     """
-    sem = semantic.astype(np.int64)
-    is_thing = np.zeros(256, dtype=bool)
-    is_thing[vocabulary.thing_ids] = True
-    valid = np.zeros(256, dtype=bool)
-    valid[vocabulary.ids] = True
-    inside = (sem >= 0) & (sem < 256)
-    sem_c = np.clip(sem, 0, 255)
-    thing_px = inside & is_thing[sem_c]
-    stuff_px = inside & valid[sem_c] & ~is_thing[sem_c]
+    sem, thing_px, stuff_px = pixel_kinds(semantic, vocabulary)
     inst = np.zeros(sem.shape, np.int64) if instance is None else instance.astype(np.int64)
 
     things: list[dict[str, Any]] = []
-    sel = thing_px & (inst != 0)
-    if sel.any():
-        flat = np.flatnonzero(sel)
-        keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        group = np.full(sem.size, -1, dtype=np.int64)
-        group[flat] = inverse.reshape(-1)
-        group = group.reshape(sem.shape)
-        for g, (_, cls) in enumerate(uniq):
-            mask = group == g
-            bbox, area = _bbox_area(mask)
-            seg: Any = None
-            if segmentation == "polygon":
-                seg = mask_to_polygons(mask) or None
-            things.append({
-                "category_id": int(cls) + 1,
-                "segmentation": seg if seg is not None else _rle(mask),
-                "area": area,
-                "bbox": bbox,
-                "iscrowd": 0,
-            })
+    for cls, mask in instance_masks(sem, instance, thing_px):
+        bbox, area = _bbox_area(mask)
+        seg: Any = None
+        if segmentation == "polygon":
+            seg = mask_to_polygons(mask) or None
+        things.append({
+            "category_id": cls + 1,
+            "segmentation": seg if seg is not None else _rle(mask),
+            "area": area,
+            "bbox": bbox,
+            "iscrowd": 0,
+        })
     crowd = thing_px & (inst == 0)
     for cls in np.unique(sem[crowd]):
         mask = crowd & (sem == cls)
@@ -195,15 +178,7 @@ def panoptic_segments(
         entry per segment (see the module docstring for the numbering).
 
     """
-    sem = semantic.astype(np.int64)
-    is_thing = np.zeros(256, dtype=bool)
-    is_thing[vocabulary.thing_ids] = True
-    valid = np.zeros(256, dtype=bool)
-    valid[vocabulary.ids] = True
-    inside = (sem >= 0) & (sem < 256)
-    sem_c = np.clip(sem, 0, 255)
-    thing_px = inside & is_thing[sem_c]
-    stuff_px = inside & valid[sem_c] & ~is_thing[sem_c]
+    sem, thing_px, stuff_px = pixel_kinds(semantic, vocabulary)
     inst = np.zeros(sem.shape, np.int64) if instance is None else instance.astype(np.int64)
 
     ids = np.zeros(sem.shape, np.int64)
@@ -216,16 +191,8 @@ def panoptic_segments(
         infos.append({"id": seg_id, "category_id": int(cls) + 1, "area": area,
                       "bbox": [int(v) for v in bbox], "iscrowd": iscrowd})
 
-    sel = thing_px & (inst != 0)
-    if sel.any():
-        flat = np.flatnonzero(sel)
-        keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
-        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-        group = np.full(sem.size, -1, dtype=np.int64)
-        group[flat] = inverse.reshape(-1)
-        group = group.reshape(sem.shape)
-        for g, (_, cls) in enumerate(uniq):
-            add(group == g, int(cls), 0)
+    for cls, mask in instance_masks(sem, instance, thing_px):
+        add(mask, cls, 0)
     crowd = thing_px & (inst == 0)
     for cls in np.unique(sem[crowd]):
         add(crowd & (sem == cls), int(cls), 1)

@@ -43,7 +43,7 @@ from ..errors import SisgenInputError
 from ..io import write_text
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, register_writer
+from .base import Writer, instance_masks, pixel_kinds, register_writer
 from .folder import check_image_format, write_photo
 
 
@@ -104,10 +104,7 @@ def yolo_lines(
     classes = vocabulary.classes if include_stuff else [c for c in vocabulary.classes
                                                          if c.is_thing]
     index = {c.id: i for i, c in enumerate(classes)}
-    sem = semantic.astype(np.int64)
-    is_thing = np.zeros(256, dtype=bool)
-    is_thing[vocabulary.thing_ids] = True
-    thing_px = (sem >= 0) & (sem < 256) & is_thing[np.clip(sem, 0, 255)]
+    sem, thing_px, _ = pixel_kinds(semantic, vocabulary)
     scale = np.array([w, h], np.float64)
 
     def fmt(cls: int, pts: np.ndarray) -> str:
@@ -115,18 +112,8 @@ def yolo_lines(
         return " ".join([str(index[cls]), *(f"{v:.{decimals}f}" for v in xy)])
 
     lines: list[str] = []
-    if instance is not None:
-        inst = instance.astype(np.int64)
-        sel = thing_px & (inst != 0)
-        if sel.any():
-            flat = np.flatnonzero(sel)
-            keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
-            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-            group = np.full(sem.size, -1, dtype=np.int64)
-            group[flat] = inverse.reshape(-1)
-            group = group.reshape(sem.shape)
-            for g, (_, cls) in enumerate(uniq):
-                lines += [fmt(int(cls), p) for p in part_polygons(group == g)]
+    for cls, mask in instance_masks(sem, instance, thing_px):
+        lines += [fmt(cls, p) for p in part_polygons(mask)]
     if include_stuff:
         stuff_ids = [c.id for c in vocabulary.classes if not c.is_thing]
         for cls in np.intersect1d(np.unique(sem[~thing_px]), stuff_ids):
