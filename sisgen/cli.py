@@ -84,6 +84,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert an official checkpoint into a sisgen model folder."""
+    from .export.convert import convert
+
+    options = _key_values(args.option, "--option")
+    model = convert(args.arch, args.ckpt, args.dataset, **options)
+    out = Path(args.out) if args.out else Path(f"{args.arch}_{args.dataset}")
+    model.save(out)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.ckpt} -> {out} ({n / 1e6:.2f}M parameters)")
+    return 0
+
+
 def _key_values(items: list[str], what: str) -> dict[str, object]:
     import yaml
 
@@ -192,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--uint8", action="store_true", help="emit uint8 NHWC images")
     e.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
     e.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("convert", help="convert an official SPADE/CLADE/OASIS/pix2pixHD checkpoint")
+    c.add_argument("arch", help="spade, clade, oasis or pix2pixhd")
+    c.add_argument("--ckpt", required=True, help="the official generator file (.pth)")
+    c.add_argument("--dataset", required=True, help="cityscapes, ade20k or coco_stuff")
+    c.add_argument("--out", help="output model folder (default: ARCH_DATASET)")
+    c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="converter option (repeatable), e.g. use_vae=true")
+    c.set_defaults(func=cmd_convert)
 
     g = sub.add_parser("generate", help="synthesize a labeled dataset")
     g.add_argument("--model", required=True, help="model folder or .onnx file")
