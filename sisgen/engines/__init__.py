@@ -1,57 +1,80 @@
-"""Engines: one protocol, several backends (torch eager, onnxruntime)."""
+"""Engines: one protocol, several backends.
+
+``torch`` (eager, ``torch.compile``, CUDA graphs), ``onnxruntime`` (CPU, CUDA with IO
+binding, the TensorRT execution provider), ``tensorrt`` (a serialized plan) and ``aot``
+(an AOTInductor ``.pt2`` package). :func:`load_generator` picks the backend from the file.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import SisgenInputError
 from .base import Engine, Generator, images_to_uint8, noise_from_seeds
+from .metadata import generator_from_metadata, read_sidecar
 
 __all__ = ["Engine", "Generator", "images_to_uint8", "load_generator", "noise_from_seeds"]
 
+#: File suffixes of serialized TensorRT engines.
+TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
+
 
 def load_generator(path: str | os.PathLike, device: str | None = None,
-                   providers: list[str] | None = None, threads: int = 0) -> Generator:
-    """Open a model folder / ``.safetensors`` (torch backend) or an ``.onnx`` file.
+                   providers: list[Any] | None = None, threads: int = 0,
+                   mode: str = "eager", backend: str | None = None,
+                   **engine_options: Any) -> Generator:
+    """Open a model folder / ``.safetensors``, an ``.onnx``, ``.engine``/``.plan`` or ``.pt2``.
 
     Args:
         path: What to open.
-        device: Torch device for the torch backend.
-        providers: onnxruntime providers for ``.onnx`` files.
+        device: Torch device (torch, TensorRT and AOT backends; CUDA for TensorRT).
+        providers: onnxruntime providers for ``.onnx`` files (short names ``tensorrt``,
+            ``cuda``, ``cpu`` or full names).
         threads: onnxruntime intra-op threads (0 = default).
+        mode: Torch backend mode: ``eager``, ``compile`` or ``cudagraphs``.
+        backend: Force a backend for the file type where there is a choice: ``torch``
+            (model folders), ``onnxruntime`` (``.onnx``); ``None`` picks by suffix.
+        **engine_options: Passed to the backend's constructor (``half``, ``channels_last``
+            for torch; ``io_binding``, ``trt_options`` for onnxruntime).
 
     Raises:
-        SisgenInputError: The path does not exist or is not a sisgen model.
+        SisgenInputError: The path does not exist, is not a sisgen model, or its metadata
+            (the ``.json`` sidecar of a TensorRT engine) is missing.
     """
     path = Path(path)
     if not path.exists():
         raise SisgenInputError("no such model file or folder", path)
-    if path.suffix == ".onnx":
-        from ..vocab import Vocabulary
+    suffix = path.suffix.lower()
+    kind = backend or {".onnx": "onnxruntime", ".pt2": "aot"}.get(
+        suffix, "tensorrt" if suffix in TENSORRT_SUFFIXES else "torch")
+    expected = {".onnx": ("onnxruntime",), ".pt2": ("aot",)}.get(
+        suffix, ("tensorrt",) if suffix in TENSORRT_SUFFIXES else ("torch",))
+    if kind not in expected:
+        raise SisgenInputError(f"backend {kind!r} cannot open a {suffix or 'folder'} "
+                               f"(use {expected[0]!r})", path)
+    if kind == "onnxruntime":
         from .onnx_engine import OnnxEngine
 
-        eng = OnnxEngine(path, providers=providers, threads=threads)
-        meta = eng.metadata
-        if "sisgen.resolution" not in meta:
-            raise SisgenInputError("ONNX file has no sisgen metadata (export it with "
-                                   "`sisgen export onnx`)", path)
-        vocab = meta.get("sisgen.vocabulary")
-        return Generator(
-            eng,
-            Vocabulary.from_dict(json.loads(vocab), source=str(path)) if vocab else None,
-            tuple(json.loads(meta["sisgen.resolution"])),
-            json.loads(meta.get("sisgen.noise", "{}")),
-            model_name=meta.get("sisgen.model_name", ""),
-            model_hash=meta.get("sisgen.model_hash", ""),
-            uses_edges="edges" in eng.input_names,
-            backend="onnxruntime",
-        )
+        eng = OnnxEngine(path, providers=providers, threads=threads, **engine_options)
+        return generator_from_metadata(eng, eng.metadata, path, "onnxruntime")
+    if kind == "tensorrt":
+        meta = read_sidecar(path)  # before importing tensorrt: a clear error first
+        from .tensorrt_engine import TensorRTEngine
+
+        return generator_from_metadata(TensorRTEngine(path, device, **engine_options), meta,
+                                       path, "tensorrt")
+    if kind == "aot":
+        from .aot_engine import AOTEngine
+
+        eng = AOTEngine(path, device, **engine_options)
+        return generator_from_metadata(eng, eng.metadata, path, "aot")
     from ..models import load_model
     from .torch_engine import TorchEngine
 
     model = load_model(path)
-    return Generator(TorchEngine(model, device), model.vocabulary, model.resolution,
-                     model.noise_spec(), model.model_name, model.weights_hash(),
-                     model.uses_edges, backend="torch")
+    name = "torch" if mode == "eager" else f"torch-{mode}"
+    return Generator(TorchEngine(model, device, mode=mode, **engine_options), model.vocabulary,
+                     model.resolution, model.noise_spec(), model.model_name,
+                     model.weights_hash(), model.uses_edges, backend=name)

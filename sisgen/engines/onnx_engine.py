@@ -1,13 +1,126 @@
-"""The ONNX Runtime backend (CPU, or CUDA when onnxruntime-gpu is installed)."""
+"""The ONNX Runtime backend: CPU, CUDA (IO binding on torch tensors) or the TensorRT EP.
+
+Providers are given by short name (``"tensorrt"``, ``"cuda"``, ``"cpu"``), by onnxruntime
+name (``"CUDAExecutionProvider"``), or as ``(name, options)`` pairs; those the installed
+onnxruntime lacks are dropped (the CPU always remains).
+
+Two ways to run:
+
+* host arrays (numpy, or CPU torch tensors on the plain path): ``session.run``, numpy out;
+* torch tensors with ``io_binding`` on (the default for CUDA sessions): the inputs are bound
+  in place by ``data_ptr`` (no host round trip for CUDA tensors), the output is bound to a
+  preallocated torch tensor on the same device, and a torch tensor comes back. Before the
+  run the current torch CUDA stream is synchronized, so the kernels that produced the inputs
+  have finished when onnxruntime (on its own stream) reads them; onnxruntime synchronizes its
+  stream at the end of the run, so the output is complete when it is returned.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import SisgenInputError
+
+#: Short provider names -> onnxruntime execution providers.
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+#: onnxruntime tensor type strings -> numpy / torch dtypes.
+ORT_DTYPES: dict[str, tuple[type, torch.dtype]] = {
+    "tensor(float)": (np.float32, torch.float32),
+    "tensor(float16)": (np.float16, torch.float16),
+    "tensor(double)": (np.float64, torch.float64),
+    "tensor(int64)": (np.int64, torch.int64),
+    "tensor(int32)": (np.int32, torch.int32),
+    "tensor(uint8)": (np.uint8, torch.uint8),
+    "tensor(int8)": (np.int8, torch.int8),
+    "tensor(bool)": (np.bool_, torch.bool),
+}
+
+ProviderSpec = str | tuple[str, dict[str, Any]]
+
+
+def resolve_providers(providers: Sequence[ProviderSpec] | None, available: Sequence[str],
+                      trt_options: dict[str, Any] | None = None,
+                      cuda_options: dict[str, Any] | None = None) -> list[ProviderSpec]:
+    """Turn short names into onnxruntime providers, with options, keeping what is available.
+
+    Args:
+        providers: Short or full names, or ``(name, options)`` pairs; ``None`` gives CUDA
+            (when available) then CPU.
+        available: ``onnxruntime.get_available_providers()``.
+        trt_options: Options for the TensorRT EP (merged under explicit pair options).
+        cuda_options: Options for the CUDA EP.
+
+    Raises:
+        ValueError: An unknown short name.
+    """
+    if providers is None:
+        providers = ["cuda", "cpu"]
+    out: list[ProviderSpec] = []
+    for spec in providers:
+        name, opts = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+        full = PROVIDERS.get(name.lower(), name)
+        if not full.endswith("ExecutionProvider"):
+            raise ValueError(f"unknown onnxruntime provider {name!r}; short names: "
+                             f"{', '.join(sorted(PROVIDERS))}")
+        if full not in available or any((p if isinstance(p, str) else p[0]) == full
+                                        for p in out):
+            continue
+        extra = {"TensorrtExecutionProvider": trt_options,
+                 "CUDAExecutionProvider": cuda_options}.get(full) or {}
+        opts = {**extra, **opts}
+        out.append((full, opts) if opts else full)
+    if not any((p if isinstance(p, str) else p[0]) == "CPUExecutionProvider" for p in out):
+        out.append("CPUExecutionProvider")
+    return out
+
+
+def tensorrt_ep_options(fp16: bool = False, cache_dir: str | os.PathLike | None = None,
+                        workspace_gb: float | None = None, device_id: int = 0
+                        ) -> dict[str, Any]:
+    """Options of onnxruntime's TensorRT execution provider.
+
+    Args:
+        fp16: Let TensorRT pick fp16 kernels (``trt_fp16_enable``).
+        cache_dir: Engine and timing cache folder (``trt_engine_cache_path``); engine
+            building takes minutes, the cache makes later sessions start in seconds.
+        workspace_gb: Builder workspace limit.
+        device_id: CUDA device.
+    """
+    opts: dict[str, Any] = {"device_id": device_id, "trt_fp16_enable": bool(fp16)}
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=os.fspath(cache_dir),
+                    trt_timing_cache_enable=True, trt_timing_cache_path=os.fspath(cache_dir))
+    if workspace_gb:
+        opts["trt_max_workspace_size"] = int(workspace_gb * (1 << 30))
+    return opts
+
+
+def output_shape(declared: Sequence[Any], inputs: dict[str, torch.Tensor],
+                 output_kind: str) -> tuple[int, ...] | None:
+    """The concrete output shape for a batch, from the declared (partly symbolic) one.
+
+    The batch axis comes from the inputs; symbolic spatial axes from the label map (NCHW
+    float images, or NHWC for ``uint8_nhwc`` outputs). ``None`` when it cannot be inferred.
+    """
+    labels = inputs.get("labels")
+    if labels is None or len(declared) != 4:
+        return None
+    b, (h, w) = labels.shape[0], labels.shape[-2:]
+    fill = (b, h, w, 3) if output_kind == "uint8_nhwc" else (b, 3, h, w)
+    return tuple(d if isinstance(d, int) and d > 0 else f for d, f in zip(declared, fill,
+                                                                           strict=True))
 
 
 class OnnxEngine:
@@ -17,31 +130,47 @@ class OnnxEngine:
 
     Args:
         path: The ONNX file.
-        providers: onnxruntime execution providers (default: CUDA when available, then CPU).
+        providers: Execution providers (see the module docstring); default CUDA when
+            available, then CPU.
         threads: Intra-op threads (0: onnxruntime's default).
+        io_binding: Bind torch tensors in place and return torch tensors; ``None`` turns it
+            on when the session runs on CUDA or TensorRT.
+        trt_options: TensorRT EP options (see :func:`tensorrt_ep_options`).
+        share_stream: Run the CUDA EP on torch's current stream (``user_compute_stream``)
+            instead of synchronizing streams before each run.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None,
-                 threads: int = 0):
+    def __init__(self, path: str | os.PathLike, providers: Sequence[ProviderSpec] | None = None,
+                 threads: int = 0, io_binding: bool | None = None,
+                 trt_options: dict[str, Any] | None = None, share_stream: bool = False):
         import onnxruntime as ort
 
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise SisgenInputError("ONNX file not found", path)
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                         if p in available]
+        cuda_options: dict[str, Any] = {}
+        if share_stream and torch.cuda.is_available():
+            cuda_options = {"has_user_compute_stream": "1",
+                            "user_compute_stream": str(torch.cuda.current_stream().cuda_stream)}
+        resolved = resolve_providers(providers, ort.get_available_providers(),
+                                     trt_options=trt_options, cuda_options=cuda_options)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # errors only: graph-folding notices are not for users
         if threads:
             opts.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(path, opts, providers=providers)
+            self.session = ort.InferenceSession(path, opts, providers=resolved)
         except Exception as e:  # onnxruntime raises several unrelated types
             raise SisgenInputError(f"onnxruntime cannot open the model ({e})", path) from e
         self.input_names = tuple(i.name for i in self.session.get_inputs())
-        self.output_name = self.session.get_outputs()[0].name
+        self.input_types = {i.name: i.type for i in self.session.get_inputs()}
+        out = self.session.get_outputs()[0]
+        self.output_name, self.output_type, self.output_dims = out.name, out.type, out.shape
+        self.providers = self.session.get_providers()
+        on_gpu = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        self.io_binding = on_gpu if io_binding is None else io_binding
+        self.share_stream = bool(cuda_options)
+        self.output_kind = self.metadata.get("sisgen.output", "float_nchw")
         self.path = path
 
     @property
@@ -49,19 +178,62 @@ class OnnxEngine:
         """The model's custom metadata (what ``sisgen export`` embedded)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def __call__(self, labels: Any, edges: Any, noise: Any, **extra: Any) -> np.ndarray:
-        """Generate images (NCHW float in [-1, 1], or NHWC uint8 for byte-output exports)."""
-        return self.run({"labels": labels, "edges": edges, "noise": noise, **extra})
+    def __call__(self, labels: Any, edges: Any, noise: Any, **extra: Any) -> Any:
+        """Generate images (NCHW float in [-1, 1], or NHWC uint8 for byte-output exports).
 
-    def run(self, feeds: dict[str, Any]) -> np.ndarray:
-        """Run with inputs by name (torch tensors or arrays); unused names are ignored."""
-        inputs = {}
+        Returns numpy arrays on the plain path, torch tensors with IO binding.
+        """
+        feeds = {"labels": labels, "edges": edges, "noise": noise, **extra}
+        if self.io_binding:
+            return self.run_torch(feeds)
+        return self.run(feeds)
+
+    def _feeds(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        out = {}
         for name in self.input_names:
             value = feeds.get(name)
             if value is None:
                 raise ValueError(f"the ONNX model needs input {name!r}")
+            out[name] = value
+        return out
+
+    def run(self, feeds: dict[str, Any]) -> np.ndarray:
+        """Run with inputs by name (torch tensors or arrays); unused names are ignored."""
+        inputs = {}
+        for name, value in self._feeds(feeds).items():
             if hasattr(value, "detach"):
                 value = value.detach().cpu().numpy()
-            inputs[name] = np.ascontiguousarray(
-                value, dtype=np.int64 if name == "labels" else np.float32)
+            dtype = ORT_DTYPES.get(self.input_types[name], (np.float32,))[0]
+            inputs[name] = np.ascontiguousarray(value, dtype=dtype)
         return self.session.run([self.output_name], inputs)[0]
+
+    def run_torch(self, feeds: dict[str, Any]) -> torch.Tensor:
+        """Run on torch tensors with IO binding; returns a torch tensor on their device."""
+        tensors: dict[str, torch.Tensor] = {}
+        for name, value in self._feeds(feeds).items():
+            dtype = ORT_DTYPES.get(self.input_types[name], (None, torch.float32))[1]
+            tensors[name] = torch.as_tensor(value).to(dtype=dtype).contiguous()
+        device = tensors[self.input_names[0]].device
+        if device.type == "cuda" and "CUDAExecutionProvider" not in self.providers \
+                and "TensorrtExecutionProvider" not in self.providers:
+            device = torch.device("cpu")
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+        kind, index = device.type, device.index or 0
+        binding = self.session.io_binding()
+        for name, t in tensors.items():
+            binding.bind_input(name, kind, index, ORT_DTYPES[self.input_types[name]][0],
+                               tuple(t.shape), t.data_ptr())
+        np_out, torch_out = ORT_DTYPES.get(self.output_type, (np.float32, torch.float32))
+        shape = output_shape(self.output_dims, tensors, self.output_kind)
+        out = None
+        if shape is not None:
+            out = torch.empty(shape, dtype=torch_out, device=device)
+            binding.bind_output(self.output_name, kind, index, np_out, shape, out.data_ptr())
+        else:
+            binding.bind_output(self.output_name, kind, index)
+        if kind == "cuda" and not self.share_stream:
+            torch.cuda.current_stream(device).synchronize()
+        self.session.run_with_iobinding(binding)
+        if out is None:  # onnxruntime allocated it: copy out through the host
+            out = torch.from_numpy(binding.copy_outputs_to_cpu()[0]).to(device)
+        return out
