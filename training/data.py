@@ -26,11 +26,12 @@ pix2pixHD), given as ``{"mode": ..., "load_size": ..., "crop_size": ..., "flip":
 (default true) mirrors labels, instances and photo horizontally with probability 1/2.
 
 Interpolation: label and instance maps are always resized nearest-neighbour with
-pixel-centre sampling (source pixel ``floor((x + 0.5) * src / dst)``, PIL's ``NEAREST``,
-which the official pipelines use), so ids are never blended or invented and the maps stay
-aligned with the photo. Photos use OpenCV's ``INTER_AREA`` when shrinking (the
-anti-aliased average that PIL's ``BICUBIC`` resize of the papers also is when shrinking)
-and ``INTER_CUBIC`` (bicubic) when enlarging.
+pixel-centre sampling (source pixel ``floor((x + 0.5) * src / dst)``, index for index what
+PIL's ``NEAREST`` in the official pipelines picks), so ids are never blended or invented
+and the maps stay aligned with the photo. Photos use OpenCV's ``INTER_AREA`` when
+shrinking -- anti-aliased, like the PIL ``BICUBIC`` resize of the official pipelines, which
+widens its filter when shrinking (OpenCV's ``INTER_CUBIC`` would alias) -- and
+``INTER_CUBIC`` (bicubic) when enlarging.
 
 Determinism: the crop offset and the flip of item ``index`` in epoch ``epoch`` come from
 ``numpy.random.default_rng([seed, epoch, index])`` and nothing else -- no global RNG is
@@ -138,9 +139,15 @@ class Geometry:
 
 
 def _nearest_indices(src: int, dst: int) -> np.ndarray:
-    """Pixel-centre nearest-neighbour source index of each of ``dst`` output pixels."""
-    idx = ((np.arange(dst, dtype=np.float64) + 0.5) * (src / dst)).astype(np.int64)
-    return np.minimum(idx, src - 1)
+    """Pixel-centre nearest-neighbour source index of each of ``dst`` output pixels.
+
+    OpenCV's ``INTER_NEAREST_EXACT`` applied to an index ramp: it rounds the ties exactly as
+    PIL's ``NEAREST`` does (a plain ``floor((x + 0.5) * src / dst)`` differs on some sizes).
+    """
+    if src == dst:
+        return np.arange(dst, dtype=np.int64)
+    ramp = np.arange(src, dtype=np.float32)[None]  # exact below 2**24
+    return cv2.resize(ramp, (dst, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0].astype(np.int64)
 
 
 @dataclass(frozen=True)
