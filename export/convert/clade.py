@@ -13,12 +13,13 @@ else -- trunk, spectral norm, label channels per dataset, upsampling -- is as fo
 0 in both (the official argmax of zeros, sisgen's out-of-range index).
 
 ICPE is detected from the ``dist_conv_w`` keys (or forced with the option ``icpe``). The
-official network reads a precomputed intra-class position map (``input_dist``: per
-connected component of each class except id 0, offsets from its centroid divided by the
-largest absolute offset, y then x); the converted model computes its position map on the
-device inside ``forward`` (see :func:`sisgen.models.vasis.relative_position_map`), so its
-output equals the official one wherever the two maps agree -- given the same map the
-networks match exactly.
+official network reads a precomputed intra-class position map (``input_dist``, from
+``util/cal_dist_masks.py``: per 8-connected component of each class except id 0, offsets
+from its centroid divided by the largest absolute offset, y then x); the converted model
+computes its position map on the device inside ``forward`` (see the ``icpe`` argument of
+:class:`~sisgen.models.spade.SPADEGenerator` for how its regions are chosen), so its output
+equals the official one wherever the two maps agree. Given the same map the two networks
+agree exactly (verified by feeding the map sisgen computes to the official network).
 """
 
 from __future__ import annotations

@@ -22,7 +22,9 @@ channels, then the instance-edge channel), per official dataset option file:
 * ``ade20k``: ``label_nc=150`` + dontcare, no edges -> 151 channels. The dataset's
   ``postprocess`` (``label - 1``, ``-1 -> label_nc``) rebinds a local name and never writes
   the result back, so the official one-hot channel ``i`` is ADE20K id ``i`` (0 = "other")
-  -- exactly sisgen's 151-class ADE20K layout; no permutation is needed.
+  -- exactly sisgen's 151-class ADE20K layout; no permutation is needed. (ADE20K maps have
+  no ignore pixels; a 255 gives sisgen an all-zero one-hot, the official loader channel
+  150.)
 * ``coco_stuff``: ``label_nc=182`` + dontcare (255 -> channel 182), edges -> 184 channels;
   the same as sisgen's COCO-Stuff layout.
 

@@ -202,7 +202,9 @@ def test_wrong_dataset_and_wrong_architecture():
 def test_cli_writes_a_loadable_folder(tmp_path, capsys):
     src, inputs = _source("clade_icpe")
     ckpt = tmp_path / "best_net_G.pth"
-    torch.save(official_layout(src.state_dict(), clade=True), ckpt)
+    # files from torch < 1.6 (the 2019 SPADE release) use the legacy, non-zip format
+    torch.save(official_layout(src.state_dict(), clade=True), ckpt,
+               _use_new_zipfile_serialization=False)
     out = tmp_path / "converted"
     assert main(["convert", "clade", "--ckpt", str(ckpt), "--dataset", "tiny",
                  "--out", str(out), "--option", "icpe=true"]) == 0
