@@ -7,8 +7,8 @@ that names the format and its accepted arguments (the Ultralytics exporter's con
 |---|---|---|
 | ``onnx`` | one ``.onnx``, metadata inside | ``file opset uint8 check optimize`` |
 | ``torch`` | ``config.json`` + ``model.safetensors`` | ``file`` |
-
-TensorRT, compiled-torch and fp16 variants are not built yet.
+| ``tensorrt`` | ``.engine`` + ``.engine.json`` + ``.onnx`` | see :data:`FORMAT_ARGS` |
+| ``aot`` | AOTInductor ``.pt2`` (metadata inside) | ``file batch dynamic device half`` |
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from sisgen.models.base import SISGenerator
 FORMAT_ARGS: dict[str, tuple[str, ...]] = {
     "onnx": ("file", "opset", "uint8", "check", "optimize"),
     "torch": ("file",),
+    "tensorrt": ("file", "half", "batch", "size", "workspace_gb", "timing_cache", "cache_dir",
+                 "onnx_file", "opset"),
+    "aot": ("file", "batch", "dynamic", "device", "half"),
 }
 
 
@@ -55,5 +58,13 @@ def export(model: SISGenerator, format: str = "onnx", **kwargs: Any) -> Path:  #
         if parity is not None and parity.max_abs > 1e-4 and not kwargs.get("uint8"):
             raise SisgenInputError(f"exported ONNX failed its parity check ({parity})", path)
         return path
+    if format == "tensorrt":
+        from .tensorrt import export_tensorrt
+
+        return export_tensorrt(model, kwargs.pop("file", f"{name}.engine"), **kwargs)
+    if format == "aot":
+        from .aot import export_aot
+
+        return export_aot(model, kwargs.pop("file", f"{name}.pt2"), **kwargs)
     folder = Path(os.fspath(kwargs.get("file", name)))
     return model.save(folder)

@@ -311,3 +311,39 @@ def build_engine(onnx_path: str | os.PathLike, file: str | os.PathLike | None = 
 
 __all__ = ["build_engine", "engine_cache_key", "file_sha256", "normalize_batch",
            "onnx_input_dims", "onnx_precision", "profile_shapes", "sidecar_path"]
+
+
+def export_tensorrt(model: Any, file: str | os.PathLike, *, half: bool = False,
+                    onnx_file: str | os.PathLike | None = None, opset: int = 18,
+                    **build_options: Any) -> Path:
+    """Export ``model`` to ONNX (beside the engine, or ``onnx_file``), then build an engine.
+
+    ``half=True`` asks the ONNX exporter for an fp16 graph (``export_onnx(half=True)``);
+    the strongly typed TensorRT network then runs in fp16.
+
+    Args:
+        model: The generator.
+        file: The engine path (``.engine``).
+        half: fp16 engine.
+        onnx_file: Where the intermediate ONNX goes (default: ``file`` with ``.onnx``).
+        opset: ONNX opset.
+        **build_options: :func:`build_engine` options (``batch``, ``size``, ``workspace_gb``,
+            ``timing_cache``, ``cache_dir``).
+
+    Raises:
+        SisgenInputError: ``half=True`` while the ONNX exporter has no fp16 option.
+    """
+    import inspect
+
+    from .onnx import export_onnx
+
+    file = Path(file)
+    onnx_file = Path(onnx_file) if onnx_file is not None else file.with_suffix(".onnx")
+    opts: dict[str, Any] = {"opset": opset}
+    if half:
+        if "half" not in inspect.signature(export_onnx).parameters:
+            raise SisgenInputError("half=True needs fp16 ONNX export (export_onnx(half=...)), "
+                                   "which this version lacks")
+        opts["half"] = True
+    export_onnx(model, onnx_file, **opts)
+    return build_engine(onnx_file, file, half=half, **build_options)

@@ -51,12 +51,17 @@ class TensorRTEngine:
         device: A CUDA device (default: the current one).
 
     Raises:
+        ImportError: ``tensorrt`` is not installed.
         RuntimeError: No CUDA device.
         SisgenInputError: The plan cannot be deserialized (another TensorRT version or GPU).
     """
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None):
-        import tensorrt as trt
+        try:
+            import tensorrt as trt
+        except ImportError as e:
+            raise ImportError("TensorRT engines need the tensorrt package "
+                              "(pip install 'sisgen[tensorrt]')") from e
 
         if not torch.cuda.is_available():
             raise RuntimeError("TensorRT engines need a CUDA GPU")
