@@ -5,7 +5,9 @@ have the same modules (``fc``, ``body.<i>`` residual blocks with ``conv_0``/``co
 ``conv_s`` and SPADE norms ``norm_0``/``norm_1``/``norm_s``, ``conv_img``). Two names
 differ: the param-free norm inside SPADE (official ``first_norm``, a synchronized BN whose
 running statistics become a plain BN's) and the spectral-norm tensors (the hook's
-``weight_orig``/``weight_u``/``weight_v`` -> the parametrization's keys, same values).
+``weight_orig``/``weight_u``/``weight_v`` -> the parametrization's keys, same values;
+files from torch 1.0, which stored the folded ``weight`` instead of ``weight_v``, are
+upgraded first as for SPADE).
 
 Inputs line up as follows (checked against the official forward):
 
@@ -48,6 +50,7 @@ from .common import (
     require,
     spectral_norm_key,
 )
+from .spade import upgrade_legacy_spectral_norm
 
 #: The official default ``--z_dim``.
 OFFICIAL_Z_DIM = 64
@@ -135,5 +138,6 @@ def convert_oasis(state: dict[str, torch.Tensor], dataset: str, **options: Any) 
             raise
         raise SisgenInputError(f"cannot build the OASIS model this checkpoint describes "
                                f"({config}): {e}") from e
-    renamed, origin = rename_keys(state, _TO_SISGEN, spectral_norm_key)
+    renamed, origin = rename_keys(upgrade_legacy_spectral_norm(state), _TO_SISGEN,
+                                  spectral_norm_key)
     return load_checked(model, renamed, "OASIS", origin, _TO_OFFICIAL)

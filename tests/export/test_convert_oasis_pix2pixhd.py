@@ -168,6 +168,24 @@ def test_oasis_matches_official_forward(dataset):
     assert (wrong - ref).abs().max() > 1e-2  # the noise channel order matters
 
 
+def test_oasis_torch10_spectral_norm_file():
+    """torch 1.0 saved the folded ``weight`` (used as is in eval mode) and no ``weight_v``."""
+    state = oasis_official_state(35, seed=6)
+    legacy = {}
+    for key, value in state.items():
+        if key.endswith(".weight_v"):
+            name = key[: -len(".weight_v")]
+            legacy[f"{name}.weight"] = _weight(state, name)
+        else:
+            legacy[key] = value
+    model = convert("oasis", legacy, "cityscapes", height=32, width=64)
+    lab = _labels(34, 32, 64)
+    z = torch.randn(2, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = oasis_official_forward(state, oasis_official_onehot(lab, "cityscapes"), z)
+        assert (model(lab, None, official_noise(z, 32, 64)) - ref).abs().max() <= 1e-4
+
+
 def test_oasis_instance_norm_no_spectral_no_noise():
     state = oasis_official_state(151, z_dim=0, spectral=False, batch=False, seed=4)
     model = convert("oasis", state, "ade20k", height=64, width=64)
