@@ -59,7 +59,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from sisgen import sources
 from sisgen.errors import SisgenInputError
@@ -402,7 +402,7 @@ def _check_ids(semantic: np.ndarray, vocabulary: Vocabulary, path: Any) -> None:
 
 
 def _check_photo_size(label_shape: tuple[int, int], photo_shape: tuple[int, ...],
-                      path: Any) -> None:
+                      path: Any, sample: str) -> None:
     """Raise when photo and label map differ in aspect ratio (more than 1 % or a pixel)."""
     lh, lw = label_shape
     ph, pw = photo_shape[:2]
@@ -410,8 +410,8 @@ def _check_photo_size(label_shape: tuple[int, int], photo_shape: tuple[int, ...]
         return
     if abs(ph * lw / pw - lh) > max(1.0, _ASPECT_TOLERANCE * lh):
         raise SisgenInputError(
-            f"photo is {pw}x{ph} but its label map is {lw}x{lh}: the aspect ratios differ, so "
-            "they cannot be aligned by resizing (W x H)", path)
+            f"photo of sample {sample!r} is {pw}x{ph} but its label map is {lw}x{lh} (W x H): "
+            "the aspect ratios differ, so resizing cannot align them", path)
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -499,7 +499,7 @@ class PairedDataset(Dataset):
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
             raise SisgenInputError(f"photo of sample {lm.id!r} is not H×W×3 uint8 RGB "
                                    f"({photo.dtype} {photo.shape})", self._photo_file(index, lm))
-        _check_photo_size(lm.shape, photo.shape, self._photo_file(index, lm))
+        _check_photo_size(lm.shape, photo.shape, self._photo_file(index, lm), lm.id)
         return lm, photo
 
     def _pair(self, index: int) -> tuple[LabelMap, np.ndarray]:
@@ -510,28 +510,44 @@ class PairedDataset(Dataset):
             hit = self._cache[index] = self._read(index)
         return hit
 
-    def validate(self, limit: int | None = None) -> None:
+    def _check(self, index: int) -> None:
+        lm, _ = self._pair(index)
+        _check_ids(lm.semantic, self.vocabulary, self._label_file(lm))
+
+    def validate(self, limit: int | None = None, workers: int | None = None) -> None:
         """Check label maps and photos before training; raise on the first bad one.
 
         Every check of :meth:`_read` plus the vocabulary's ids (see the module docstring).
-        Label maps and photos are decoded in full (with ``cache=True`` they stay cached), so
-        on very large datasets pass ``limit``. A progress bar is shown above 1000 items.
+        Label maps and photos are decoded in full (Cityscapes: ~0.15 s a pair on one core),
+        so large datasets are checked by worker processes, and ``limit`` bounds the work.
+        A progress bar is shown above 1000 items.
 
         Args:
             limit: Check only the first ``limit`` items (``None``: all).
+            workers: Worker processes; ``None``: up to 8 for more than 1000 items without
+                ``cache`` (a cached dataset is checked in-process, filling its cache), else 0.
 
         Raises:
-            SisgenInputError: Naming the file and the problem.
+            SisgenInputError: Naming the file and the problem (the first in index order).
         """
         n = len(self) if limit is None else min(len(self), max(0, int(limit)))
-        indices: Any = range(n)
+        if workers is None:
+            big = n > _PROGRESS_ABOVE and self._cache is None
+            workers = min(8, os.cpu_count() or 1) if big else 0
+        results: Any
+        if workers > 0:
+            loader = DataLoader(_Checker(self), batch_size=None, sampler=range(n),
+                                num_workers=int(workers))
+            results = iter(loader)
+        else:
+            results = map(_Checker(self).__getitem__, range(n))
         if n > _PROGRESS_ABOVE:
             from tqdm import tqdm
 
-            indices = tqdm(indices, desc="validate labels", unit="map")
-        for i in indices:
-            lm, _ = self._pair(i)
-            _check_ids(lm.semantic, self.vocabulary, self._label_file(lm))
+            results = tqdm(results, total=n, desc="validate labels", unit="map")
+        for bad in results:
+            if bad is not None:
+                raise SisgenInputError(*bad)
 
     # ------------------------------------------------------------------- items
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -543,6 +559,26 @@ class PairedDataset(Dataset):
         geometry = self.augmentation.plan(lm.shape, item_rng(self.seed, self.epoch, index))
         # ids reaching the model are checked even where validation was limited or off
         return augment_pair(lm, photo, geometry, self.vocabulary)
+
+
+class _Checker(Dataset):
+    """Runs one dataset's checks per index, returning ``(problem, path)`` or ``None``.
+
+    Errors travel as plain tuples: a pickled ``SisgenInputError`` would lose its path.
+    """
+
+    def __init__(self, dataset: PairedDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[str, str | None] | None:
+        try:
+            self.dataset._check(index)
+        except SisgenInputError as e:
+            return e.problem, e.path
+        return None
 
 
 def build_dataset(source: dict | Source, size: tuple[int, int], augment: dict | None = None,

@@ -317,6 +317,20 @@ def test_out_of_vocabulary_ids_are_rejected(tmp_path: Path) -> None:
         ds[2]  # checked per item too, even without validation
 
 
+def test_validation_in_worker_processes_reports_the_first_bad_file(tmp_path: Path) -> None:
+    root = _folder(tmp_path, n=5)
+    for i in (1, 3):
+        sem, _ = _block_maps(i)
+        sem[0, 0] = 7
+        _write_gray(root / "labels" / f"s{i}.png", sem)
+    ds = build_dataset({"kind": "folder", "root": str(root), "validate": False}, (48, 96),
+                       validate=False)
+    ds.validate(limit=1, workers=2)
+    with pytest.raises(SisgenInputError, match="vocabulary: 7") as e:
+        ds.validate(workers=2)
+    assert e.value.path == str(root / "labels" / "s1.png")
+
+
 def test_photo_problems(tmp_path: Path) -> None:
     root = _folder(tmp_path, n=2)
     spec = {"kind": "folder", "root": str(root)}
