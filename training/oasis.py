@@ -9,6 +9,7 @@
   random binary choice per class, and the consistency between D's output on the mix and
   the same mix of its outputs on real and fake.
 * :class:`OASISLoss` -- the discriminator and generator objectives put together.
+* :class:`OASISRecipe` -- the trainer's recipe for ``oasis`` and ``va_oasis``.
 
 Labels here are the generator's official one-hot map ``[B,N,H,W]`` with the dontcare
 class in channel 0 (``OASISGenerator.semantic_map``).
@@ -17,12 +18,16 @@ class in channel 0 (``OASISGenerator.semantic_map``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.models.base import SISGenerator
 from sisgen.models.layers import maybe_sn
+
+from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 # ---------------------------------------------------------------------------- network
 
@@ -278,3 +283,58 @@ class OASISLoss:
                   ) -> torch.Tensor:
         """G's adversarial loss: D should see the label's classes on the fake image."""
         return oasis_adversarial_loss(netD(fake), label, True, self.balance, self.dontcare)
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+@register_recipe("oasis", "va_oasis")
+class OASISRecipe(GANRecipe):
+    """OASIS training (also VA-OASIS, which the VASIS authors train the same way).
+
+    The discriminator is the U-Net :class:`OASISDiscriminator` segmenting images into the
+    N label classes plus "fake"; there is no feature matching. Loss weights (official
+    ``config.py``):
+
+    * ``gan`` (1): the class-balanced (N+1)-class adversarial loss of the generator;
+    * ``labelmix`` (10; the official Cityscapes default is 5): LabelMix consistency in D's
+      loss (0 turns LabelMix off);
+    * ``vgg`` (0; ``--add_vgg_loss`` with ``--lambda_vgg 10`` turns it on): perceptual loss.
+
+    Discriminator arguments: ``num_res_blocks`` (``None``: the generator's, at most 6 --
+    the official D shares ``--num_res_blocks`` with G), ``ndf`` (64), ``spectral`` (True).
+    The 3D noise comes from the trainer's ``noise`` (drawn per pixel, as OASIS samples it).
+    """
+
+    default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "labelmix": 10.0, "vgg": 0.0}
+    default_discriminator: ClassVar[dict[str, Any]] = {"num_res_blocks": None, "ndf": 64,
+                                                       "spectral": True}
+
+    def build(self, generator: SISGenerator) -> None:
+        """The U-Net discriminator with the official initialization."""
+        blocks = self.d_args["num_res_blocks"] or min(6, int(generator.num_res_blocks))
+        d = OASISDiscriminator(generator.semantic_nc, num_res_blocks=blocks,
+                               ndf=self.d_args["ndf"], spectral=self.d_args["spectral"])
+        init_oasis_weights(d)
+        self.d_nets["D"] = d
+
+    def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
+        """D should see the label's classes on the fake image (+ VGG when weighted)."""
+        w = self.weights
+        fake = G(**self.generator_inputs(G, batch, noise))
+        label = G.semantic_map(batch["labels"], fake.dtype)
+        terms: Terms = {"g_gan": w["gan"] * oasis_adversarial_loss(self.d_nets["D"](fake),
+                                                                   label, True)}
+        if w["vgg"] > 0:
+            terms["g_vgg"] = w["vgg"] * self.perceptual_loss(fake, batch["image"])
+        return sum(terms.values()), terms, fake
+
+    def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, Terms]:
+        """Fake pixels -> class 0, real pixels -> their classes, + LabelMix."""
+        label = G.semantic_map(batch["labels"], fake.dtype)
+        crit = OASISLoss(lambda_labelmix=self.weights["labelmix"],
+                         use_labelmix=self.weights["labelmix"] > 0)
+        loss, parts = crit.discriminator_loss(self.d_nets["D"], batch["image"], fake, label)
+        return loss, parts

@@ -10,27 +10,32 @@
 * :func:`feature_matching_loss` -- L1 between the discriminator features of real and fake,
   weighted ``4 / (n_layers + 1)`` per layer and ``1 / num_D`` per scale, times
   ``lambda_feat`` (10).
-* :class:`VGGLoss` -- L1 between VGG19 relu1_1..relu5_1 features with weights
-  1/32 .. 1, times ``lambda_feat``. Load ImageNet weights into :class:`VGG19Features`
-  yourself (:meth:`VGG19Features.load_torchvision_state_dict`).
+* :class:`~sisgen.training.perceptual.VGGLoss` (re-exported here) -- L1 between VGG19
+  relu1_1..relu5_1 features with weights 1/32 .. 1, times ``lambda_feat``.
 * :func:`pix2pixhd_losses` -- one official training iteration's five loss terms, including
   the instance-wise feature encoder: when a :class:`Pix2PixHDEncoder` is given, it encodes
   the real photo into the generator's ``features`` input and is trained through ``G``'s
   losses (put its parameters into the generator's optimizer, as the official code does).
+
+* :class:`Pix2PixHDRecipe` / :class:`Pix2PixHDLocalRecipe` -- the trainer's recipes.
 
 The official image pool (``--pool_size``) defaults to 0 and is not implemented here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.models.base import SISGenerator
 from sisgen.models.pix2pixhd import P2PNorm, Pix2PixHDGenerator, p2p_init_weights
 from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder, object_ids
+
+from .perceptual import VGGLoss, with_paper_vgg
+from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 DiscriminatorOutput = list[list[torch.Tensor]]
 
@@ -184,83 +189,6 @@ def feature_matching_loss(pred_fake: DiscriminatorOutput, pred_real: Discriminat
     return loss
 
 
-#: VGG19 ``features`` layout (torchvision indices): conv widths and ``M`` max-pools.
-_VGG19_CFG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-                               512, 512, 512, 512, "M", 512]
-#: Slice ends (exclusive) after relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
-_VGG19_CUTS = (2, 7, 12, 21, 30)
-
-
-class VGG19Features(nn.Module):
-    """VGG19 up to relu5_1, as five slices ``slice1`` .. ``slice5`` (official layout).
-
-    Submodules keep torchvision's ``features`` indices (``slice2.5`` is ``features.5``).
-    Built with random weights; load ImageNet weights with
-    :meth:`load_torchvision_state_dict`. Parameters are frozen.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for v in _VGG19_CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(c_in, int(v), 3, padding=1), nn.ReLU()]
-                c_in = int(v)
-        start = 0
-        for k, end in enumerate(_VGG19_CUTS, start=1):
-            s = nn.Sequential()
-            for idx in range(start, end):
-                s.add_module(str(idx), layers[idx])
-            setattr(self, f"slice{k}", s)
-            start = end
-        for p in self.parameters():
-            p.requires_grad_(False)
-
-    def load_torchvision_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Load a torchvision ``vgg19`` state dict (its ``features.<i>.*`` entries)."""
-        own = {}
-        for k, end in enumerate(_VGG19_CUTS, start=1):
-            start = 0 if k == 1 else _VGG19_CUTS[k - 2]
-            for idx in range(start, end):
-                for name in ("weight", "bias"):
-                    key = f"features.{idx}.{name}"
-                    if key in state:
-                        own[f"slice{k}.{idx}.{name}"] = state[key]
-        self.load_state_dict(own, strict=True)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``x`` ``[B,3,H,W]`` -> relu1_1 .. relu5_1 feature maps."""
-        out = []
-        for k in range(1, 6):
-            x = getattr(self, f"slice{k}")(x)
-            out.append(x)
-        return out
-
-
-class VGGLoss(nn.Module):
-    """pix2pixHD's perceptual loss: weighted L1 between VGG19 features (target detached).
-
-    Args:
-        vgg: The feature extractor (pretrained in practice).
-    """
-
-    weights = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
-
-    def __init__(self, vgg: VGG19Features | None = None):
-        super().__init__()
-        self.vgg = vgg if vgg is not None else VGG19Features()
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Loss between generated ``x`` and real ``y`` (``[B,3,H,W]``)."""
-        fx, fy = self.vgg(x), self.vgg(y)
-        return sum((w * F.l1_loss(a, b.detach()) for w, a, b in zip(self.weights, fx, fy,
-                                                                      strict=True)),
-                   torch.zeros((), device=x.device))
-
-
 # ----------------------------------------------------------------- training hook
 def encoder_features(encoder: Pix2PixHDEncoder, real: torch.Tensor, labels: torch.Tensor,
                      instance: torch.Tensor | None = None) -> torch.Tensor:
@@ -328,3 +256,98 @@ def pix2pixhd_losses(
         "D_fake": gan_loss(pred_fake_d, False, use_lsgan),
     }
     return losses, fake
+
+
+# ------------------------------------------------------------------------ recipe
+@register_recipe("pix2pixhd")
+class Pix2PixHDRecipe(GANRecipe):
+    """pix2pixHD training: multi-scale PatchGAN on ``(label map, image)``, LSGAN, FM, VGG.
+
+    Loss weights (official ``train_options.py``):
+
+    * ``gan`` (1): the least-squares adversarial loss, summed over the scales;
+    * ``fm`` (10, ``--lambda_feat``): discriminator feature matching, weighted
+      ``4 / (n_layers + 1)`` per layer and ``1 / num_d`` per scale;
+    * ``vgg`` (10, ``--lambda_feat`` again): the VGG19 perceptual loss -- on by default
+      in the paper; without ``perceptual_weights`` it is left out unless asked for.
+
+    D's loss is ``(D_real + D_fake) / 2``. Discriminator arguments: ``num_d`` (2 for the
+    global generator, 3 for the 1024px local-enhancer setup), ``ndf`` (64), ``n_layers``
+    (3), ``norm`` (``instance``). A generator with ``feat_num > 0`` trains the
+    instance-wise feature encoder ``E`` with it (``nef`` 16, four downsamplings), which
+    encodes the real photo pooled per instance of ``batch["instances"]``; sample grids use
+    the encoder's features of the batch's photos too.
+    """
+
+    default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 10.0}
+    default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 3,
+                                                       "norm": "instance"}
+    #: Width and depth of the instance-wise feature encoder (``--nef``, ``--n_downsample_E``).
+    encoder_nef = 16
+    encoder_downsampling = 4
+
+    def __init__(self, generator: SISGenerator, losses: dict[str, float],
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+        super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
+                         perceptual)
+
+    def build(self, generator: SISGenerator) -> None:
+        """The multi-scale discriminator, and the feature encoder when ``feat_num > 0``."""
+        a = self.d_args
+        self.d_nets["D"] = discriminator_for(generator, a["ndf"], a["n_layers"], a["num_d"],
+                                             a["norm"])
+        if generator.feat_num:
+            self.g_nets["E"] = Pix2PixHDEncoder(feat_num=generator.feat_num,
+                                                nef=self.encoder_nef,
+                                                n_downsampling=self.encoder_downsampling)
+
+    def _generate(self, G: SISGenerator, batch: Batch) -> torch.Tensor:
+        if not G.feat_num:
+            return G(batch["labels"], batch.get("edges") if G.use_edges else None)
+        features = encoder_features(self.g_nets["E"], batch["image"], batch["labels"],
+                                    batch.get("instances"))
+        return G(batch["labels"], batch.get("edges") if G.use_edges else None, None, features)
+
+    def _condition(self, G: SISGenerator, batch: Batch) -> torch.Tensor:
+        return G.condition(batch["labels"], batch.get("edges") if G.use_edges else None)
+
+    def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
+        """``G_GAN + G_GAN_Feat + G_VGG`` (the encoder trains through them)."""
+        D, w = self.d_nets["D"], self.weights
+        fake = self._generate(G, batch)
+        cond = self._condition(G, batch).to(fake.dtype)
+        pred_fake = D(torch.cat([cond, fake], dim=1))
+        terms: Terms = {"g_gan": w["gan"] * gan_loss(pred_fake, True)}
+        if w["fm"] > 0:
+            with torch.no_grad():
+                pred_real = D(torch.cat([cond, batch["image"]], dim=1))
+            terms["g_fm"] = feature_matching_loss(pred_fake, pred_real, D.n_layers, w["fm"])
+        if w["vgg"] > 0:
+            terms["g_vgg"] = w["vgg"] * self.perceptual_loss(fake, batch["image"])
+        return sum(terms.values()), terms, fake
+
+    def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, Terms]:
+        """``(D_real + D_fake) / 2`` with least squares."""
+        D = self.d_nets["D"]
+        cond = self._condition(G, batch).to(fake.dtype)
+        terms = {"d_fake": 0.5 * gan_loss(D(torch.cat([cond, fake], dim=1)), False),
+                 "d_real": 0.5 * gan_loss(D(torch.cat([cond, batch["image"]], dim=1)), True)}
+        return terms["d_fake"] + terms["d_real"], terms
+
+    def sample(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+               ) -> torch.Tensor:
+        """Images from the labels (and the encoder's features of the batch's photos)."""
+        return self._generate(G, batch)
+
+
+@register_recipe("pix2pixhd_local")
+class Pix2PixHDLocalRecipe(Pix2PixHDRecipe):
+    """pix2pixHD with a local enhancer: as :class:`Pix2PixHDRecipe` with three D scales.
+
+    The official 1024px script trains the local enhancer with ``--num_D 3``.
+    """
+
+    default_discriminator: ClassVar[dict[str, Any]] = {
+        **Pix2PixHDRecipe.default_discriminator, "num_d": 3}

@@ -15,8 +15,6 @@ itself with ``composite=True``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +22,7 @@ from torch import nn
 from sisgen.models.layers import maybe_sn
 
 from .losses import feature_matching_loss
+from .perceptual import VGGLoss
 
 Features = list[list[torch.Tensor]]
 
@@ -128,64 +127,6 @@ class SESAMEDiscriminator(nn.Module):
                 seg, image = self.downsample(seg), self.downsample(image)
             out.append(getattr(self, f"discriminator_{i}")(seg, image))
         return out
-
-
-class VGG19Features(nn.Module):
-    """VGG19's conv trunk up to ``relu5_1``, laid out as ``torchvision``'s ``features``.
-
-    Load ImageNet weights with ``load_state_dict`` from a torchvision ``vgg19`` state dict
-    (keys ``features.N.weight``); nothing is downloaded here. The parameters are frozen.
-    """
-
-    #: Indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in ``features``.
-    TAPS = (1, 6, 11, 20, 29)
-    _CFG: Sequence[int | str] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-                                 512, 512, 512, 512, "M", 512)
-
-    def __init__(self):
-        super().__init__()
-        layers: list[nn.Module] = []
-        cin = 3
-        for v in self._CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU()]
-                cin = int(v)
-        self.features = nn.Sequential(*layers)
-        self.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The five ``reluN_1`` activations of ``x`` [B,3,H,W]."""
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in self.TAPS:
-                out.append(x)
-        return out
-
-
-class VGGLoss(nn.Module):
-    """SESAME's perceptual loss: weighted L1 between VGG19 ``reluN_1`` features.
-
-    Args:
-        vgg: The feature extractor (a new random-weight :class:`VGG19Features` if ``None``;
-            load ImageNet weights into it for real training).
-        weights: Per-tap weights, ``1/32, 1/16, 1/8, 1/4, 1`` as the official code.
-    """
-
-    def __init__(self, vgg: VGG19Features | None = None,
-                 weights: Sequence[float] = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)):
-        super().__init__()
-        self.vgg = vgg if vgg is not None else VGG19Features()
-        self.weights = tuple(weights)
-
-    def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """The loss between ``fake`` and ``real`` [B,3,H,W] in [-1, 1]."""
-        loss = torch.zeros((), device=fake.device)
-        for w, f, r in zip(self.weights, self.vgg(fake), self.vgg(real), strict=True):
-            loss = loss + w * F.l1_loss(f, r.detach())
-        return loss
 
 
 def hinge_terms(pred: Features, real: bool, for_discriminator: bool = True) -> torch.Tensor:

@@ -7,11 +7,10 @@ import torch
 
 from sisgen.models import build_model
 from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder
+from sisgen.training.perceptual import VGGLoss
 from sisgen.training.pix2pixhd import (
     MultiscaleDiscriminator,
     NLayerDiscriminator,
-    VGG19Features,
-    VGGLoss,
     discriminator_for,
     feature_matching_loss,
     gan_loss,
@@ -62,22 +61,6 @@ def test_feature_matching_weights():
     f = torch.ones(1, 1, 2, 2, requires_grad=True)
     feature_matching_loss([[f, f]], [[r, r]]).backward()
     assert r.grad is None and f.grad is not None  # the real side is detached
-
-
-def test_vgg_layout_loss_and_torchvision_loading():
-    vgg = VGG19Features()
-    assert sum(p.numel() for p in vgg.parameters()) == 12_944_960  # vgg19 up to conv5_1
-    assert not any(p.requires_grad for p in vgg.parameters())
-    x = torch.rand(1, 3, 32, 32)
-    feats = vgg(x)
-    assert [f.shape[1] for f in feats] == [64, 128, 256, 512, 512]
-    assert [f.shape[-1] for f in feats] == [32, 16, 8, 4, 2]
-    loss = VGGLoss(vgg)
-    assert loss(x, x) == 0 and loss(x, -x) > 0
-    tv = {f"features.{k.split('.', 1)[1]}": v for k, v in vgg.state_dict().items()}
-    other = VGG19Features()
-    other.load_torchvision_state_dict({k: v + 1 for k, v in tv.items()})
-    assert torch.equal(getattr(other.slice5, "28").bias, getattr(vgg.slice5, "28").bias + 1)
 
 
 @pytest.mark.parametrize("with_encoder", [False, True])

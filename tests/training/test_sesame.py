@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from sisgen.models import build_model
+from sisgen.training.perceptual import VGGLoss
 from sisgen.training.sesame import (
     SESAMEDiscriminator,
     SESAMELoss,
     SESAMENLayerDiscriminator,
-    VGG19Features,
-    VGGLoss,
     hinge_terms,
 )
 
@@ -57,20 +56,6 @@ def test_hinge_terms_closed_form():
     assert hinge_terms(pred, True, for_discriminator=False).item() == pytest.approx(0.875)
     with pytest.raises(ValueError):
         hinge_terms(pred, False, for_discriminator=False)
-
-
-def test_vgg_layout_and_loss():
-    vgg = VGG19Features()
-    convs = [k for k in vgg.state_dict() if k.endswith("weight")]
-    assert convs[0] == "features.0.weight" and convs[-1] == "features.28.weight"
-    assert len(convs) == 13 and not any(p.requires_grad for p in vgg.parameters())
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
-    feats = vgg(x)
-    assert [(f.shape[1], f.shape[-1]) for f in feats] == [(64, 32), (128, 16), (256, 8),
-                                                          (512, 4), (512, 2)]
-    loss = VGGLoss(vgg)
-    assert loss(x, x).item() == 0.0
-    assert loss(x, -x).item() > 0.0
 
 
 def test_generator_step_reaches_g_and_both_streams():
