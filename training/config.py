@@ -20,33 +20,50 @@ class TrainConfig:
     """Everything a training run needs; ``config.yaml`` in the run folder is this, resolved.
 
     Attributes:
-        model: Registered model name (``spade``, ``clade``).
+        model: Registered model name (``spade``, ``oasis``, ``pix2pixhd`` ...).
         dataset: Dataset spec / vocabulary name for :func:`sisgen.models.build_model`.
         model_args: Constructor overrides (``ngf``, ``z_dim``, ``norm``, ...).
         height: Training height.
         width: Training width.
-        source: Arguments of :func:`sisgen.sources.open` (``kind``, ``root``, ``split``, ...).
-        cache: Keep decoded training pairs in memory.
-        batch_size: Images per step.
-        steps: Generator steps; ``None`` trains until ``max_minutes`` is spent.
+        source: The training data: arguments of :func:`sisgen.training.data.build_dataset`
+            (``kind``, ``root``, ``split``, ...).
+        augment: The paper's preprocessing (``mode``, ``load_size``, ``crop_size``,
+            ``flip``); ``None``: resize to ``height x width`` and flip.
+        cache: Keep decoded training pairs in memory (small datasets).
+        validate: Check every label map before training starts.
+        num_workers: DataLoader worker processes.
+        batch_size: Images per step over all ranks (each rank takes ``batch_size / world``).
+        steps: Generator steps; ``None``: from ``epochs``, or until ``max_minutes``.
+        epochs: Passes over the data (used when ``steps`` is ``None``).
         max_minutes: Stop (and save) after this much wall time, whatever ``steps`` says.
         lr_g: Generator learning rate.
         lr_d: Discriminator learning rate (TTUR: 4x the generator's in SPADE).
         beta1: Adam beta1.
         beta2: Adam beta2.
-        lambda_fm: Feature-matching weight.
-        lambda_l1: Optional L1 reconstruction weight (0 in the paper configurations).
-        num_d: Discriminator scales.
-        ndf: Discriminator width.
-        d_layers: Layers per discriminator scale.
+        lr_decay_start: Fraction of the run after which both learning rates decay linearly
+            to zero (SPADE/pix2pixHD: 0.5); ``None`` keeps them constant.
+        losses: Loss weights, merged into the recipe's paper defaults (``fm``, ``vgg``,
+            ``kld``, ``labelmix`` ...; see :mod:`sisgen.training.recipe`).
+        discriminator: Discriminator arguments, merged into the recipe's defaults.
+        perceptual_weights: Local torchvision ``vgg19`` state-dict file for the perceptual
+            loss (nothing is downloaded).
         ema_decay: Generator EMA decay (0 disables EMA).
+        ema_bn_batches: Batches used to re-estimate the EMA generator's BatchNorm
+            statistics before sampling and export (0: copy the trained model's).
+        amp: Mixed precision: ``none``, ``bf16`` or ``fp16`` (with loss scaling).
+        channels_last: Train in the channels-last memory format.
+        grad_clip: Clip each optimizer's gradient norm to this (``None``: no clipping).
+        max_bad_steps: Stop after this many consecutive steps with a non-finite loss or
+            gradient (each is skipped, not applied).
+        sync_bn: Use SyncBatchNorm in multi-GPU runs.
+        deterministic: Deterministic algorithms (bit-exact resume on CPU).
         seed: Seed of every random choice of the run.
         threads: torch CPU threads (None: torch's default).
         out_dir: Run folder (checkpoint, logs, samples, final model).
         log_every: Steps between JSONL log lines.
         sample_every: Steps between sample grids (0 disables).
         checkpoint_every: Steps between checkpoints.
-        flip: Random horizontal flips.
+        tensorboard: Also log scalars and grids to TensorBoard (needs ``tensorboard``).
     """
 
     model: str = "spade"
@@ -55,27 +72,37 @@ class TrainConfig:
     height: int = 64
     width: int = 128
     source: dict[str, Any] = field(default_factory=lambda: {"kind": "toycity", "length": 1000})
+    augment: dict[str, Any] | None = None
     cache: bool = True
+    validate: bool = True
+    num_workers: int = 0
     batch_size: int = 8
     steps: int | None = 1000
+    epochs: float | None = None
     max_minutes: float | None = None
     lr_g: float = 1e-4
     lr_d: float = 4e-4
     beta1: float = 0.0
     beta2: float = 0.9
-    lambda_fm: float = 10.0
-    lambda_l1: float = 0.0
-    num_d: int = 2
-    ndf: int = 64
-    d_layers: int = 4
+    lr_decay_start: float | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+    discriminator: dict[str, Any] = field(default_factory=dict)
+    perceptual_weights: str | None = None
     ema_decay: float = 0.0
+    ema_bn_batches: int = 0
+    amp: str = "none"
+    channels_last: bool = False
+    grad_clip: float | None = None
+    max_bad_steps: int = 20
+    sync_bn: bool = True
+    deterministic: bool = False
     seed: int = 0
     threads: int | None = None
     out_dir: str = "runs/train"
     log_every: int = 25
     sample_every: int = 250
     checkpoint_every: int = 250
-    flip: bool = True
+    tensorboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what ``config.yaml`` holds)."""
@@ -149,6 +176,8 @@ def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[s
         raise SisgenInputError(f"invalid config ({e})", path) from e
     if cfg.batch_size < 1 or (cfg.steps is not None and cfg.steps < 1):
         raise SisgenInputError("batch_size and steps must be >= 1", path)
-    if cfg.steps is None and cfg.max_minutes is None:
-        raise SisgenInputError("steps: null needs max_minutes (a time budget)", path)
+    if cfg.steps is None and cfg.epochs is None and cfg.max_minutes is None:
+        raise SisgenInputError("steps: null needs epochs or max_minutes (a time budget)", path)
+    if cfg.amp not in ("none", "bf16", "fp16"):
+        raise SisgenInputError(f"amp must be none, bf16 or fp16, not {cfg.amp!r}", path)
     return cfg

@@ -1,30 +1,51 @@
 """The GAN training loop, kept apart from the models.
 
-The generator knows nothing of losses or optimizers; :class:`Trainer` owns the
-discriminator, the optimizers, EMA, checkpoints and logging, and only orchestrates.
+The generator knows nothing of losses or optimizers. A per-architecture
+:class:`~sisgen.training.recipe.GANRecipe` brings the discriminator and the paper's
+losses; :class:`Trainer` owns what is common: TTUR Adam optimizers with an optional linear
+decay, mixed precision (bf16, or fp16 with loss scaling), channels-last, EMA of the
+generator with BatchNorm re-calibration, gradient clipping and non-finite guards,
+data-parallel training under ``torchrun``, atomic checkpoints with exact resume, and
+logging (progress bar, JSONL, sample grids, optional TensorBoard).
+
+Exact resume: the checkpoint holds model, EMA, optimizers, schedulers, loss scalers,
+the step, every RNG (torch, CUDA, the noise generator; per rank) and the data position
+(epoch and batch within it). Dataset items depend only on ``(seed, epoch, index)`` and the
+sampler's order only on ``(seed, epoch)``, so a run killed at any point and resumed from
+its last checkpoint reproduces the uninterrupted run bit for bit on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
+import math
 import os
+import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from torch import nn
 from torch.utils.data import DataLoader
 
-from sisgen import sources
+from sisgen.errors import SisgenInputError
 from sisgen.models import SISGenerator, build_model
 
+from . import data
+from . import distributed as dist_utils
 from .config import TrainConfig
-from .data import PairedDataset
-from .discriminator import MultiScaleDiscriminator
-from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from .ema import ema_decay, has_batchnorm, recalibrate_batchnorm, update_ema
+from .recipe import GANRecipe, recipe_for
+from .sampler import ResumableSampler
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -35,229 +56,481 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class Trainer:
-    """Trains a SPADE-family generator with a multi-scale PatchGAN.
+def load_perceptual(path: str | os.PathLike) -> nn.Module:
+    """VGG19 features for the perceptual loss, from a local torchvision state-dict file."""
+    from .perceptual import VGG19Features
 
-    Losses: hinge adversarial loss, discriminator feature matching (``lambda_fm``), and an
-    optional L1 term (``lambda_l1``). TTUR Adam optimizers (``lr_g``, ``lr_d``).
+    p = Path(path)
+    if not p.is_file():
+        raise SisgenInputError("perceptual_weights file not found", p)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise SisgenInputError(f"cannot read VGG19 weights ({e})", p) from e
+    vgg = VGG19Features()
+    try:
+        vgg.load_torchvision_state_dict(state)
+    except (RuntimeError, KeyError) as e:
+        raise SisgenInputError(f"not a torchvision vgg19 state dict ({e})", p) from e
+    return vgg.eval()
+
+
+class Trainer:
+    """Trains any zoo generator with its recipe.
 
     Args:
         cfg: The run configuration.
-        progress: Show a progress bar.
+        progress: Show a progress bar (rank 0 only).
     """
 
     def __init__(self, cfg: TrainConfig, progress: bool = True):
         self.cfg = cfg
-        self.progress = progress
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        cuda = torch.cuda.is_available()
+        self.dist = dist_utils.setup("cuda" if cuda else "cpu")
+        self.device = torch.device(f"cuda:{self.dist.local_rank}" if cuda else "cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        self.progress = progress and self.dist.is_main
         self.out = Path(cfg.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        world = self.dist.world_size
+        if cfg.batch_size % world:
+            raise SisgenInputError(f"batch_size {cfg.batch_size} is not divisible by the "
+                                   f"{world} ranks")
+        self.local_batch = cfg.batch_size // world
 
+        # the same seed on every rank -> the same initial weights (and rank 0 broadcasts)
+        torch.manual_seed(cfg.seed)
         args = dict(cfg.model_args, height=cfg.height, width=cfg.width)
-        self.G: SISGenerator = build_model(cfg.model, dataset=cfg.dataset, **args).to(self.device)
-        src_args = dict(cfg.source)
-        kind = src_args.pop("kind")
-        if kind == "toycity":
-            src_args.setdefault("size", (cfg.height, cfg.width))
-            src_args.setdefault("seed", cfg.seed)
-        self.source = sources.open(kind, **src_args)
-        if self.source.vocabulary.ids != self.G.vocabulary.ids:
-            raise ValueError(
-                f"source vocabulary {self.source.vocabulary.name!r} does not match the model's "
-                f"{self.G.vocabulary.name!r}"
-            )
-        seg_nc = self.G.num_classes + int(self.G.config.get("dontcare", False)) + int(
-            self.G.uses_edges)
-        self.D = MultiScaleDiscriminator(seg_nc + 3, cfg.num_d, cfg.ndf, cfg.d_layers).to(
-            self.device)
+        self.G: SISGenerator = build_model(cfg.model, dataset=cfg.dataset, **args)
+        perceptual = load_perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
+        self.recipe: GANRecipe = recipe_for(self.G, cfg.losses, cfg.discriminator, perceptual)
+        if self.dist.enabled and cuda and cfg.sync_bn:
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.recipe.d_nets = nn.SyncBatchNorm.convert_sync_batchnorm(self.recipe.d_nets)
+        self.G.to(self.device)
+        self.recipe.to(self.device)
+        if cfg.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.recipe.to(memory_format=torch.channels_last)
+        dist_utils.broadcast_state([self.G, self.recipe.d_nets, self.recipe.g_nets])
         self.G_ema = copy.deepcopy(self.G).eval() if cfg.ema_decay > 0 else None
-        betas = (float(cfg.beta1), float(cfg.beta2))
-        self.opt_g = torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas=betas)
-        self.step = 0
-        self.dataset = PairedDataset(self.source, (cfg.height, cfg.width), flip=cfg.flip,
-                                     cache=cfg.cache)
-        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
-    # ------------------------------------------------------------------ checkpoints
+        self.dataset = data.build_dataset(cfg.source, (cfg.height, cfg.width), cfg.augment,
+                                          seed=cfg.seed, cache=cfg.cache,
+                                          validate=cfg.validate and self.dist.is_main)
+        if self.dataset.vocabulary.ids != self.G.vocabulary.ids:
+            raise SisgenInputError(
+                f"source vocabulary {self.dataset.vocabulary.name!r} does not match the "
+                f"model's {self.G.vocabulary.name!r}")
+        self.sampler = ResumableSampler(len(self.dataset), cfg.seed, self.dist.rank, world)
+        self.steps_per_epoch = len(self.sampler) // self.local_batch
+        if self.steps_per_epoch < 1:
+            raise SisgenInputError(f"{len(self.dataset)} training samples do not fill one batch "
+                                   f"of {self.local_batch} per rank")
+        self.total_steps = self._total_steps()
+
+        betas = (float(cfg.beta1), float(cfg.beta2))
+        self.g_params = [p for m in (self.G, self.recipe.g_nets) for p in m.parameters()
+                         if p.requires_grad]
+        self.d_params = [p for p in self.recipe.d_nets.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(self.g_params, cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d_params, cfg.lr_d, betas=betas)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, self._lr_factor)
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+        scaled = cfg.amp == "fp16"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=scaled)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=scaled)
+
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.bad_steps = 0
+        self.skipped = 0
+        # per-rank randomness after the (shared) initialization
+        torch.manual_seed(cfg.seed * 1009 + 17 + self.dist.rank)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 1 + self.dist.rank)
+        self._tb = None
+
+    # ---------------------------------------------------------------- schedule
+    def _total_steps(self) -> float:
+        cfg = self.cfg
+        if cfg.steps is not None:
+            return float(cfg.steps)
+        if cfg.epochs is not None:
+            return float(math.ceil(cfg.epochs * self.steps_per_epoch))
+        return math.inf
+
+    def _lr_factor(self, step: int) -> float:
+        start = self.cfg.lr_decay_start
+        if start is None or not math.isfinite(self.total_steps):
+            return 1.0
+        begin = start * self.total_steps
+        if step < begin:
+            return 1.0
+        return max(0.0, 1.0 - (step - begin) / max(1.0, self.total_steps - begin))
+
+    # ------------------------------------------------------------- checkpoints
+    def _rng_state(self) -> dict[str, Any]:
+        # numpy's key array travels as a tensor: checkpoints load with weights_only=True
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        st = {"torch": torch.get_rng_state(), "noise": self.noise_gen.get_state(),
+              "python": random.getstate(),
+              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+        if torch.cuda.is_available():
+            st["cuda"] = torch.cuda.get_rng_state(self.device)
+        return st
+
+    def _set_rng_state(self, st: dict[str, Any]) -> None:
+        torch.set_rng_state(st["torch"])
+        self.noise_gen.set_state(st["noise"])
+        random.setstate(st["python"])
+        kind, keys, pos, has_gauss, gauss = st["numpy"]
+        np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+        if "cuda" in st and torch.cuda.is_available():
+            torch.cuda.set_rng_state(st["cuda"], self.device)
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the run."""
+        """Everything needed to continue the run (RNG states of every rank)."""
         return {
             "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "bad_steps": self.bad_steps,
+            "skipped": self.skipped,
             "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
+            "d_nets": self.recipe.d_nets.state_dict(),
+            "g_nets": self.recipe.g_nets.state_dict(),
             "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "noise_rng": self.noise_gen.get_state(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "scaler_g": self.scaler_g.state_dict(),
+            "scaler_d": self.scaler_d.state_dict(),
+            "rng": dist_utils.gather_objects(self._rng_state(), self.dist.world_size),
             "config": self.cfg.to_dict(),
         }
 
     def save_checkpoint(self) -> Path:
-        """Atomically write ``checkpoint.pt`` in the run folder."""
+        """Atomically write ``checkpoint.pt`` (rank 0; every rank must call it)."""
         path = self.out / CHECKPOINT
-        _atomic_torch_save(self.state_dict(), path)
+        state = self.state_dict()  # a collective under torchrun: all ranks take part
+        if self.dist.is_main:
+            _atomic_torch_save(state, path)
+        dist_utils.barrier()
         return path
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
         """Restore a run from its checkpoint (weights-only load: no pickle code runs)."""
         path = Path(path) if path else self.out / CHECKPOINT
-        st = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            st = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - torn or foreign file
+            raise SisgenInputError(f"cannot read the training checkpoint ({e})", path) from e
         self.G.load_state_dict(st["G"])
-        self.D.load_state_dict(st["D"])
+        self.recipe.d_nets.load_state_dict(st["d_nets"])
+        self.recipe.g_nets.load_state_dict(st["g_nets"])
         if self.G_ema is not None and st.get("G_ema") is not None:
             self.G_ema.load_state_dict(st["G_ema"])
-        self.opt_g.load_state_dict(st["opt_g"])
-        self.opt_d.load_state_dict(st["opt_d"])
-        torch.set_rng_state(st["torch_rng"])
-        self.noise_gen.set_state(st["noise_rng"])
-        self.step = int(st["step"])
+        for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
+            getattr(self, name).load_state_dict(st[name])
+        rngs = st["rng"]
+        if len(rngs) != self.dist.world_size:
+            raise SisgenInputError(f"checkpoint was written by {len(rngs)} ranks, this run has "
+                                   f"{self.dist.world_size}: exact resume needs the same count",
+                                   path)
+        self._set_rng_state(rngs[self.dist.rank])
+        self.step, self.epoch = int(st["step"]), int(st["epoch"])
+        self.batch_in_epoch = int(st["batch_in_epoch"])
+        self.bad_steps, self.skipped = int(st["bad_steps"]), int(st["skipped"])
+        if self.dist.is_main:
+            self._truncate_log()
 
+    def _truncate_log(self) -> None:
+        """Drop log lines of steps after the checkpoint (a killed run logged them already)."""
+        path = self.out / "log.jsonl"
+        if not path.is_file():
+            return
+        keep = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    keep.append(line)
+            except (ValueError, KeyError, TypeError):  # a torn last line
+                continue
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ models
     def final_generator(self) -> SISGenerator:
-        """The generator to save and export: the EMA copy when EMA is on."""
-        return self.G_ema if self.G_ema is not None else self.G
+        """The generator to sample, evaluate and export.
 
-    # ----------------------------------------------------------------------- steps
-    def _noise(self, batch: int) -> torch.Tensor | None:
+        The EMA copy when EMA is on -- with its BatchNorm statistics re-estimated over
+        ``ema_bn_batches`` training batches (on a copy; the training state is untouched).
+        """
+        if self.G_ema is None:
+            return self.G
+        if self.cfg.ema_bn_batches <= 0 or not has_batchnorm(self.G_ema):
+            return self.G_ema
+        g = copy.deepcopy(self.G_ema)
+        gen = torch.Generator().manual_seed(self.cfg.seed + 4242)
+        n = min(self.cfg.ema_bn_batches, max(1, len(self.dataset) // self.local_batch))
+
+        def batches():
+            for k in range(n):
+                items = [self.dataset[(k * self.local_batch + j) % len(self.dataset)]
+                         for j in range(self.local_batch)]
+                yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
+
+        def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
+            batch = self._to_device(batch)
+            self.recipe.sample(model, batch, self._noise(batch["labels"].shape[0], gen))
+
+        recalibrate_batchnorm(g, batches(), forward)
+        return g
+
+    # ------------------------------------------------------------------- steps
+    def _noise(self, batch: int, generator: torch.Generator | None = None
+               ) -> torch.Tensor | None:
         shape = self.G.noise_shape()
         if not shape:
             return None
-        return torch.randn((batch, *shape), generator=self.noise_gen).to(self.device)
+        return torch.randn((batch, *shape), generator=generator or self.noise_gen).to(
+            self.device)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for k, v in batch.items():
+            v = v.to(self.device, non_blocking=True)
+            if self.cfg.channels_last and v.dim() == 4 and v.shape[1] > 1:
+                v = v.contiguous(memory_format=torch.channels_last)
+            out[k] = v
+        return out
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _apply(self, loss: torch.Tensor, opt: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, params: list[nn.Parameter]) -> bool:
+        """Backward, average across ranks, guard, clip, step. Returns whether it stepped."""
+        if not dist_utils.all_true(bool(torch.isfinite(loss.detach()).item()), self.device):
+            opt.zero_grad(set_to_none=True)
+            return False
+        scaler.scale(loss).backward()
+        dist_utils.average_gradients(params, self.dist.world_size)
+        if scaler.is_enabled():
+            scaler.unscale_(opt)
+            if self.cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            scaler.step(opt)  # skips by itself when the scaled gradients overflowed
+            scaler.update()
+            return True
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip or math.inf)
+        if not torch.isfinite(norm):
+            opt.zero_grad(set_to_none=True)
+            return False
+        opt.step()
+        return True
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One discriminator step and one generator step."""
-        cfg = self.cfg
-        labels = batch["labels"].to(self.device)
-        edges = batch["edges"].to(self.device)
-        real = batch["image"].to(self.device)
-        noise = self._noise(labels.shape[0])
-        seg, _ = self.G.condition(labels, edges)
+        """One generator step, then one discriminator step on the same batch."""
+        if self.dist.enabled:  # BatchNorm statistics follow rank 0, as DDP does
+            dist_utils.broadcast_state([self.G, self.recipe.d_nets, self.recipe.g_nets],
+                                       buffers_only=True)
+        batch = self._to_device(batch)
+        noise = self._noise(batch["labels"].shape[0])
 
-        # generator
+        for p in self.d_params:  # no discriminator gradients during the generator step
+            p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        fake = self.G(labels, edges, noise)
-        pred_fake = self.D(seg, fake)
-        with torch.no_grad():
-            pred_real = self.D(seg, real)
-        g_adv = hinge_g_loss(pred_fake)
-        g_fm = feature_matching_loss(pred_real, pred_fake)
-        g_loss = g_adv + cfg.lambda_fm * g_fm
-        if cfg.lambda_l1 > 0:
-            g_l1 = torch.nn.functional.l1_loss(fake, real)
-            g_loss = g_loss + cfg.lambda_l1 * g_l1
-        g_loss.backward()
-        self.opt_g.step()
+        with self._autocast():
+            g_loss, g_terms, fake = self.recipe.generator_loss(self.G, batch, noise)
+        ok_g = self._apply(g_loss, self.opt_g, self.scaler_g, self.g_params)
+        for p in self.d_params:
+            p.requires_grad_(True)
 
-        # discriminator
         self.opt_d.zero_grad(set_to_none=True)
-        d_loss = hinge_d_loss(self.D(seg, real), self.D(seg, fake.detach()))
-        d_loss.backward()
-        self.opt_d.step()
+        with self._autocast():
+            d_loss, d_terms = self.recipe.discriminator_loss(self.G, batch, fake.detach())
+        ok_d = self._apply(d_loss, self.opt_d, self.scaler_d, self.d_params)
 
+        with warnings.catch_warnings():  # a skipped (non-finite) step still advances the LR
+            warnings.simplefilter("ignore", UserWarning)
+            self.sched_g.step()
+            self.sched_d.step()
         if self.G_ema is not None:
-            self._update_ema()
-        return {"g_adv": g_adv.item(), "g_fm": g_fm.item(), "d": d_loss.item()}
+            update_ema(self.G_ema, self.G, ema_decay(self.cfg.ema_decay, self.step))
+        if ok_g and ok_d:
+            self.bad_steps = 0
+        else:
+            self.bad_steps += 1
+            self.skipped += 1
+            if self.bad_steps >= self.cfg.max_bad_steps:
+                raise RuntimeError(
+                    f"training diverged: {self.bad_steps} consecutive steps with a non-finite "
+                    f"loss or gradient (step {self.step}); the last good checkpoint is "
+                    f"{self.out / CHECKPOINT}")
+        scalars = {k: float(v.detach().float()) for k, v in {**g_terms, **d_terms}.items()}
+        scalars["g_total"] = float(g_loss.detach().float())
+        return scalars
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
-        # warm-up: a short horizon early so the EMA copy is never far behind a young model
-        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for pe, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            pe.lerp_(p, 1 - decay)
-        for be, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            be.copy_(b)
+    # -------------------------------------------------------------------- loop
+    def _loader(self) -> DataLoader:
+        self.sampler.set_position(self.epoch, self.batch_in_epoch * self.local_batch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        return DataLoader(self.dataset, batch_size=self.local_batch, sampler=self.sampler,
+                          drop_last=True, num_workers=self.cfg.num_workers,
+                          pin_memory=self.device.type == "cuda")
 
-    # ------------------------------------------------------------------------ loop
-    def fit(self) -> Path:
-        """Train until ``steps`` or ``max_minutes``; returns the saved model folder."""
-        cfg = self.cfg
-        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        loader = DataLoader(self.dataset, batch_size=cfg.batch_size, shuffle=True,
-                            drop_last=True, num_workers=0,
-                            generator=torch.Generator().manual_seed(cfg.seed + self.step))
-        bar = None
-        budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
-        if self.progress:
-            from tqdm import tqdm
+    def _log(self, record: dict[str, Any], handle: Any) -> None:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        if self._tb is not None:
+            for k, v in record.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, v, record["step"])
 
-            if cfg.steps is None:
-                # time-budgeted run: the bar tracks seconds of the budget, not steps
-                bar = tqdm(total=round(budget), desc="train", unit="s",
-                           bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt}s [{elapsed}<{remaining}"
-                                      "{postfix}]")
-            else:
-                bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step")
-        start = time.time()
-        log = open(self.out / "log.jsonl", "a", encoding="utf-8")
+    def _open_tensorboard(self) -> None:
+        if not (self.cfg.tensorboard and self.dist.is_main):
+            return
         try:
-            max_steps = cfg.steps if cfg.steps is not None else float("inf")
-            while self.step < max_steps:
-                for batch in loader:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # the tensorboard package is optional
+            log.warning("tensorboard is not installed; logging to log.jsonl only")
+            return
+        self._tb = SummaryWriter(str(self.out / "tensorboard"))
+
+    def fit(self) -> Path:
+        """Train until ``steps`` / ``epochs`` / ``max_minutes``; returns the model folder."""
+        cfg = self.cfg
+        main = self.dist.is_main
+        if main:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        self._open_tensorboard()
+        budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+        bar = self._progress_bar(budget)
+        start = time.time()
+        last_t, last_step = start, self.step
+        handle = open(self.out / "log.jsonl", "a", encoding="utf-8") if main else None
+        try:
+            done = self.step >= self.total_steps
+            while not done:
+                for batch in self._loader():
                     scalars = self.train_step(batch)
                     self.step += 1
+                    self.batch_in_epoch += 1
+                    elapsed = time.time() - start
+                    out_of_time = budget is not None and dist_utils.all_true(
+                        elapsed > budget, self.device)
+                    done = self.step >= self.total_steps or out_of_time
                     if bar is not None:
-                        if bar.unit == "s":
-                            bar.n = min(time.time() - start, bar.total)
-                            bar.set_postfix({"step": self.step, **{
-                                k: f"{v:.3f}" for k, v in scalars.items()}}, refresh=False)
-                            bar.refresh()
-                        else:
-                            bar.update(1)
-                            bar.set_postfix({k: f"{v:.3f}" for k, v in scalars.items()})
-                    if self.step % cfg.log_every == 0:
-                        log.write(json.dumps({"step": self.step,
-                                              "time": round(time.time() - start, 2),
-                                              **scalars}) + "\n")
-                        log.flush()
+                        self._advance(bar, elapsed, scalars)
+                    if main and self.step % cfg.log_every == 0:
+                        now = time.time()
+                        ips = (self.step - last_step) * cfg.batch_size / max(now - last_t, 1e-9)
+                        last_t, last_step = now, self.step
+                        self._log({"step": self.step, "epoch": self.epoch,
+                                   "time": round(elapsed, 2), "img_per_s": round(ips, 2),
+                                   "lr_g": self.sched_g.get_last_lr()[0],
+                                   "skipped": self.skipped, **scalars}, handle)
                     if cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.save_samples(batch)
-                    if self.step % cfg.checkpoint_every == 0:
+                    if self.step % cfg.checkpoint_every == 0 and not done:
                         self.save_checkpoint()
-                    out_of_time = (cfg.max_minutes is not None
-                                   and time.time() - start > 60 * cfg.max_minutes)
-                    if self.step >= max_steps or out_of_time:
+                    if done:
                         break
-                if cfg.max_minutes is not None and time.time() - start > 60 * cfg.max_minutes:
-                    break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
         finally:
-            log.close()
+            if handle is not None:
+                handle.close()
             if bar is not None:
                 bar.close()
+        if self.dist.enabled:  # end with rank 0's BatchNorm statistics everywhere
+            dist_utils.broadcast_state([self.G, self.recipe.d_nets, self.recipe.g_nets],
+                                       buffers_only=True)
         self.save_checkpoint()
-        model_dir = self.final_generator().save(self.out / "model")
+        model_dir = self.out / "model"
+        final = self.final_generator()
+        if main:
+            final.save(model_dir)
+            if self._tb is not None:
+                self._tb.close()
+        dist_utils.barrier()
         return model_dir
 
+    def _progress_bar(self, budget: float | None) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        if math.isfinite(self.total_steps):
+            return tqdm(total=int(self.total_steps), initial=self.step, desc="train",
+                        unit="step")
+        # time-budgeted run: the bar tracks seconds of the budget, not steps
+        return tqdm(total=round(budget), desc="train", unit="s",
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt}s [{elapsed}<{remaining}"
+                               "{postfix}]")
+
+    def _advance(self, bar: Any, elapsed: float, scalars: dict[str, float]) -> None:
+        post = {k: f"{v:.3f}" for k, v in scalars.items()}
+        if bar.unit == "s":
+            bar.n = min(elapsed, bar.total)
+            bar.set_postfix({"step": self.step, **post}, refresh=False)
+            bar.refresh()
+        else:
+            bar.update(1)
+            bar.set_postfix(post, refresh=False)
+
     @torch.no_grad()
-    def save_samples(self, batch: dict[str, torch.Tensor], n: int = 4) -> Path:
-        """Write a grid ``label | generated | real`` for the first ``n`` items of a batch."""
+    def save_samples(self, batch: dict[str, torch.Tensor], n: int = 4) -> Path | None:
+        """Write a grid ``label | generated | real`` for the first ``n`` items (rank 0)."""
         from sisgen.io import write_image
 
+        if not self.dist.is_main:
+            return None
         g = self.final_generator()
+        path = self.out / "samples" / f"step_{self.step:07d}.png"
         was_training = g.training
         g.eval()
-        labels = batch["labels"][:n].to(self.device)
-        edges = batch["edges"][:n].to(self.device)
-        fake = g(labels, edges, self._noise(labels.shape[0]))
+        small = self._to_device({k: v[:n] for k, v in batch.items()})
+        gen = torch.Generator().manual_seed(self.cfg.seed + 777)
+        fake = self.recipe.sample(g, small, self._noise(small["labels"].shape[0], gen))
         g.train(was_training)
-        pal = self.source.vocabulary
+        pal = self.dataset.vocabulary
         rows = []
-        for i in range(labels.shape[0]):
-            lab = pal.colorize(labels[i].cpu().numpy())
-            img = ((fake[i].permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
-            real = ((batch["image"][i].permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255)
+        for i in range(small["labels"].shape[0]):
+            lab = pal.colorize(small["labels"][i].cpu().numpy())
+            img = ((fake[i].float().permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
+            real = ((small["image"][i].float().permute(1, 2, 0).cpu().numpy() + 1) * 127.5
+                    ).clip(0, 255)
             rows.append(np.concatenate([lab, img.astype(np.uint8), real.astype(np.uint8)], 1))
-        path = self.out / "samples" / f"step_{self.step:07d}.png"
-        write_image(path, np.concatenate(rows, 0))
+        grid = np.concatenate(rows, 0)
+        write_image(path, grid)
+        if self._tb is not None:
+            self._tb.add_image("samples", grid, self.step, dataformats="HWC")
         return path
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
     """Run a training job; with ``resume`` continue from the run folder's checkpoint."""
     trainer = Trainer(cfg, progress=progress)
-    if resume and (trainer.out / CHECKPOINT).is_file():
-        trainer.load_checkpoint()
-    return trainer.fit()
+    try:
+        if resume and (trainer.out / CHECKPOINT).is_file():
+            trainer.load_checkpoint()
+        return trainer.fit()
+    finally:
+        dist_utils.teardown()

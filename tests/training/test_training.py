@@ -39,13 +39,13 @@ def test_load_config_yaml_with_overrides(tmp_path):
         "source: {kind: toycity, length: 100}\n"
     )
     cfg = load_config(path, ["model_args.z_dim=0", "batch_size=3", "lr_g=0.0005",
-                             "model_args.ngf=4", "source.length=5", "flip=false"])
+                             "model_args.ngf=4", "source.length=5", "augment.flip=false"])
     assert isinstance(cfg, TrainConfig)
     assert cfg.model == "clade" and cfg.steps == 10 and cfg.height == 64
     assert cfg.model_args == {"ngf": 4, "norm": "instance", "z_dim": 0}
     assert cfg.batch_size == 3 and isinstance(cfg.batch_size, int)
     assert cfg.lr_g == pytest.approx(5e-4)
-    assert cfg.flip is False
+    assert cfg.augment == {"flip": False}
     assert cfg.source["length"] == 5 and cfg.source["kind"] == "toycity"
     # untouched keys keep the dataclass defaults
     assert cfg.lr_d == TrainConfig().lr_d
@@ -148,7 +148,7 @@ def _tiny_cfg(out_dir, **kw) -> TrainConfig:
         model="spade", dataset="toycity",
         model_args={"ngf": 4, "spade_hidden": 8, "z_dim": 8},
         height=32, width=64, source={"kind": "toycity", "length": 8}, batch_size=2,
-        steps=3, ndf=8, d_layers=3, num_d=2, log_every=1, sample_every=2,
+        steps=3, discriminator={"ndf": 8, "n_layers": 3, "num_d": 2}, log_every=1, sample_every=2,
         checkpoint_every=2, out_dir=str(out_dir), seed=0,
     )
     args.update(kw)
@@ -181,7 +181,7 @@ def test_trainer_writes_run_folder(trained):
     lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3]
     for x in lines:
-        for key in ("g_adv", "g_fm", "d"):
+        for key in ("g_gan", "g_fm", "d"):
             assert isinstance(x[key], float) and x[key] == x[key]  # finite, not NaN
     # the generator actually trained
     changed = [k for k, v in trainer.G.state_dict().items() if not torch.equal(v, g0[k])]
