@@ -49,6 +49,79 @@ def resize_nearest(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch
     return F.interpolate(x, size=tuple(size), mode="nearest")
 
 
+def intra_class_position_map(classes: torch.Tensor, instances: torch.Tensor | None,
+                             num_classes: int, eps: float = 1e-5) -> torch.Tensor:
+    """CLADE's intra-class positional encoding (ICPE) ``[B,2,H,W]``, computed on the device.
+
+    The map is split into regions -- every instance (``instances > 0``) is one region, and
+    the remaining pixels of each class form one region per class (stuff, or a map without
+    instances). For each pixel, its offset from its region's centroid in y and in x is
+    divided by the largest absolute offset in that region (plus ``eps``), so values lie in
+    [-1, 1]. Pixels of no class (``classes`` outside ``0..num_classes-1``, e.g. 255) get 0.
+
+    This is the definition of the official ``cal_dist_masks`` preprocessing (centroid
+    offsets normalized per region), except for what a region is: the official script takes
+    each 8-connected component of each class of the *label map* (skipping label id 0), which
+    needs connected-component labelling -- an iterative, data-dependent algorithm without an
+    ONNX / TensorRT form. Instances are what those components mostly are for thing classes
+    (touching objects of one class are merged there, split here; an occluded object cut in
+    two is one region here); stuff classes are one region per class here.
+
+    Segment statistics over a bounded id space, no data-dependent loops: a region's slot is
+    its class (``0..num_classes-1``), or ``num_classes + (id mod H*W)`` for an instance, plus
+    one spare slot for unlabeled pixels; sums (exact, in int64) and maxima are accumulated
+    with ``scatter_add`` / ``scatter_reduce(amax)`` (ONNX ``ScatterElements`` with
+    reduction, opset >= 18) and read back with ``gather``. Instance ids must therefore be
+    distinct modulo ``H*W``: compact ids ``1..K`` (what :meth:`sisgen.engines.Generator.
+    prepare` passes) always are; so are Cityscapes ids (``< 34000``) at 256x256 and above.
+
+    Args:
+        classes: ``[B,H,W]`` integer class ids.
+        instances: ``[B,H,W]`` integer instance ids, 0 = none; ``None``: class regions only.
+        num_classes: Number of valid class ids.
+        eps: Added to the normalizer (as the official script does).
+
+    Returns:
+        ``[B,2,H,W]`` float32 map, y offset then x offset.
+    """
+    b, h, w = classes.shape
+    n = h * w
+    cls = classes.long().reshape(b, n)
+    valid = (cls >= 0) & (cls < num_classes)
+    slot = torch.where(valid, cls, torch.full_like(cls, num_classes + n))  # spare slot
+    if instances is not None:
+        inst = instances.long().reshape(b, n)
+        slot = torch.where(valid & (inst > 0), num_classes + torch.remainder(inst, n), slot)
+    size = num_classes + n + 1
+    pos = torch.arange(n, device=classes.device)
+    coords = torch.stack([pos // w, pos % w]).unsqueeze(1).expand(2, b, n)  # [2,B,N] y, x
+    zeros = torch.zeros(b, size, dtype=torch.long, device=classes.device)
+    area = zeros.scatter_add(1, slot, torch.ones_like(slot)).clamp(min=1)
+    out = []
+    for c in coords:  # y, then x
+        total = zeros.scatter_add(1, slot, c)
+        whole = total // area  # exact centroid = whole + rest / area
+        centroid = whole.float() + (total - whole * area).float() / area.float()
+        offset = c.float() - centroid.gather(1, slot)
+        far = torch.zeros(b, size, device=classes.device).scatter_reduce(
+            1, slot, offset.abs(), reduce="amax", include_self=True)
+        out.append(offset / (far.gather(1, slot) + eps) * valid.float())
+    return torch.stack(out, dim=1).reshape(b, 2, h, w)
+
+
+def example_instances(labels: torch.Tensor, tile: int = 16) -> torch.Tensor:
+    """Instance ids for example / test label maps ``[B,H,W]``: odd class ids are *things*.
+
+    Every ``tile x tile`` tile's odd-class pixels form one instance (compact ids ``1..T``
+    in raster order of the tiles); even classes are stuff (id 0).
+    """
+    _, h, w = labels.shape
+    rows = torch.arange(h, device=labels.device).view(h, 1) // tile
+    cols = torch.arange(w, device=labels.device).view(1, w) // tile
+    tile_id = (rows * ((w + tile - 1) // tile) + cols + 1).expand_as(labels)
+    return torch.where(labels % 2 == 1, tile_id, torch.zeros_like(tile_id)).long().contiguous()
+
+
 def param_free_norm(kind: NormKind, channels: int) -> nn.Module:
     """The normalization a conditional norm modulates: BN or IN without affine, or none."""
     if kind == "batch":

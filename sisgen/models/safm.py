@@ -16,10 +16,12 @@ Two layouts, as in the official code (github.com/cszy98/SAFM):
 * ``modulation="spade"`` (Cityscapes): the descriptor branch runs once at full resolution
   in the generator and plain SPADE blocks read the enlarged conditioning map.
 
-The descriptor is computed inside ``forward`` on the labels' device. The reference computes
-it from the dataset's instance-id maps; the compact inputs carry no ids, so by default each
-class region of the label map is one shape (``forward(..., instances=...)`` takes an
-instance-id map instead, 0 = no instance, e.g. Cityscapes ids >= 1000 for things only).
+The descriptor is computed inside ``forward`` on the labels' device from the ``instances``
+input (``[B,H,W]`` instance ids, 0 = no instance: a zero descriptor there), as the reference
+computes it from the dataset's instance-id maps (Cityscapes: ids >= 1000, i.e. things only;
+ADE20K / COCO-Stuff: their instance maps). ``instances`` is one of the exported graph's
+inputs. An image whose instance map is all zeros (or ``instances=None``) had no instance
+map: each class region of its label map is one shape instead.
 It is built from pairwise tensor ops only (contour pixels are picked with ``topk``, counts
 are accumulated with ``scatter_add``), so it exports to ONNX.
 """
@@ -38,6 +40,7 @@ from .layers import (
     SPADE,
     NormKind,
     build_spade_trunk,
+    example_instances,
     labels_to_onehot,
     maybe_sn,
     param_free_norm,
@@ -360,7 +363,12 @@ class SAFMGenerator(SISGenerator):
         nbins_r: Radius bins of the descriptor.
         nbins_theta: Angle bins of the descriptor.
         max_contour_points: Contour pixels per image the descriptor uses at most.
+
+    Inputs (:attr:`input_names`): ``labels``, ``edges``, ``noise`` (always ``None``) and
+    ``instances``.
     """
+
+    input_names = ("labels", "edges", "noise", "instances")
 
     @capture_config
     def __init__(
@@ -428,6 +436,10 @@ class SAFMGenerator(SISGenerator):
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1)
 
     # ------------------------------------------------------------------- contract
+    def example_inputs(self, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random ``forward`` inputs: compact labels, edges, no noise, example instances."""
+        labels, edges, noise = super().example_inputs(batch_size, seed)
+        return labels, edges, noise, example_instances(labels)
 
     # -------------------------------------------------------------------- forward
     def condition(self, labels: torch.Tensor, edges: torch.Tensor | None,
@@ -438,10 +450,14 @@ class SAFMGenerator(SISGenerator):
             if edges is None:
                 raise ValueError("this generator was built with use_edges=True: pass edges")
             seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
-        if instances is None:  # each class region is one shape
-            lab = labels.long()
-            instances = torch.where((lab >= 0) & (lab < self._num_classes), lab + 1,
-                                    torch.zeros_like(lab))
+        lab = labels.long()
+        regions = torch.where((lab >= 0) & (lab < self._num_classes), lab + 1,
+                              torch.zeros_like(lab))  # each class region is one shape
+        if instances is None:
+            instances = regions
+        else:  # per image: an all-zero instance map means there was none
+            given = (instances != 0).flatten(1).any(1).view(-1, 1, 1)
+            instances = torch.where(given, instances.long(), regions)
         desc = shape_descriptor(instances, self.max_contour_points, self.nbins_r,
                                 self.nbins_theta)
         return torch.cat([seg, desc.to(seg.dtype)], dim=1)
@@ -456,7 +472,8 @@ class SAFMGenerator(SISGenerator):
             edges: ``[B,1,H,W]`` instance-edge map in {0, 1} (when ``use_edges``).
             noise: Unused (SAFM is deterministic); must be ``None``.
             instances: ``[B,H,W]`` integer instance ids (0 = none) for the shape
-                descriptor; ``None`` uses the class regions instead.
+                descriptor; ``None`` (or an image's all-zero map) uses the class regions
+                instead.
 
         Returns:
             ``[B,3,H,W]`` images in [-1, 1].

@@ -40,12 +40,14 @@ from .layers import (
     PaddingMode,
     SPADEResBlock,
     build_spade_trunk,
+    example_instances,
+    intra_class_position_map,
     labels_to_onehot,
     resize_nearest,
     run_spade_trunk,
 )
 from .registry import DatasetSpec, register_model
-from .vasis import NoiseMode, PositionMode, relative_position_map
+from .vasis import NoiseMode, PositionChannels, parse_position, uses_relative_position
 
 UpsamplingMode = Literal["normal", "more", "most"]
 _NUM_UPS = {"normal": 5, "more": 6, "most": 7}
@@ -82,13 +84,23 @@ class SPADEGenerator(SISGenerator):
             ``z_dim=0`` and ``cond="spade"``.
         padding_mode: Padding of every conv, ``zeros`` (SPADE, CLADE) or ``reflect`` (VASIS).
         icpe: CLADE-ICPE: modulate CLADE's tables by the intra-class position map
-            (computed from the labels inside ``forward``); ``cond="clade"`` only.
+            (computed inside ``forward`` from the labels and the ``instances`` input, see
+            :func:`sisgen.models.layers.intra_class_position_map`); ``cond="clade"`` only.
         variation_noise: VASIS semantic noise: ``semantic``, ``one_channel``, ``plus``,
             ``rand`` or ``None``.
-        position_code: VASIS position code: ``learnable``, ``absolute``, ``relative`` or
-            ``None``. Either VASIS option switches to the variation-aware norms.
+        position_code: VASIS position code: ``absolute``, ``learnable``, ``relative``,
+            several joined by ``+`` (``"absolute+learnable+relative"``, the official
+            mixed codes) or ``None``. Either VASIS option switches to the variation-aware
+            norms. A code with ``relative`` (like ``icpe``) adds the ``instances`` input.
         vasis_noise_channels: Channels of the full-resolution noise map the VASIS norms
             derive their noise from.
+        position_channels: VASIS position-code factors: ``all`` (one per modulation
+            channel, the paper's models) or ``one`` (one shared factor, official
+            ``pos_nc=one``).
+
+    Inputs (:attr:`input_names`): ``labels``, ``edges``, ``noise``, and ``instances``
+    (``[B,H,W]`` int64 instance ids, 0 = none) for models with the intra-class position
+    map (``icpe`` or a relative position code).
     """
 
     @capture_config
@@ -110,8 +122,9 @@ class SPADEGenerator(SISGenerator):
         padding_mode: PaddingMode = "zeros",
         icpe: bool = False,
         variation_noise: NoiseMode | None = None,
-        position_code: PositionMode | None = None,
+        position_code: str | None = None,
         vasis_noise_channels: int = 8,
+        position_channels: PositionChannels = "all",
     ):
         super().__init__()
         if cond not in ("spade", "clade"):
@@ -143,12 +156,16 @@ class SPADEGenerator(SISGenerator):
         self.spatial_noise_dim = spatial_noise_dim
         self.variation_noise = variation_noise
         self.vasis_noise_channels = vasis_noise_channels
-        self.needs_dist = icpe or position_code == "relative"
+        parse_position(position_code)  # raises on an unknown code
+        self.needs_dist = icpe or uses_relative_position(position_code)
+        if self.needs_dist:
+            self.input_names = (*type(self).input_names, "instances")
         seg_nc = num_classes + int(dontcare) + int(use_edges) + spatial_noise_dim
         num_labels = num_classes + int(dontcare)
         variation = None
         if variation_noise is not None or position_code is not None:
-            variation = {"noise": variation_noise, "position": position_code}
+            variation = {"noise": variation_noise, "position": position_code,
+                         "position_channels": position_channels}
             if cond == "spade":  # VASIS sizes VA-SPADE's noise tables by the map's channels
                 num_labels = seg_nc
 
@@ -167,6 +184,13 @@ class SPADEGenerator(SISGenerator):
         self.conv_img = nn.Conv2d(final_nc, 3, 3, padding=1, padding_mode=padding_mode)
 
     # ------------------------------------------------------------------- contract
+
+    def dynamic_hw_multiple(self) -> int | None:
+        """``2^n_up`` (the latent is the label map downsampled), ``None`` with a ``z`` latent.
+
+        A noise-vector latent goes through a linear layer sized for the trained resolution.
+        """
+        return None if self.z_dim else self._height // self.sh
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(z_dim,)``, ``(C, H, W)`` for spatial / VASIS noise, or ``()`` without noise."""
@@ -199,8 +223,16 @@ class SPADEGenerator(SISGenerator):
                              f"{None if noise is None else tuple(noise.shape)}")
         return noise
 
+    def example_inputs(self, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random ``forward`` inputs; with the position map also example ``instances``."""
+        inputs = super().example_inputs(batch_size, seed)
+        if self.needs_dist:
+            inputs = (*inputs, example_instances(inputs[0]))
+        return inputs
+
     def forward(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+                noise: torch.Tensor | None = None, instances: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Generate images.
 
         Args:
@@ -208,6 +240,10 @@ class SPADEGenerator(SISGenerator):
             edges: ``[B,1,H,W]`` instance-edge map in {0, 1} (when ``use_edges``).
             noise: ``[B,z_dim]`` standard normal noise (when ``z_dim > 0``; or an encoder's
                 ``z``), or ``[B,C,H,W]`` (spatial / VASIS noise).
+            instances: ``[B,H,W]`` integer instance ids (0 = none; compact ids, see
+                :func:`sisgen.models.layers.intra_class_position_map`) for the intra-class
+                position map; ``None`` or all zeros: one region per class. Unused by models
+                without the map.
 
         Returns:
             ``[B,3,H,W]`` images in [-1, 1].
@@ -216,8 +252,8 @@ class SPADEGenerator(SISGenerator):
             raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
         seg, idx = self.condition(labels, edges)
         dist = None
-        if self.needs_dist:  # intra-class position map of the class channels, [B,2,H,W]
-            dist = relative_position_map(seg[:, :self._num_classes])
+        if self.needs_dist:  # per instance / per class region, [B,2,H,W]
+            dist = intra_class_position_map(labels, instances, self._num_classes).to(seg.dtype)
         vnoise = None
         if self.spatial_noise_dim:
             want = (self.spatial_noise_dim, *labels.shape[-2:])
@@ -231,7 +267,8 @@ class SPADEGenerator(SISGenerator):
                                  f"{None if noise is None else tuple(noise.shape)}")
             x = self.fc(noise).view(-1, 16 * self.ngf, self.sh, self.sw)
         else:
-            x = self.fc(resize_nearest(seg, (self.sh, self.sw)))
+            m = self._height // self.sh  # the latent follows the label map's size
+            x = self.fc(resize_nearest(seg, (labels.shape[-2] // m, labels.shape[-1] // m)))
 
         def run(blk: nn.Module, t: torch.Tensor) -> torch.Tensor:
             return blk(t, seg, idx, noise=vnoise, dist=dist)

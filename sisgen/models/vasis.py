@@ -5,16 +5,24 @@
 VASIS raises intra-class variation in SPADE-like generators with two additions to the
 conditional norm:
 
-* **semantic noise** -- part of the modulation (``gamma``/``beta``) channels is Gaussian
-  noise with a learnable per-class scale and shift (``noise * table_scale[class] +
-  table_shift[class]``). Switches from the paper: ``"semantic"`` (half the channels are
-  noise, concatenated to the class modulation), ``"one_channel"`` (one scale/shift per
-  class shared by all noise channels), ``"plus"`` (noise on all channels, averaged with the
-  class modulation), ``"rand"`` (plain noise, no learned scale/shift) or ``None``.
+* **semantic noise** -- part of the modulation (``gamma``/``beta``) channels is noise with
+  a learnable per-class scale and shift (``noise * table_scale[class] +
+  table_shift[class]``). Switches (the official ``noise_nc`` / ``mode_noise`` options):
+  ``"semantic"`` (half the channels are noise, concatenated to the class modulation;
+  official ``all`` + ``norm_cat``, the paper's models), ``"one_channel"`` (one scale/shift
+  per class shared by all noise channels; ``one`` + ``norm_cat``), ``"plus"`` (noise on all
+  channels, averaged with the class modulation; ``all`` + ``norm_avg``), ``"rand"`` (plain
+  noise, no learned scale/shift; ``random_cat``) or ``None`` (``zero``). As in the official
+  code the noise is uniform on [0, 1) (see :func:`uniform_noise`).
 * **position code** -- the class modulation is multiplied by ``1 + conv1x1(code)`` where the
-  2-channel code is ``"learnable"`` (a parameter at the layer resolution), ``"absolute"``
-  (normalized y/x coordinates) or ``"relative"`` (the intra-class position map of
-  :func:`relative_position_map`, CLADE's ICPE), or ``None``.
+  code is ``"absolute"`` (normalized y/x coordinates, official ``fix``), ``"learnable"``
+  (a 2-channel parameter at the layer resolution, ``learn``) or ``"relative"`` (the
+  intra-class position map of :func:`sisgen.models.layers.intra_class_position_map`,
+  CLADE's ICPE), several of them joined by ``+`` (concatenated, 2 channels each: the
+  official ``fix_learn``, ``fix_relative``, ``learn_relative`` and ``fix_learn_relative``)
+  or ``None``. ``position_channels="all"`` (the paper's models) lets the 1x1 conv predict
+  one factor per modulation channel, ``"one"`` (official ``pos_nc=one``) a single factor
+  shared by all channels.
 
 Noise is never drawn inside a network: the generator takes one spatial standard-normal map
 ``[B,C,H,W]`` (drawn outside from seeds) and every norm derives the noise it needs from it
@@ -28,6 +36,7 @@ generator; the layers are called as ``norm(x, seg, labels, noise=..., dist=...)`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -35,14 +44,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import NormKind, param_free_norm, resize_nearest
+from .layers import NormKind, intra_class_position_map, param_free_norm, resize_nearest
 
 NoiseMode = Literal["semantic", "one_channel", "plus", "rand"]
-PositionMode = Literal["learnable", "absolute", "relative"]
+#: One position code; a switch may join several with ``+`` (``"absolute+learnable"``).
+PositionMode = Literal["absolute", "learnable", "relative"]
+PositionChannels = Literal["all", "one"]
 PaddingMode = Literal["zeros", "reflect"]
 
 _NOISE_MODES = ("semantic", "one_channel", "plus", "rand")
-_POSITION_MODES = ("learnable", "absolute", "relative")
+_POSITION_MODES = ("absolute", "learnable", "relative")  # official concatenation order
 
 
 # --------------------------------------------------------------------------- helpers
@@ -77,33 +88,30 @@ def layer_noise(noise: torch.Tensor, channels: int, size: tuple[int, int] | torc
     return z.index_select(1, idx)
 
 
+def uniform_noise(z: torch.Tensor) -> torch.Tensor:
+    """Standard-normal values -> uniform on (0, 1) (the normal CDF, element-wise).
+
+    The official VASIS norms draw their noise with ``torch.rand`` (uniform [0, 1)); the
+    network takes standard-normal noise like every sisgen generator, and this maps it onto
+    the same distribution, deterministically and ONNX friendly (``Erf``).
+    """
+    return 0.5 * (1.0 + torch.erf(z * (1.0 / math.sqrt(2.0))))
+
+
 def relative_position_map(onehot: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Intra-class position encoding (CLADE's ICPE) ``[B,2,H,W]`` computed on the device.
+    """Intra-class position map ``[B,2,H,W]`` of a one-hot map, one region per class.
 
-    For every class region, each pixel's offset from the region centroid, in y and x,
-    divided by the largest absolute offset of that region (so values lie in [-1, 1]).
-    Pixels of no class (all-zero one-hot) get 0.
-
-    Deviation: the official code (offline, OpenCV) takes every *connected component* of a
-    class as its own region; here a class's pixels form one region, which needs no
-    connected-component labelling and exports to ONNX.
+    :func:`sisgen.models.layers.intra_class_position_map` (CLADE's ICPE, the relative
+    position code) without instances; pixels of no class (all-zero one-hot) get 0.
 
     Args:
         onehot: ``[B,C,H,W]`` class one-hot map (no dontcare / edge channels).
         eps: Added to the normalizer (as the official code does).
     """
-    m = onehot
-    _, _, h, w = m.shape
-    ys = torch.arange(h, device=m.device, dtype=m.dtype).view(1, 1, h, 1)
-    xs = torch.arange(w, device=m.device, dtype=m.dtype).view(1, 1, 1, w)
-    area = m.sum(dim=(2, 3), keepdim=True).clamp(min=1.0)  # [B,C,1,1]
-    cy = (m * ys).sum(dim=(2, 3), keepdim=True) / area
-    cx = (m * xs).sum(dim=(2, 3), keepdim=True) / area
-    dy = (ys - cy) * m  # [B,C,H,W]
-    dx = (xs - cx) * m
-    ny = dy.abs().amax(dim=(2, 3), keepdim=True) + eps
-    nx = dx.abs().amax(dim=(2, 3), keepdim=True) + eps
-    return torch.cat([(dy / ny).sum(1, keepdim=True), (dx / nx).sum(1, keepdim=True)], dim=1)
+    c = onehot.shape[1]
+    classes = torch.where(onehot.sum(1) > 0, onehot.argmax(1), torch.full_like(
+        onehot[:, 0], -1, dtype=torch.long))
+    return intra_class_position_map(classes, None, c, eps).to(onehot.dtype)
 
 
 def absolute_position_code(h: int, w: int) -> torch.Tensor:
@@ -127,18 +135,41 @@ def _table_index(labels: torch.Tensor | None, seg: torch.Tensor, num_labels: int
     return lab.clamp(0, num_labels - 1)
 
 
+def parse_position(position: str | None) -> tuple[str, ...]:
+    """The codes of a position-code switch, in the official order.
+
+    The order is absolute, learnable, relative: ``"learnable"`` -> ``("learnable",)``,
+    ``"relative+absolute"`` -> ``("absolute", "relative")``; ``None`` -> ``()``.
+    """
+    if position is None:
+        return ()
+    parts = tuple(p.strip() for p in str(position).split("+"))
+    unknown = [p for p in parts if p not in _POSITION_MODES]
+    if unknown or len(set(parts)) != len(parts):
+        raise ValueError(f"unknown position code {position!r} (one of "
+                         f"{', '.join(_POSITION_MODES)}, or several joined by '+', or None)")
+    return tuple(p for p in _POSITION_MODES if p in parts)
+
+
+def uses_relative_position(position: str | None) -> bool:
+    """Whether a position-code switch includes the relative (intra-class) code."""
+    return "relative" in parse_position(position)
+
+
 class _Variation(nn.Module):
     """The shared VASIS parts: semantic-noise tables and the position code."""
 
     def _setup(self, channels: int, num_labels: int, noise: NoiseMode | None,
-               position: PositionMode | None, size: tuple[int, int] | None,
-               noise_init: Literal["uniform", "rand"] = "uniform") -> None:
+               position: str | None, size: tuple[int, int] | None,
+               position_channels: PositionChannels = "all") -> None:
         if noise is not None and noise not in _NOISE_MODES:
             raise ValueError(f"unknown VASIS noise {noise!r} ({', '.join(_NOISE_MODES)}, None)")
-        if position is not None and position not in _POSITION_MODES:
-            raise ValueError(f"unknown position code {position!r} "
-                             f"({', '.join(_POSITION_MODES)}, None)")
-        self.noise_mode, self.position = noise, position
+        if position_channels not in ("all", "one"):
+            raise ValueError(f"position_channels must be 'all' or 'one', not "
+                             f"{position_channels!r}")
+        parts = parse_position(position)
+        self.noise_mode, self.position = noise, "+".join(parts) or None
+        self.position_parts = parts
         self.num_labels = num_labels
         # channels of the class modulation (seg) and of the noise part
         if noise is None:
@@ -154,37 +185,50 @@ class _Variation(nn.Module):
             self.gamma_noise_beta = nn.Parameter(torch.zeros(num_labels, table_nc))
             self.beta_noise_gamma = nn.Parameter(torch.rand(num_labels, table_nc))
             self.beta_noise_beta = nn.Parameter(torch.zeros(num_labels, table_nc))
-        if position in ("learnable", "absolute") and size is None:
+        if ("learnable" in parts or "absolute" in parts) and size is None:
             raise ValueError(f"position={position!r} needs the layer size (h, w)")
-        if position == "learnable":
+        if "learnable" in parts:
             self.gamma_pos_learn = nn.Parameter(torch.randn(2, *size))
             self.beta_pos_learn = nn.Parameter(torch.randn(2, *size))
-        elif position == "absolute":
+        if "absolute" in parts:
             self.register_buffer("pos_code", absolute_position_code(*size), persistent=False)
-        if position is not None:
-            self.conv_pos_gamma = nn.Conv2d(2, self.seg_nc, 1)
-            self.conv_pos_beta = nn.Conv2d(2, self.seg_nc, 1)
+        if parts:
+            out_nc = 1 if position_channels == "one" else self.seg_nc
+            self.conv_pos_gamma = nn.Conv2d(2 * len(parts), out_nc, 1)
+            self.conv_pos_beta = nn.Conv2d(2 * len(parts), out_nc, 1)
             # official: all zeros; a small random weight lets the (learnable) code itself get
             # a gradient from the first step on while the modulation stays ~unchanged
             for conv in (self.conv_pos_gamma, self.conv_pos_beta):
                 nn.init.normal_(conv.weight, std=0.02)
                 nn.init.zeros_(conv.bias)
 
+    def _codes(self, size: torch.Size, batch: int, dist: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gamma and beta position codes ``[B or 1, 2*k, h, w]`` (codes concatenated)."""
+        gamma, beta = [], []
+        for part in self.position_parts:
+            if part == "absolute":
+                cg = cb = self.pos_code.unsqueeze(0)
+            elif part == "learnable":
+                cg, cb = self.gamma_pos_learn.unsqueeze(0), self.beta_pos_learn.unsqueeze(0)
+            else:
+                if dist is None:
+                    raise ValueError("position='relative' needs the intra-class position map "
+                                     "(dist=relative_position_map(onehot))")
+                cg = cb = dist
+            gamma.append(resize_nearest(cg, size))
+            beta.append(resize_nearest(cb, size))
+        if len(gamma) == 1:
+            return gamma[0], beta[0]
+        n = batch if "relative" in self.position_parts else 1
+        return (torch.cat([c.expand(n, -1, -1, -1) for c in gamma], dim=1),
+                torch.cat([c.expand(n, -1, -1, -1) for c in beta], dim=1))
+
     def _position(self, gamma: torch.Tensor, beta: torch.Tensor, dist: torch.Tensor | None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.position is None:
+        if not self.position_parts:
             return gamma, beta
-        if self.position == "learnable":
-            cg, cb = self.gamma_pos_learn.unsqueeze(0), self.beta_pos_learn.unsqueeze(0)
-        elif self.position == "absolute":
-            cg = cb = self.pos_code.unsqueeze(0)
-        else:
-            if dist is None:
-                raise ValueError("position='relative' needs the intra-class position map "
-                                 "(dist=relative_position_map(onehot))")
-            cg = cb = resize_nearest(dist, gamma.shape[-2:])
-        cg = resize_nearest(cg, gamma.shape[-2:])
-        cb = resize_nearest(cb, gamma.shape[-2:])
+        cg, cb = self._codes(gamma.shape[-2:], gamma.shape[0], dist)
         # functional calls: a parameter-derived input would trip module hooks under no_grad
         pg = F.conv2d(cg, self.conv_pos_gamma.weight, self.conv_pos_gamma.bias)
         pb = F.conv2d(cb, self.conv_pos_beta.weight, self.conv_pos_beta.bias)
@@ -197,7 +241,8 @@ class _Variation(nn.Module):
         if noise is None:
             raise ValueError(f"VASIS noise={self.noise_mode!r} needs the noise map "
                              "(noise=[B,C,H,W] standard normal)")
-        z = layer_noise(noise.to(gamma.dtype), 2 * self.noise_draw, gamma.shape[-2:])
+        z = uniform_noise(layer_noise(noise.to(gamma.dtype), 2 * self.noise_draw,
+                                      gamma.shape[-2:]))
         n1, n2 = z[:, :self.noise_draw], z[:, self.noise_draw:]  # [B,k,h,w] each
         if self.noise_mode == "rand":
             gn, bn = n1, n2
@@ -226,16 +271,18 @@ class VariationAwareSPADE(_Variation):
         noise: Semantic-noise switch (see module docstring).
         position: Position-code switch (see module docstring).
         size: ``(h, w)`` of the layer (for learnable / absolute codes).
+        position_channels: ``all`` or ``one`` position-code factor(s) per pixel.
     """
 
     def __init__(self, channels: int, seg_channels: int, num_labels: int, hidden: int = 128,
                  kernel_size: int = 3, norm: NormKind = "batch",
                  padding_mode: PaddingMode = "reflect", noise: NoiseMode | None = "semantic",
-                 position: PositionMode | None = "learnable",
-                 size: tuple[int, int] | None = None):
+                 position: str | None = "learnable",
+                 size: tuple[int, int] | None = None,
+                 position_channels: PositionChannels = "all"):
         super().__init__()
         self.param_free_norm = param_free_norm(norm, channels)
-        self._setup(channels, num_labels, noise, position, size)
+        self._setup(channels, num_labels, noise, position, size, position_channels)
         pad = kernel_size // 2
         self.mlp_shared = nn.Sequential(
             nn.Conv2d(seg_channels, hidden, kernel_size, padding=pad, padding_mode=padding_mode),
@@ -282,15 +329,17 @@ class VariationAwareCLADE(_Variation):
         noise: Semantic-noise switch.
         position: Position-code switch.
         size: ``(h, w)`` of the layer (for learnable / absolute codes).
+        position_channels: ``all`` or ``one`` position-code factor(s) per pixel.
     """
 
     def __init__(self, channels: int, num_labels: int, norm: NormKind = "batch",
                  use_edges: bool = False, noise: NoiseMode | None = "semantic",
-                 position: PositionMode | None = "learnable",
-                 size: tuple[int, int] | None = None):
+                 position: str | None = "learnable",
+                 size: tuple[int, int] | None = None,
+                 position_channels: PositionChannels = "all"):
         super().__init__()
         self.param_free_norm = param_free_norm(norm, channels)
-        self._setup(channels, num_labels, noise, position, size)
+        self._setup(channels, num_labels, noise, position, size, position_channels)
         self.gamma_seg = nn.Parameter(torch.rand(num_labels, self.seg_nc))
         self.beta_seg = nn.Parameter(torch.zeros(num_labels, self.seg_nc))
         if position is not None:  # official zeros would give conv_pos_beta no first gradient
@@ -317,8 +366,9 @@ def vasis_norm(kind: Literal["spade", "clade"], channels: int, seg_channels: int
                num_labels: int, *, norm: NormKind = "batch", hidden: int = 128,
                kernel_size: int = 3, padding_mode: PaddingMode = "reflect",
                noise: NoiseMode | None = "semantic",
-               position: PositionMode | None = "learnable",
-               size: tuple[int, int] | None = None, use_edges: bool = False) -> nn.Module:
+               position: str | None = "learnable",
+               size: tuple[int, int] | None = None, use_edges: bool = False,
+               position_channels: PositionChannels = "all") -> nn.Module:
     """Build one variation-aware conditional norm.
 
     Args:
@@ -331,26 +381,31 @@ def vasis_norm(kind: Literal["spade", "clade"], channels: int, seg_channels: int
         kernel_size: SPADE kernel size.
         padding_mode: SPADE conv padding (``reflect`` in VASIS).
         noise: ``semantic`` | ``one_channel`` | ``plus`` | ``rand`` | ``None``.
-        position: ``learnable`` | ``absolute`` | ``relative`` | ``None``.
+        position: ``absolute`` | ``learnable`` | ``relative``, several joined by ``+``
+            (``"absolute+learnable+relative"``), or ``None``.
         size: ``(h, w)`` of the layer (needed by learnable / absolute codes).
         use_edges: CLADE only: append the instance-edge feature channel.
+        position_channels: ``all`` (one position factor per modulation channel) or
+            ``one`` (a single factor shared by all channels).
     """
     if kind == "spade":
         return VariationAwareSPADE(channels, seg_channels, num_labels, hidden=hidden,
                                    kernel_size=kernel_size, norm=norm,
                                    padding_mode=padding_mode, noise=noise, position=position,
-                                   size=size)
+                                   size=size, position_channels=position_channels)
     if kind == "clade":
         return VariationAwareCLADE(channels, num_labels, norm=norm, use_edges=use_edges,
-                                   noise=noise, position=position, size=size)
+                                   noise=noise, position=position, size=size,
+                                   position_channels=position_channels)
     raise ValueError(f"unknown VASIS norm kind {kind!r} (spade, clade)")
 
 
 def norm_factory(seg_channels: int, num_labels: int, *, kind: Literal["spade", "clade"] = "spade",
                  norm: NormKind = "batch", hidden: int = 128, kernel_size: int = 3,
                  padding_mode: PaddingMode = "reflect", noise: NoiseMode | None = "semantic",
-                 position: PositionMode | None = "learnable",
-                 size: tuple[int, int] | None = None, use_edges: bool = False
+                 position: str | None = "learnable",
+                 size: tuple[int, int] | None = None, use_edges: bool = False,
+                 position_channels: PositionChannels = "all"
                  ) -> Callable[[int], nn.Module]:
     """``channels -> norm`` with everything else fixed (see :func:`vasis_norm`).
 
@@ -361,6 +416,7 @@ def norm_factory(seg_channels: int, num_labels: int, *, kind: Literal["spade", "
     def make(channels: int) -> nn.Module:
         return vasis_norm(kind, channels, seg_channels, num_labels, norm=norm, hidden=hidden,
                           kernel_size=kernel_size, padding_mode=padding_mode, noise=noise,
-                          position=position, size=size, use_edges=use_edges)
+                          position=position, size=size, use_edges=use_edges,
+                          position_channels=position_channels)
 
     return make

@@ -115,9 +115,10 @@ def _layout_model(modulation: str) -> SAFMGenerator:
 @pytest.mark.parametrize("modulation", ["safm", "spade"])
 def test_layouts_forward_and_every_parameter_learns(modulation):
     g = _layout_model(modulation).train()
-    labels, edges, noise = g.example_inputs(batch_size=2)
+    labels, edges, noise, instances = g.example_inputs(batch_size=2)
     assert noise is None and g.noise_shape() == ()
-    out = g(labels, edges)
+    assert g.input_names == ("labels", "edges", "noise", "instances")
+    out = g(labels, edges, noise, instances)
     assert out.shape == (2, 3, 32, 64) and out.abs().max() <= 1
     out.square().mean().backward()
     missing = [n for n, p in g.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
@@ -133,15 +134,27 @@ def test_layouts_forward_and_every_parameter_learns(modulation):
 
 def test_instance_map_changes_the_condition():
     g = _layout_model("safm").eval()
-    labels, edges, _ = g.example_inputs(batch_size=1)
+    g.max_contour_points = 384  # every contour pixel of these maps counts
+    labels, edges, _, instances = g.example_inputs(batch_size=2)
+    assert (instances > 0).any() and (instances == 0).any()
     with torch.no_grad():
-        cond = g.condition(labels, edges, None)
-        none = g.condition(labels, edges, torch.zeros_like(labels))
-        a = g(labels, edges)
-        b = g(labels, edges, instances=torch.zeros_like(labels))
-    assert none[:, 8:].abs().max() == 0  # no instance: zero descriptor
-    assert cond[:, 8:].sum(1).min() > 0.99  # class regions: every labelled pixel has one
+        regions = g.condition(labels, edges, None)
+        zeros = g.condition(labels, edges, torch.zeros_like(labels))
+        given = g.condition(labels, edges, instances)
+        a = g(labels, edges, None, instances)
+        b = g(labels, edges)
+    assert regions[:, 8:].sum(1).min() > 0.99  # class regions: every labelled pixel has one
+    assert torch.equal(zeros, regions)  # an all-zero instance map: there was none
+    stuff = (instances == 0).unsqueeze(1)
+    assert given[:, 8:].masked_select(stuff).abs().max() == 0  # no instance: zero descriptor
+    assert given[:, 8:].sum(1)[instances > 0].min() > 0.99
     assert not torch.equal(a, b)
+    # per image: only the image without an instance map falls back to class regions
+    mixed = instances.clone()
+    mixed[1] = 0
+    with torch.no_grad():
+        m = g.condition(labels, edges, mixed)
+    assert torch.equal(m[0], given[0]) and torch.equal(m[1], regions[1])
     with pytest.raises(ValueError):
         g(labels, edges, torch.zeros(1, 8))
 

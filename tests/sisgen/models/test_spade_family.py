@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from sisgen.models import build_model
 from sisgen.models.encoder import ConvEncoder, reparameterize
-from sisgen.models.layers import CLADE, SPADE
+from sisgen.models.layers import CLADE, SPADE, intra_class_position_map
 from sisgen.models.vasis import (
     VariationAwareCLADE,
     VariationAwareSPADE,
     layer_noise,
     norm_factory,
+    parse_position,
     relative_position_map,
+    uniform_noise,
     vasis_norm,
 )
 
@@ -114,15 +118,22 @@ def test_clade_icpe_uses_the_position_map():
 def test_clade_icpe_model_depends_on_intra_class_position():
     m = build_model("clade_icpe", dataset="tiny").eval()
     assert m.needs_dist and m.head_0.norm_0.icpe
+    assert m.input_names == ("labels", "edges", "noise", "instances")
+    assert build_model("clade", dataset="tiny").input_names == ("labels", "edges", "noise")
     for mod in m.modules():  # make the ICPE convs matter
         if isinstance(mod, CLADE):
             torch.nn.init.constant_(mod.dist_conv_w.weight, 0.5)
-    labels, edges, _ = m.example_inputs(1)
+    labels, edges, noise, instances = m.example_inputs(1)
+    assert noise is None and instances.dtype == torch.long and (instances > 0).any()
     with torch.no_grad():
-        out = m(labels, edges)
+        out = m(labels, edges, None, instances)
         ref = build_model("clade", dataset="tiny")
         ref.load_state_dict({k: v for k, v in m.state_dict().items() if "dist_conv" not in k})
         assert not torch.allclose(out, ref.eval()(labels, edges))
+        # per instance, not per class region; an all-zero map is the class-region map
+        regions = m(labels, edges)
+        assert not torch.allclose(out, regions)
+        assert torch.equal(regions, m(labels, edges, None, torch.zeros_like(labels)))
 
 
 # ------------------------------------------------------------------------ VASIS layers
@@ -165,7 +176,8 @@ def test_semantic_noise_is_a_per_class_affine():
     labels = torch.tensor([[[[0, 2]]]])
     x, z = torch.randn(1, 4, 1, 2), torch.randn(1, 4, 1, 2)
     out = layer(x, torch.zeros(1, 3, 1, 2), labels, noise=z)
-    n = layer_noise(z, 4, (1, 2))
+    n = uniform_noise(layer_noise(z, 4, (1, 2)))  # official: torch.rand, uniform [0, 1)
+    assert 0 < n.min() and n.max() < 1
     for j, k in enumerate((0, 2)):
         g = torch.cat([layer.gamma_seg[k], n[0, :2, 0, j] * layer.gamma_noise_gamma[k]
                        + layer.gamma_noise_beta[k]])
@@ -220,3 +232,122 @@ def test_encoder_feeds_a_z_generator():
     assert not any(n.startswith(("layer", "fc_mu", "fc_var")) for n in names)
     assert "layer1.0.parametrizations.weight.original" in dict(enc.named_parameters())
     assert ConvEncoder(ngf=2, z_dim=8, input_size=128).num_layers == 5
+
+
+# ------------------------------------------------------------------- ICPE per instance
+def _official_icpe(labels: np.ndarray) -> np.ndarray:
+    """The official definition: per 8-connected component of each class, centroid offsets
+    over the largest absolute offset + 1e-5 (label 0 skipped), written from the paper."""
+    out = np.zeros((2, *labels.shape), np.float64)
+    ys, xs = np.mgrid[:labels.shape[0], :labels.shape[1]]
+    for c in np.unique(labels):
+        if c == 0:
+            continue
+        n, comp, _, centroids = cv2.connectedComponentsWithStats(
+            (labels == c).astype(np.uint8), connectivity=8)
+        for k in range(1, n):
+            on = comp == k
+            for ch, (coord, centre) in enumerate(((ys, centroids[k][1]), (xs, centroids[k][0]))):
+                off = (coord - centre) * on
+                out[ch] += off / (np.abs(off).max() + 1e-5)
+    return out
+
+
+def test_intra_class_position_map_matches_the_official_components():
+    # two touching-free cars (class 3) are two components and two instances; the road
+    # (class 1) and the sky (class 2) are one component each; class 0 has no map (official)
+    labels = np.full((12, 20), 1, np.int64)
+    labels[:4] = 2
+    labels[6:9, 2:6] = 3
+    labels[5:11, 10:17] = 3
+    labels[0, 0] = 0
+    instances = np.zeros_like(labels)
+    instances[6:9, 2:6] = 7
+    instances[5:11, 10:17] = 2
+    ref = _official_icpe(labels)
+    got = intra_class_position_map(torch.from_numpy(labels)[None],
+                                   torch.from_numpy(instances)[None], num_classes=4)[0]
+    on = torch.from_numpy(labels != 0)
+    assert torch.allclose(got[:, on], torch.from_numpy(ref).float()[:, on], atol=1e-5)
+    assert got.abs().max() <= 1.0
+    # without instances the two cars are one region: centroid between them
+    merged = intra_class_position_map(torch.from_numpy(labels)[None], None, 4)[0]
+    assert not torch.allclose(merged[:, 7, 3], got[:, 7, 3])
+
+
+def test_intra_class_position_map_ignores_unlabeled_and_uses_instance_regions():
+    labels = torch.tensor([[[1, 1, 1, 255], [1, 1, 1, 255]]])
+    instances = torch.tensor([[[0, 4, 4, 9], [0, 4, 4, 9]]])
+    d = intra_class_position_map(labels, instances, num_classes=2)
+    assert torch.all(d[..., 3] == 0)  # ignore pixels: 0, even with an instance id
+    assert torch.allclose(d[0, 1, 0, 1:3], torch.tensor([-1.0, 1.0]), atol=1e-4)  # instance 4
+    # the stuff column is its own region: centred in x, rows -1 / +1 in y
+    assert torch.all(d[0, 1, :, 0] == 0) and torch.allclose(d[0, 0, :, 0], torch.tensor(
+        [-1.0, 1.0]), atol=1e-4)
+    # ids are taken modulo H*W: 4 and 4 + 8 are one instance, as documented
+    assert torch.equal(d, intra_class_position_map(labels, instances + 8 * (instances == 4),
+                                                   num_classes=2))
+    # relative_position_map (one-hot input) is the class-region map
+    onehot = (labels.unsqueeze(1) == torch.arange(2).view(1, 2, 1, 1)).float()
+    assert torch.allclose(relative_position_map(onehot),
+                          intra_class_position_map(labels, None, 2))
+
+
+# ------------------------------------------------------------------ VASIS position codes
+def test_position_code_switches():
+    assert parse_position("relative+absolute") == ("absolute", "relative")
+    assert parse_position(None) == ()
+    for bad in ("fix", "learnable+learnable", "learnable+"):
+        with pytest.raises(ValueError, match="position code"):
+            parse_position(bad)
+    mixed = vasis_norm("clade", 6, 4, 4, size=(4, 4), noise=None,
+                       position="learnable+absolute+relative", position_channels="one")
+    assert mixed.position == "absolute+learnable+relative"
+    assert tuple(mixed.conv_pos_gamma.weight.shape) == (1, 6, 1, 1)  # 3 codes, one factor
+    full = vasis_norm("spade", 6, 4, 4, size=(4, 4), noise="semantic", position="absolute")
+    assert tuple(full.conv_pos_beta.weight.shape) == (3, 2, 1, 1)  # seg_nc = 6 // 2
+    labels = torch.randint(0, 4, (2, 8, 8))
+    seg, dist = _seg(labels, 4), relative_position_map(_seg(labels, 4))
+    x = torch.randn(2, 6, 4, 4)
+    out = mixed(x, seg, labels.unsqueeze(1), dist=dist)
+    with torch.no_grad():  # a one-channel code scales every channel by the same factor
+        mixed.conv_pos_gamma.weight.zero_()
+        mixed.conv_pos_gamma.bias.fill_(1.0)
+        mixed.conv_pos_beta.weight.zero_()
+        mixed.conv_pos_beta.bias.zero_()
+    idx = labels[:, ::2, ::2]
+    plain = x * mixed.gamma_seg[idx].permute(0, 3, 1, 2) + mixed.beta_seg[idx].permute(0, 3, 1, 2)
+    scaled = x * 2 * mixed.gamma_seg[idx].permute(0, 3, 1, 2) + mixed.beta_seg[idx].permute(
+        0, 3, 1, 2)
+    mixed.param_free_norm = torch.nn.Identity()
+    assert torch.allclose(mixed(x, seg, labels.unsqueeze(1), dist=dist), scaled, atol=1e-6)
+    assert out.shape == plain.shape
+    with pytest.raises(ValueError, match="relative"):
+        mixed(x, seg, labels.unsqueeze(1))
+
+
+def test_rand_noise_is_plain_uniform_noise():
+    layer = vasis_norm("clade", 4, 3, 3, norm="none", noise="rand", position=None)
+    labels, x, z = torch.tensor([[[[0, 2]]]]), torch.randn(1, 4, 1, 2), torch.randn(1, 4, 1, 2)
+    out = layer(x, torch.zeros(1, 3, 1, 2), labels, noise=z)
+    u = uniform_noise(layer_noise(z, 4, (1, 2)))
+    gamma = torch.cat([layer.gamma_seg[[0, 2]].T.unsqueeze(0).unsqueeze(2), u[:, :2]], 1)
+    beta = torch.cat([layer.beta_seg[[0, 2]].T.unsqueeze(0).unsqueeze(2), u[:, 2:]], 1)
+    assert torch.allclose(out, x * gamma + beta, atol=1e-6)
+    assert torch.allclose(uniform_noise(torch.tensor([0.0, -10.0, 10.0])),
+                          torch.tensor([0.5, 0.0, 1.0]))
+
+
+def test_mixed_position_model_takes_instances():
+    m = build_model("va_clade", dataset="tiny", position_code="absolute+learnable+relative",
+                    position_channels="one").eval()
+    assert m.needs_dist and m.input_names[-1] == "instances"
+    assert tuple(m.up_3.norm_0.conv_pos_gamma.weight.shape) == (1, 6, 1, 1)
+    labels, edges, noise, instances = m.example_inputs(2)
+    with torch.no_grad():
+        for mod in m.modules():  # make the relative code matter
+            if hasattr(mod, "conv_pos_gamma"):
+                mod.conv_pos_gamma.weight.fill_(0.5)
+        a = m(labels, edges, noise, instances)
+        b = m(labels, edges, noise)  # class regions instead of instances
+    assert a.shape == (2, 3, 64, 64) and not torch.allclose(a, b)
