@@ -17,11 +17,14 @@ names, so the keys map one to one; the work is reading the configuration back fr
   on), and whatever channels are left are ``feat_num``. The official edge map marks a
   pixel whose 4-neighbour has another instance id, as sisgen's ``instance_edges`` does.
 
-No spectral norm, no noise: the generator is deterministic.
+No spectral norm, no noise: the generator is deterministic. The instance-feature encoder
+``netE`` (``latest_net_E.pth``, needed to encode photos into ``features``) converts with
+:func:`convert_feature_encoder`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -31,9 +34,10 @@ from sisgen.errors import SisgenInputError
 from sisgen.models import build_model
 from sisgen.models.base import SISGenerator
 from sisgen.models.pix2pixhd import _OFFICIAL_LABEL_NC
+from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder
 from sisgen.models.registry import dataset_spec
 
-from . import register_converter
+from . import load_official_state_dict, register_converter
 from .common import indices_under, load_checked, require
 
 #: Resolution of the official Cityscapes releases per number of local enhancers:
@@ -166,3 +170,42 @@ def convert_pix2pixhd(state: dict[str, torch.Tensor], dataset: str, **options: A
         raise SisgenInputError(f"cannot build the pix2pixHD model this checkpoint describes "
                                f"({config}): {e}") from e
     return load_checked(model, state, "pix2pixHD")
+
+
+def convert_feature_encoder(ckpt: str | os.PathLike | dict[str, torch.Tensor]
+                            ) -> Pix2PixHDEncoder:
+    """Convert an official pix2pixHD feature encoder (``latest_net_E.pth``).
+
+    The official ``Encoder`` is sisgen's :class:`Pix2PixHDEncoder` key for key
+    (``model.<i>``: a 7x7 conv, ``n_downsample_E`` stride-2 convs, as many transposed convs,
+    a 7x7 conv with tanh); ``nef``, ``feat_num``, the number of downsamplings and the norm
+    are read from the tensors. Its instance-wise averaging over the instance map is
+    sisgen's average over ``regions``.
+
+    Args:
+        ckpt: The file or its state dict.
+
+    Returns:
+        The encoder in eval mode.
+
+    Raises:
+        SisgenInputError: Keys or shapes that do not match (naming the key).
+    """
+    state = ckpt if isinstance(ckpt, dict) else load_official_state_dict(ckpt)
+    try:
+        first = require(state, "model.1.weight", ndim=4)
+        convs = [i for i in indices_under(state, "model")
+                 if state.get(f"model.{i}.weight", torch.empty(0)).dim() == 4]
+        if len(convs) < 2 or len(convs) % 2:
+            raise SisgenInputError(f"{len(convs)} convs under 'model.': not a pix2pixHD "
+                                   "encoder (7x7 conv, n down, n up, 7x7 conv)")
+        last = state[f"model.{convs[-1]}.weight"]
+        batch = "model.2.running_mean" in state
+        model = Pix2PixHDEncoder(input_nc=first.shape[1], feat_num=last.shape[0],
+                                 nef=first.shape[0], n_downsampling=(len(convs) - 2) // 2,
+                                 norm="batch" if batch else "instance")
+        return load_checked(model, state, "pix2pixHD encoder")  # type: ignore[return-value]
+    except SisgenInputError as e:
+        if isinstance(ckpt, dict) or e.path is not None:
+            raise
+        raise SisgenInputError(e.problem, ckpt) from e

@@ -18,6 +18,7 @@ from sisgen.cli import main as cli_main
 from sisgen.errors import SisgenInputError
 from sisgen.export.convert import convert, load_official_state_dict
 from sisgen.export.convert.oasis import official_noise
+from sisgen.export.convert.pix2pixhd import convert_feature_encoder
 from sisgen.models import load_model
 
 TOL = 1e-5
@@ -217,8 +218,8 @@ def test_oasis_errors_name_the_key_and_shapes():
 
 
 # ---------------------------------------------------------------------------- pix2pixHD
-def _p2p_sequence(input_nc, ngf, n_down, n_blocks, head=True):
-    """The official ``GlobalGenerator.model`` as (kind, args) entries."""
+def _p2p_sequence(input_nc, ngf, n_down, n_blocks, head=True, output_nc=3):
+    """The official ``GlobalGenerator.model`` (and ``Encoder.model``) as (kind, args)."""
     seq = [("pad", 3), ("conv", input_nc, ngf, 7, 1), ("norm", ngf), ("relu",)]
     for i in range(n_down):
         c = ngf * 2**i
@@ -227,7 +228,7 @@ def _p2p_sequence(input_nc, ngf, n_down, n_blocks, head=True):
     for i in range(n_down):
         c = ngf * 2 ** (n_down - i)
         seq += [("convT", c, c // 2), ("norm", c // 2), ("relu",)]
-    return seq + ([("pad", 3), ("conv", ngf, 3, 7, 1), ("tanh",)] if head else [])
+    return seq + ([("pad", 3), ("conv", ngf, output_nc, 7, 1), ("tanh",)] if head else [])
 
 
 def _p2p_local_sequences(input_nc, ngf, n_local, n_blocks_local):
@@ -361,6 +362,33 @@ def test_pix2pixhd_default_size_and_errors():
         convert("pix2pixhd", bad, "cityscapes", height=32, width=64)
     with pytest.raises(SisgenInputError, match="no residual blocks"):
         convert("pix2pixhd", {"model.1.weight": torch.zeros(4, 36, 7, 7)}, "cityscapes")
+
+
+def test_pix2pixhd_feature_encoder_matches_official(tmp_path):
+    t = _Tensors(8)
+    seq = _p2p_sequence(3, 4, 2, 0, output_nc=3)  # Encoder: no residual blocks
+    _p2p_tensors(t, "model", seq, batch=False)
+    path = tmp_path / "latest_net_E.pth"
+    torch.save(t.state, path)
+    enc = convert_feature_encoder(path)
+    assert enc.config == dict(input_nc=3, feat_num=3, nef=4, n_downsampling=2,
+                              norm="instance")
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand(2, 3, 32, 64, generator=g) * 2 - 1
+    inst = torch.randint(0, 3, (2, 4, 8), generator=g).repeat_interleave(8, 1)
+    inst = inst.repeat_interleave(8, 2) * 1000 + 26
+    with torch.no_grad():
+        feats = _p2p_run(t.state, "model", seq, img)
+        ref = feats.clone()
+        for b in range(2):  # the official per-instance mean, sample by sample
+            for i in inst[b].unique():
+                m = inst[b] == i
+                ref[b][:, m] = feats[b][:, m].mean(1, keepdim=True)
+        assert (enc(img, inst) - ref).abs().max() <= TOL
+    torch.save({"model.1.weight": torch.zeros(4, 3, 7, 7)}, path)
+    with pytest.raises(SisgenInputError, match="1 convs under 'model.'") as info:
+        convert_feature_encoder(path)
+    assert str(path) in str(info.value)
 
 
 # ------------------------------------------------------------------------ files and CLI
