@@ -60,8 +60,8 @@ def export_aot(model: SISGenerator, file: str | os.PathLike, *, batch: int = 64,
         batch: Largest batch the package accepts (with ``dynamic``), or its one batch size.
         dynamic: Dynamic batch axis (``1..batch``); otherwise the batch is fixed to ``batch``.
         device: ``cpu`` or ``cuda``; the package runs only there.
-        half: Compile the model in float16 (CUDA only); inputs stay as the engine takes
-            them (int64 labels, float noise and edges are cast inside).
+        half: Compile the model under float16 autocast (CUDA only; the same mixed
+            precision as ``TorchEngine(half=True)``); inputs and images stay float32.
 
     Returns:
         The written package.
@@ -108,11 +108,12 @@ def export_aot(model: SISGenerator, file: str | os.PathLike, *, batch: int = 64,
 
 
 class _HalfWrapper(_ExportWrapper):
-    """Runs the model in float16 on float inputs cast inside; float32 images out."""
+    """Runs the model under float16 autocast (norm statistics stay float32); float32 out."""
 
     def __init__(self, model: SISGenerator, names: list[str]):
-        super().__init__(model.half(), names, False)
+        super().__init__(model, names, False)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        cast = [t.half() if t.is_floating_point() else t for t in inputs]
-        return super().forward(*cast).float()
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = super().forward(*inputs)
+        return out.float()

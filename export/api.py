@@ -9,6 +9,9 @@ that names the format and its accepted arguments (the Ultralytics exporter's con
 | ``torch`` | ``config.json`` + ``model.safetensors`` | ``file`` |
 | ``tensorrt`` | ``.engine`` + ``.engine.json`` + ``.onnx`` | see :data:`FORMAT_ARGS` |
 | ``aot`` | AOTInductor ``.pt2`` (metadata inside) | ``file batch dynamic device half`` |
+
+``tensorrt``: ``dynamic`` as for onnx (H and W; the batch axis is always dynamic, its
+profile is ``batch=(min, opt, max)``); ``aot``: ``dynamic`` is the batch axis (1..batch).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from sisgen.models.base import SISGenerator
 FORMAT_ARGS: dict[str, tuple[str, ...]] = {
     "onnx": ("file", "opset", "uint8", "check", "optimize"),
     "torch": ("file",),
-    "tensorrt": ("file", "half", "batch", "size", "workspace_gb", "timing_cache", "cache_dir",
-                 "onnx_file", "opset"),
+    "tensorrt": ("file", "half", "dynamic", "batch", "size", "workspace_gb", "timing_cache",
+                 "cache_dir", "onnx_file", "opset"),
     "aot": ("file", "batch", "dynamic", "device", "half"),
 }
 
@@ -61,6 +64,8 @@ def export(model: SISGenerator, format: str = "onnx", **kwargs: Any) -> Path:  #
     if format == "tensorrt":
         from .tensorrt import export_tensorrt
 
+        if "dynamic" in kwargs:  # as for onnx: dynamic H and W (the batch always is)
+            kwargs["dynamic_hw"] = kwargs.pop("dynamic")
         return export_tensorrt(model, kwargs.pop("file", f"{name}.engine"), **kwargs)
     if format == "aot":
         from .aot import export_aot

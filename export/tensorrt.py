@@ -314,8 +314,8 @@ __all__ = ["build_engine", "engine_cache_key", "file_sha256", "normalize_batch",
 
 
 def export_tensorrt(model: Any, file: str | os.PathLike, *, half: bool = False,
-                    onnx_file: str | os.PathLike | None = None, opset: int = 18,
-                    **build_options: Any) -> Path:
+                    dynamic_hw: bool = False, onnx_file: str | os.PathLike | None = None,
+                    opset: int = 18, **build_options: Any) -> Path:
     """Export ``model`` to ONNX (beside the engine, or ``onnx_file``), then build an engine.
 
     ``half=True`` asks the ONNX exporter for an fp16 graph (``export_onnx(half=True)``);
@@ -325,13 +325,15 @@ def export_tensorrt(model: Any, file: str | os.PathLike, *, half: bool = False,
         model: The generator.
         file: The engine path (``.engine``).
         half: fp16 engine.
+        dynamic_hw: Dynamic height/width (``export_onnx(dynamic_hw=True)``); give the
+            profile's sizes with ``size=``.
         onnx_file: Where the intermediate ONNX goes (default: ``file`` with ``.onnx``).
         opset: ONNX opset.
         **build_options: :func:`build_engine` options (``batch``, ``size``, ``workspace_gb``,
             ``timing_cache``, ``cache_dir``).
 
     Raises:
-        SisgenInputError: ``half=True`` while the ONNX exporter has no fp16 option.
+        SisgenInputError: ``half`` / ``dynamic_hw`` while the ONNX exporter lacks them.
     """
     import inspect
 
@@ -340,10 +342,12 @@ def export_tensorrt(model: Any, file: str | os.PathLike, *, half: bool = False,
     file = Path(file)
     onnx_file = Path(onnx_file) if onnx_file is not None else file.with_suffix(".onnx")
     opts: dict[str, Any] = {"opset": opset}
-    if half:
-        if "half" not in inspect.signature(export_onnx).parameters:
-            raise SisgenInputError("half=True needs fp16 ONNX export (export_onnx(half=...)), "
-                                   "which this version lacks")
-        opts["half"] = True
+    accepted = inspect.signature(export_onnx).parameters
+    for name, wanted in (("half", half), ("dynamic_hw", dynamic_hw)):
+        if wanted:
+            if name not in accepted:
+                raise SisgenInputError(f"{name}=True needs export_onnx({name}=...), which "
+                                       "this version lacks")
+            opts[name] = True
     export_onnx(model, onnx_file, **opts)
     return build_engine(onnx_file, file, half=half, **build_options)

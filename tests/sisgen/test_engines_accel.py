@@ -245,7 +245,7 @@ def test_export_api_formats(model, tmp_path):
 
     assert "batch" in FORMAT_ARGS["tensorrt"] and "dynamic" in FORMAT_ARGS["aot"]
     with pytest.raises(SisgenInputError, match="does not take"):
-        model.export(format="tensorrt", file=tmp_path / "m.engine", dynamic=True)
+        model.export(format="tensorrt", file=tmp_path / "m.engine", device="cuda")
     with pytest.raises(SisgenInputError, match="does not take"):
         model.export(format="aot", workspace_gb=2)
     with pytest.raises(ValueError, match="cuda"):
