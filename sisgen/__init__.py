@@ -39,7 +39,9 @@ def load(path, **kwargs):
     """Open a trained or exported generator as a callable engine.
 
     Accepts a model folder (``config.json`` + ``model.safetensors``), a ``.safetensors``
-    file with its ``config.json`` beside it, or an exported ``.onnx`` file.
+    file with its ``config.json`` beside it, or an exported ``.onnx``, ``.engine``/``.plan``
+    (TensorRT, with its ``.json`` sidecar) or ``.pt2`` (AOTInductor) file. Keyword arguments
+    go to :func:`sisgen.engines.load_generator` (``device``, ``mode``, ``providers``, ...).
 
     Returns:
         A :class:`sisgen.engines.Generator`.
