@@ -1,4 +1,4 @@
-"""The ``sisgen`` command line: quickstart, train, export, generate, info.
+"""The ``sisgen`` command line: quickstart, train, export, generate, eval, info.
 
 Sub-commands import their heavy dependencies (training, export) only when they run.
 """
@@ -162,6 +162,34 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a generator on a source's label maps; print the scores as JSON."""
+    from . import load, sources
+    from .training.metrics import compute_metrics
+
+    gen = load(args.model, threads=args.threads)
+    src_kwargs = _key_values(args.source_option, "--source-option")
+    if args.vocabulary:
+        src_kwargs["vocabulary"] = args.vocabulary
+    if args.source == "toycity":
+        src_kwargs.setdefault("size", gen.resolution)
+        src_kwargs.setdefault("length", args.limit or 100)
+    src = sources.open(args.source, args.root, split=args.split, **src_kwargs)
+    scores = compute_metrics(
+        args.metrics, gen, src, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
+        device=args.device, inception_weights=args.inception_weights,
+        fid_protocol=args.fid_protocol, fid_reference=args.fid_reference,
+        fid_save_reference=args.save_fid_reference, segmenter=args.segmenter,
+        seg_mean=args.seg_mean, seg_std=args.seg_std,
+        seg_input_range=tuple(args.seg_input_range), remap=args.seg_remap,
+        lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
+        lpips_trunk=args.lpips_trunk, diversity_samples=args.diversity_samples,
+        icv_reduction=args.icv_reduction)
+    print(json.dumps({"model": str(args.model), "source": args.source, "split": args.split,
+                      **scores}, indent=2))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a model's metadata."""
     from . import load
@@ -256,6 +284,41 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--vocabulary", required=True, help="the run's vocabulary (name or file)")
     m.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
     m.set_defaults(func=cmd_merge)
+
+    v = sub.add_parser("eval", help="FID / mIoU / diversity / intra-class variation of a model")
+    v.add_argument("--model", required=True, help="model folder or .onnx file")
+    v.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
+    v.add_argument("--root", help="dataset root")
+    v.add_argument("--split", default="val")
+    v.add_argument("--vocabulary", help="vocabulary for folder sources")
+    v.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="source option (repeatable)")
+    v.add_argument("--metrics", default="fid,miou", help="comma-separated: fid, miou, "
+                   "diversity, icv")
+    v.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
+    v.add_argument("--batch-size", type=_positive_int, default=8)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--device", default="cpu", help="device of the metric networks")
+    v.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
+    v.add_argument("--inception-weights", help="FID Inception file "
+                   "(pt_inception-2015-12-05-6726825d.pth)")
+    v.add_argument("--fid-protocol", choices=["pytorch-fid", "torch-fidelity"],
+                   default="pytorch-fid", help="FID input resize/normalization")
+    v.add_argument("--fid-reference", help="precomputed real statistics (.npz, mu/sigma)")
+    v.add_argument("--save-fid-reference", help="write the real statistics to this .npz")
+    v.add_argument("--segmenter", help="TorchScript/ONNX segmenter for miou")
+    v.add_argument("--seg-remap", help="remap the label maps into the segmenter's ids, "
+                   "e.g. cityscapes->cityscapes_trainid")
+    v.add_argument("--seg-mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
+    v.add_argument("--seg-std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
+    v.add_argument("--seg-input-range", type=float, nargs=2, default=(0.0, 1.0))
+    v.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
+    v.add_argument("--lpips-weights", help="lpips lin weights (the lpips package's vgg.pth)")
+    v.add_argument("--lpips-trunk", help="torchvision state dict of the LPIPS trunk")
+    v.add_argument("--diversity-samples", type=int, default=4,
+                   help="renders per label map for diversity")
+    v.add_argument("--icv-reduction", choices=["present", "vasis"], default="present")
+    v.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="describe a model folder or exported file")
     i.add_argument("model")

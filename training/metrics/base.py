@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sisgen.errors import SisgenInputError
 from sisgen.labelmap import LabelMap
 from sisgen.vocab import Vocabulary
 
@@ -150,12 +151,12 @@ def get_metric(name: str) -> type[Metric]:
     """The metric class registered as ``name``.
 
     Raises:
-        ValueError: Unknown name (the message lists the known ones).
+        SisgenInputError: Unknown name (the message lists the known ones).
     """
     try:
         return _METRICS[name]
     except KeyError:
-        raise ValueError(f"unknown metric {name!r}; available: "
+        raise SisgenInputError(f"unknown metric {name!r}; available: "
                          f"{', '.join(available_metrics())}") from None
 
 

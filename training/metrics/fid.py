@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sisgen.errors import SisgenInputError
+
 from .base import EvalBatch, Metric, MetricOptions, images_to_tensor, register_metric
 from .frechet import FeatureStats, stats_distance
 from .inception import WEIGHT_FILES, load_inception
@@ -28,12 +30,12 @@ def build_extractor(options: MetricOptions) -> Any:
     """The options' feature extractor, or the FID Inception loaded from its local file.
 
     Raises:
-        ValueError: Neither a feature extractor nor an Inception weights file was given.
+        SisgenInputError: Neither a feature extractor nor an Inception weights file was given.
     """
     if options.feature_extractor is not None:
         return options.feature_extractor
     if options.inception_weights is None:
-        raise ValueError(
+        raise SisgenInputError(
             f"the fid metric needs the FID Inception weights file ({WEIGHT_FILES[0]} or "
             f"{WEIGHT_FILES[1]}) as inception_weights= / --inception-weights; nothing is "
             "downloaded")
@@ -69,7 +71,7 @@ class FIDMetric(Metric):
         self.fake.update(self.features(batch.images))
         if not self.reference:
             if batch.photos is None:
-                raise ValueError("FID needs real photos: this source has none; give "
+                raise SisgenInputError("FID needs real photos: this source has none; give "
                                  "precomputed statistics with fid_reference= / --fid-reference")
             self.real.update(self.features(batch.photos))
 

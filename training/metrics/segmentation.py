@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sisgen.errors import SisgenInputError
 from sisgen.filtering import Segmenter
 from sisgen.labelmap import IGNORE_ID
 from sisgen.remap import Remap, get_remap
@@ -95,11 +96,11 @@ def build_segmenter(options: MetricOptions) -> Segmenter | Callable[[np.ndarray]
     """The options' segmenter: a prebuilt one as is, or a file opened as a ``Segmenter``.
 
     Raises:
-        ValueError: No segmenter was given.
+        SisgenInputError: No segmenter was given.
     """
     seg = options.segmenter
     if seg is None:
-        raise ValueError("the miou metric needs a segmenter (a TorchScript or ONNX file: "
+        raise SisgenInputError("the miou metric needs a segmenter (a TorchScript or ONNX file: "
                          "--segmenter / segmenter=)")
     if isinstance(seg, (str, os.PathLike)):
         return Segmenter(seg, mean=options.seg_mean, std=options.seg_std,
