@@ -14,18 +14,24 @@ Losses as the paper trains (official defaults): hinge adversarial terms averaged
 three scales, discriminator feature matching on ``enc2..enc5`` (weight 20), a VGG
 perceptual loss (weight 10; pass a module, e.g. ``training.pix2pixhd.VGGLoss`` with
 ImageNet weights) and, in the VAE mode, the KL term of the image encoder (weight 0.05).
+:class:`CCFPSERecipe` puts them together for the trainer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.models.base import SISGenerator
 from sisgen.models.ccfpse import CCFPSEGenerator
 from sisgen.models.layers import maybe_sn
+
+from .perceptual import with_paper_vgg
+from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 
 def _sn_in_conv(cin: int, cout: int, kernel_size: int, stride: int = 1, spectral: bool = True
@@ -283,3 +289,74 @@ def encoder_for(generator: CCFPSEGenerator, ndf: int | None = None) -> ConvEncod
         raise ValueError("the generator takes no noise (z_dim == 0): no encoder needed")
     return ConvEncoder(ndf=generator.ngf if ndf is None else ndf, z_dim=generator.z_dim,
                        crop_size=generator.resolution[1])
+
+
+# ---------------------------------------------------------------------------- recipe
+@register_recipe("ccfpse")
+class CCFPSERecipe(GANRecipe):
+    """CC-FPSE training: FPSE discriminator, hinge, feature matching, VGG, and the VAE.
+
+    Loss weights (the paper's training script and SPADE-derived options):
+
+    * ``gan`` (1): hinge loss on the three FPSE scores, averaged;
+    * ``fm`` (20, ``--lambda_feat 20``): feature matching on the discriminator's
+      ``enc2..enc5`` features;
+    * ``vgg`` (10): the VGG19 perceptual loss -- on in the paper; without
+      ``perceptual_weights`` it is left out unless asked for;
+    * ``kld`` (0.05): with a noise vector (``z_dim > 0``) the image encoder ``E`` is
+      trained with the generator and ``z`` is encoded from the real photo (the paper's VAE
+      mode); 0 trains from the prior's noise without an encoder.
+
+    Discriminator arguments: ``ndf`` (64), ``spectral`` (True). Inputs must be multiples
+    of 32 (the FPSE encoder's five stride-2 convs).
+    """
+
+    default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 20.0, "vgg": 10.0,
+                                                  "kld": 0.05}
+    default_discriminator: ClassVar[dict[str, Any]] = {"ndf": 64, "spectral": True}
+
+    def __init__(self, generator: SISGenerator, losses: dict[str, float],
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+        super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
+                         perceptual)
+
+    def build(self, generator: SISGenerator) -> None:
+        """The FPSE discriminator, and the VAE encoder when ``z`` is used and ``kld > 0``."""
+        self.d_nets["D"] = discriminator_for(generator, **self.d_args)
+        if generator.z_dim > 0 and self.weights["kld"] > 0:
+            self.g_nets["E"] = encoder_for(generator)
+
+    def _discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
+                      ) -> tuple[FPSEOutput, FPSEOutput]:
+        seg = seg.to(fake.dtype)
+        return self.d_nets["D"](torch.cat([fake, real]), torch.cat([seg, seg])).split()
+
+    @staticmethod
+    def _semantics(G: SISGenerator, batch: Batch) -> torch.Tensor:
+        return G.semantics(batch["labels"], batch.get("edges") if G.use_edges else None)
+
+    def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
+        """Hinge + feature matching (+ VGG) (+ KL of the encoder)."""
+        w, real = self.weights, batch["image"]
+        terms: Terms = {}
+        if "E" in self.g_nets:
+            mu, logvar = self.g_nets["E"](real)
+            noise = reparameterize(mu, logvar)
+            terms["g_kld"] = w["kld"] * kld_loss(mu, logvar)
+        fake = G(batch["labels"], batch.get("edges") if G.use_edges else None, noise)
+        d_fake, d_real = self._discriminate(self._semantics(G, batch), fake, real)
+        terms["g_gan"] = w["gan"] * hinge_loss(d_fake.scores, True, for_discriminator=False)
+        if w["fm"] > 0:
+            terms["g_fm"] = feature_matching_loss(d_fake.features, d_real.features, w["fm"])
+        if w["vgg"] > 0:
+            terms["g_vgg"] = w["vgg"] * self.perceptual_loss(fake, real)
+        return sum(terms.values()), terms, fake
+
+    def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, Terms]:
+        """Hinge terms on the generated and the real images (one joint D batch)."""
+        d_fake, d_real = self._discriminate(self._semantics(G, batch), fake, batch["image"])
+        terms = {"d_fake": hinge_loss(d_fake.scores, False),
+                 "d_real": hinge_loss(d_real.scores, True)}
+        return terms["d_fake"] + terms["d_real"], terms

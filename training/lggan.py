@@ -11,19 +11,26 @@ fused image, the global (SPADE) image and the local image. On top of that it def
   restricted to its class mask (L1);
 * optionally an image L1 loss on the three results (the official training scripts turn it
   off with ``--no_l1_loss``) and a perceptual (VGG) loss, given as a callable.
+
+:class:`LGGANRecipe` trains ``lggan`` with them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.models.base import SISGenerator
 from sisgen.models.lggan import LGGANGenerator, LGGANOutputs
 
+from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_g_loss
+from .perceptual import with_paper_vgg
+from .recipe import Batch, GANRecipe, Terms, condition_map, register_recipe
 
 Features = list[list[torch.Tensor]]
 
@@ -175,8 +182,84 @@ def lggan_discriminator_losses(out: LGGANOutputs, real: torch.Tensor, seg: torch
     return {"D_Fake": d_fake, "D_real": d_real}
 
 
+@register_recipe("lggan")
+class LGGANRecipe(GANRecipe):
+    """LGGAN training: SPADE's multi-scale PatchGAN on the fused, global and local images.
+
+    Loss weights (official ``train_options.py`` and training scripts):
+
+    * ``gan`` (1) and ``fm`` (10): hinge and feature-matching terms, each summed over the
+      three generator results;
+    * ``vgg`` (10): the perceptual loss on the three results -- on in the paper; without
+      ``perceptual_weights`` it is left out unless asked for;
+    * ``class`` (1): the classification loss of the class-specific features (its linear
+      head ``C`` trains with the generator);
+    * ``l1_local`` (1): the class-wise local pixel loss;
+    * ``l1`` (0): the image L1 loss (``--lambda_l1 1``, switched off by ``--no_l1_loss`` in
+      the released scripts).
+
+    D's hinge terms are summed over the three results too. Discriminator arguments:
+    ``num_d`` (2), ``ndf`` (64), ``n_layers`` (4), ``spectral`` (True).
+    """
+
+    default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 10.0,
+                                                  "class": 1.0, "l1_local": 1.0, "l1": 0.0}
+    default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 4,
+                                                       "spectral": True}
+
+    def __init__(self, generator: SISGenerator, losses: dict[str, float],
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+        super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
+                         perceptual)
+        self._outputs: LGGANOutputs | None = None
+
+    def build(self, generator: SISGenerator) -> None:
+        """The multi-scale discriminator and the class-feature classifier."""
+        seg_nc = condition_map(generator, *generator.example_inputs(1)[:2]).shape[1]
+        self.d_nets["D"] = MultiScaleDiscriminator(seg_nc + 3, **self.d_args)
+        self.g_nets["C"] = LGGANClassifier.for_generator(generator)
+
+    @staticmethod
+    def _seg(G: SISGenerator, batch: Batch) -> torch.Tensor:
+        return G.condition(batch["labels"], batch.get("edges") if G.use_edges else None)
+
+    def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
+        """The LGGAN generator objective; keeps the global and local images for D's step."""
+        w = self.weights
+        out = G.forward_all(batch["labels"], batch.get("edges") if G.use_edges else None)
+        seg = self._seg(G, batch).to(out.image.dtype)
+        parts = lggan_generator_losses(
+            out, batch["image"], seg, self.d_nets["D"], self.g_nets["C"],
+            vgg_loss=self.perceptual_loss if w["vgg"] > 0 else None, lambda_feat=w["fm"],
+            lambda_vgg=w["vgg"], lambda_l1=1.0, lambda_class=w["class"],
+            image_l1=w["l1"] > 0, local_l1=w["l1_local"] > 0)
+        names = {"GAN": ("g_gan", w["gan"]), "GAN_Feat": ("g_fm", 1.0), "VGG": ("g_vgg", 1.0),
+                 "class": ("g_class", 1.0), "L1": ("g_l1", w["l1"]),
+                 "L1_Local": ("g_l1_local", w["l1_local"])}
+        terms: Terms = {names[k][0]: names[k][1] * v for k, v in parts.items()}
+        self._outputs = LGGANOutputs(**{k: v.detach() for k, v in vars(out).items()})
+        return sum(terms.values()), terms, out.image
+
+    def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, Terms]:
+        """Hinge terms of the fused, global and local images (regenerated when not kept)."""
+        out = self._outputs
+        self._outputs = None
+        if out is None or out.image.shape != fake.shape:
+            with torch.no_grad():
+                out = G.forward_all(batch["labels"],
+                                    batch.get("edges") if G.use_edges else None)
+        out = LGGANOutputs(**{**vars(out), "image": fake})
+        parts = lggan_discriminator_losses(out, batch["image"],
+                                           self._seg(G, batch).to(fake.dtype), self.d_nets["D"])
+        terms = {"d_fake": parts["D_Fake"], "d_real": parts["D_real"]}
+        return terms["d_fake"] + terms["d_real"], terms
+
+
 __all__ = [
     "LGGANClassifier",
+    "LGGANRecipe",
     "class_loss",
     "class_presence",
     "lggan_discriminator_losses",

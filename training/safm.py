@@ -22,6 +22,7 @@ Both are per-pixel cross-entropies weighted by the batch's inverse label frequen
 * :func:`class_balance_weights` / :func:`class_balanced_cross_entropy` -- the official
   ``get_class_balancing`` weights and the weighted CE.
 * :class:`SAFMLoss` -- generator and discriminator objectives put together.
+* :class:`SAFMRecipe` -- the trainer's recipe for ``safm``.
 
 Labels are the compact ``[B,H,W]`` ids; the one-hot map is the generator's
 (:func:`~sisgen.models.layers.labels_to_onehot`, dontcare channel last, as in the official
@@ -30,16 +31,20 @@ loaders, which move "unknown" -- 255, or 0 on ADE20K -- to channel ``label_nc``)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.models.base import SISGenerator
 from sisgen.models.layers import labels_to_onehot
 
+from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_g_loss
 from .oasis import OASISDiscriminator, init_oasis_weights
+from .perceptual import with_paper_vgg
+from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 Features = list[list[torch.Tensor]]
 
@@ -276,3 +281,83 @@ def _hinge_real(pred: Features) -> torch.Tensor:
 def _hinge_fake(pred: Features) -> torch.Tensor:
     """``mean(relu(1 + D(fake)))``, averaged over scales (the fake half)."""
     return sum(F.relu(1 + p[-1]).mean() for p in pred) / len(pred)  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------- recipe
+
+
+@register_recipe("safm")
+class SAFMRecipe(GANRecipe):
+    """SAFM training: SPADE's objectives plus the segmenter trained with the generator.
+
+    Loss weights (official options): ``gan`` (1, hinge), ``fm`` (10), ``vgg`` (10; on in
+    the paper -- without ``perceptual_weights`` it is left out unless asked for),
+    ``seg_real`` (1) and ``seg_fake`` (1) for the class-balanced segmentation terms, and
+    ``seg_fake_start_epoch``: ``Fake_seg`` joins once the (1-based) epoch exceeds it
+    (official ``--segepoch``: 60 Cityscapes, 100 ADE20K / COCO-Stuff, else 50). The
+    trainer sets :attr:`epoch` (0-based) before each step.
+
+    Network arguments (``discriminator``): the multi-scale PatchGAN's ``num_d`` (2),
+    ``ndf`` (64), ``n_layers`` (4), ``spectral`` (True), and the segmenter's
+    ``segnet_ndf`` (64) and ``segnet_blocks`` (6; inputs must be multiples of
+    ``2**segnet_blocks``).
+    """
+
+    default_losses: ClassVar[dict[str, float]] = {
+        "gan": 1.0, "fm": 10.0, "vgg": 10.0, "seg_real": 1.0, "seg_fake": 1.0,
+        "seg_fake_start_epoch": float(DEFAULT_SEGEPOCH)}
+    default_discriminator: ClassVar[dict[str, Any]] = {
+        "num_d": 2, "ndf": 64, "n_layers": 4, "spectral": True, "segnet_ndf": 64,
+        "segnet_blocks": 6}
+    #: The current epoch, counted from 0 (set by the trainer).
+    epoch: int = 0
+
+    def __init__(self, generator: SISGenerator, losses: dict[str, float],
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+        losses = with_paper_vgg(losses, perceptual)
+        if "seg_fake_start_epoch" not in losses:
+            name = generator.vocabulary.name if generator.vocabulary is not None else ""
+            losses["seg_fake_start_epoch"] = float(SEGEPOCH.get(name, DEFAULT_SEGEPOCH))
+        super().__init__(generator, losses, discriminator, perceptual)
+
+    def build(self, generator: SISGenerator) -> None:
+        """The multi-scale PatchGAN on ``(one-hot [+ edges], image)`` and the segmenter."""
+        a = dict(self.d_args)
+        seg_ndf, seg_blocks = a.pop("segnet_ndf"), a.pop("segnet_blocks")
+        example = generator.example_inputs(1)
+        onehot, seg = SAFMLoss.semantics(generator, example[0], example[1])
+        self.d_nets["D"] = MultiScaleDiscriminator(seg.shape[1] + 3, **a)
+        self.g_nets["S"] = SAFMSegNet(onehot.shape[1], num_res_blocks=seg_blocks, ndf=seg_ndf)
+
+    def _criterion(self) -> SAFMLoss:
+        w = self.weights
+        return SAFMLoss(self.d_nets["D"], self.g_nets["S"],
+                        vgg_loss=self.perceptual_loss if w["vgg"] > 0 else None,
+                        lambda_feat=w["fm"], lambda_vgg=w["vgg"], lambda_seg_real=w["seg_real"],
+                        lambda_seg_fake=w["seg_fake"],
+                        segepoch=int(w["seg_fake_start_epoch"]))
+
+    @staticmethod
+    def _edges(G: SISGenerator, batch: Batch) -> torch.Tensor | None:
+        return batch.get("edges") if G.use_edges else None
+
+    def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
+        """Hinge, FM (+ VGG), ``Real_seg`` and, after the start epoch, ``Fake_seg``."""
+        parts, fake = self._criterion().generator_loss(
+            G, batch["labels"], self._edges(G, batch), batch["image"], self.epoch + 1,
+            batch.get("instances"))
+        names = {"GAN": "g_gan", "GAN_Feat": "g_fm", "VGG": "g_vgg", "Real_seg": "g_seg_real",
+                 "Fake_seg": "g_seg_fake"}
+        terms: Terms = {names[k]: v for k, v in parts.items()}
+        terms["g_gan"] = self.weights["gan"] * terms["g_gan"]
+        return sum(terms.values()), terms, fake
+
+    def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, Terms]:
+        """Hinge terms on the generated and the real images (one joint D batch)."""
+        parts = self._criterion().discriminator_loss(
+            G, batch["labels"], self._edges(G, batch), batch["image"],
+            batch.get("instances"), fake=fake)
+        terms = {"d_fake": parts["D_Fake"], "d_real": parts["D_real"]}
+        return terms["d_fake"] + terms["d_real"], terms

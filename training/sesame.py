@@ -10,19 +10,24 @@ image evidence counts. Two such discriminators run on an image pyramid.
 Losses follow the official training: hinge GAN terms, discriminator feature matching
 (weight 10) and a VGG19 perceptual loss (weight 10); the generated image is composited into
 the real photo outside the hole before the discriminator sees it (the generator does this
-itself with ``composite=True``).
+itself with ``composite=True``). :class:`SESAMERecipe` trains ``sesame`` on holes drawn
+by :func:`training_masks`.
 """
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.models.base import SISGenerator
 from sisgen.models.layers import maybe_sn
 
 from .losses import feature_matching_loss
-from .perceptual import VGGLoss
+from .perceptual import VGGLoss, with_paper_vgg
+from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 Features = list[list[torch.Tensor]]
 
@@ -213,3 +218,121 @@ class SESAMELoss:
             seg, fake = self.generate(generator, labels, edges, image, mask)
         pred_fake, pred_real = self.discriminate(seg, fake.detach(), image)
         return {"D_Fake": hinge_terms(pred_fake, False), "D_real": hinge_terms(pred_real, True)}
+
+
+# ---------------------------------------------------------------------------- recipe
+def training_masks(instances: torch.Tensor, box_prob: float = 0.5) -> torch.Tensor:
+    """SESAME's training holes ``[B,1,H,W]`` (1 = re-synthesize), one rectangle per image.
+
+    With probability ``box_prob`` -- or when the image has no instance -- a random box
+    whose sides are a quarter to a half of the image's; otherwise the bounding box of one
+    instance of ``instances`` (ids > 0) drawn at random. Every draw uses torch's global
+    random generator, so a resumed run draws the same holes.
+
+    Args:
+        instances: ``[B,H,W]`` instance ids, 0 = none.
+        box_prob: Probability of a random box even when instances exist.
+    """
+    b, h, w = instances.shape
+    mask = torch.zeros(b, 1, h, w)
+    inst = instances.cpu()
+    for i in range(b):
+        ids = torch.unique(inst[i])
+        ids = ids[ids > 0]
+        if len(ids) == 0 or float(torch.rand(())) < box_prob:
+            bh = int(torch.randint(h // 4, h // 2 + 1, ()))
+            bw = int(torch.randint(w // 4, w // 2 + 1, ()))
+            y0 = int(torch.randint(0, h - bh + 1, ()))
+            x0 = int(torch.randint(0, w - bw + 1, ()))
+            y1, x1 = y0 + bh, x0 + bw
+        else:
+            pick = ids[int(torch.randint(0, len(ids), ()))]
+            ys, xs = torch.nonzero(inst[i] == pick, as_tuple=True)
+            y0, y1 = int(ys.min()), int(ys.max()) + 1
+            x0, x1 = int(xs.min()), int(xs.max()) + 1
+        mask[i, 0, y0:y1, x0:x1] = 1.0
+    return mask.to(instances.device)
+
+
+def centre_box(batch: int, height: int, width: int) -> torch.Tensor:
+    """A fixed hole ``[B,1,H,W]``: the central half of each side (for sample grids)."""
+    mask = torch.zeros(batch, 1, height, width)
+    mask[..., height // 4: height - height // 4, width // 4: width - width // 4] = 1.0
+    return mask
+
+
+@register_recipe("sesame")
+class SESAMERecipe(GANRecipe):
+    """SESAME training: inpainting a hole from the label map, two-stream discriminator.
+
+    Every step draws one hole per image (:func:`training_masks`: a random box, or an
+    instance's bounding box from ``batch["instances"]``); the generator re-synthesizes it
+    and its output is pasted into the real photo before D sees it. Loss weights (official
+    options): ``gan`` (1, hinge), ``fm`` (10, ``--lambda_feat``) and ``vgg`` (10,
+    ``--lambda_vgg``; on in the paper -- without ``perceptual_weights`` it is left out
+    unless asked for). Discriminator arguments: ``num_d`` (2), ``ndf`` (64), ``n_layers``
+    (4), ``spectral`` (True). Sample grids fill a fixed central box (:func:`centre_box`).
+    """
+
+    default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 10.0}
+    default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 4,
+                                                       "spectral": True}
+    #: Probability of a random box instead of an instance's bounding box.
+    box_prob = 0.5
+
+    def __init__(self, generator: SISGenerator, losses: dict[str, float],
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+        super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
+                         perceptual)
+        self._mask: torch.Tensor | None = None
+
+    def build(self, generator: SISGenerator) -> None:
+        """The two-stream multi-scale discriminator."""
+        self.d_nets["D"] = SESAMEDiscriminator(generator.semantic_nc, **self.d_args)
+
+    def _criterion(self) -> SESAMELoss:
+        w = self.weights
+        return SESAMELoss(self.d_nets["D"], lambda_feat=w["fm"], lambda_vgg=w["vgg"])
+
+    @staticmethod
+    def _edges(G: SISGenerator, batch: Batch) -> torch.Tensor | None:
+        return batch.get("edges") if G.use_edges else None
+
+    def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
+        """Hinge + feature matching (+ VGG) on the composited image of a fresh hole."""
+        w, real = self.weights, batch["image"]
+        mask = training_masks(batch["instances"], self.box_prob).to(real.dtype)
+        crit = self._criterion()
+        seg, fake = crit.generate(G, batch["labels"], self._edges(G, batch), real, mask)
+        pred_fake, pred_real = crit.discriminate(seg.to(fake.dtype), fake, real)
+        terms: Terms = {"g_gan": w["gan"] * hinge_terms(pred_fake, True,
+                                                        for_discriminator=False)}
+        if w["fm"] > 0:
+            terms["g_fm"] = w["fm"] * feature_matching_loss(pred_real, pred_fake)
+        if w["vgg"] > 0:
+            terms["g_vgg"] = w["vgg"] * self.perceptual_loss(fake, real)
+        self._mask = mask
+        return sum(terms.values()), terms, fake
+
+    def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, Terms]:
+        """Hinge terms; the hole is the generator step's (a new one when called alone)."""
+        mask, self._mask = self._mask, None
+        real = batch["image"]
+        edges = self._edges(G, batch)
+        if mask is None or mask.shape[0] != fake.shape[0]:
+            mask = training_masks(batch["instances"], self.box_prob).to(real.dtype)
+            with torch.no_grad():
+                _, fake = SESAMELoss.generate(G, batch["labels"], edges, real, mask)
+        seg = G.condition(batch["labels"], edges, mask).to(fake.dtype)
+        pred_fake, pred_real = self._criterion().discriminate(seg, fake.detach(), real)
+        terms = {"d_fake": hinge_terms(pred_fake, False), "d_real": hinge_terms(pred_real, True)}
+        return terms["d_fake"] + terms["d_real"], terms
+
+    def sample(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
+               ) -> torch.Tensor:
+        """The batch's photos with their central box re-synthesized."""
+        real = batch["image"]
+        mask = centre_box(real.shape[0], *real.shape[-2:]).to(real)
+        return G(batch["labels"], self._edges(G, batch), None, real, mask)

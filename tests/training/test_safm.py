@@ -69,7 +69,7 @@ def test_class_balanced_cross_entropy_closed_form():
 def test_generator_and_discriminator_step_tiny():
     torch.manual_seed(0)
     g = build_model("safm", dataset="tiny").train()
-    labels, edges, _ = g.example_inputs(batch_size=2)
+    labels, edges, _ = g.example_inputs(batch_size=2)[:3]
     onehot_nc = g.label_nc + int(g.dontcare)
     seg_nc = onehot_nc + int(g.use_edges)
     d = MultiScaleDiscriminator(seg_nc + 3, num_d=2, ndf=4, n_layers=2)
