@@ -354,6 +354,7 @@ class Trainer:
         for p in self.d_params:  # no discriminator gradients during the generator step
             p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
+        self.recipe.epoch = self.epoch  # schedules by epoch (SAFM's Fake_seg start)
         with self._autocast():
             g_loss, g_terms, fake = self.recipe.generator_loss(self.G, batch, noise)
         ok_g = self._apply(g_loss, self.opt_g, self.scaler_g, self.g_params)
