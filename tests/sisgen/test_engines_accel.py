@@ -388,3 +388,17 @@ def test_aot_package_cpu(model, tmp_path, reference):
     assert gen.backend == "aot" and gen.resolution == (32, 64) and gen.uses_edges
     assert torch.allclose(gen(*example), ref, atol=1e-4)
     assert gen(*[t[:1] for t in example]).shape == (1, 3, 32, 64)
+
+
+def test_fp16_onnx_precision_and_io_binding(model, reference, tmp_path):
+    import inspect
+
+    if "half" not in inspect.signature(export_onnx).parameters:
+        pytest.skip("export_onnx has no fp16 option in this version")
+    path, _ = export_onnx(model, tmp_path / "h.onnx", half=True, check=False, optimize=False)
+    assert onnx_precision(onnx.load(str(path))) == "fp16"
+    with pytest.raises(SisgenInputError, match="fp16"):
+        build_engine(path, tmp_path / "h.engine", half=False)
+    example, ref = reference
+    out = OnnxEngine(path, providers=["cpu"], io_binding=True)(*example)
+    assert isinstance(out, torch.Tensor) and float((out.float() - ref).abs().max()) < 2e-2
