@@ -64,6 +64,11 @@ class TrainConfig:
         sample_every: Steps between sample grids (0 disables).
         checkpoint_every: Steps between checkpoints.
         tensorboard: Also log scalars and grids to TensorBoard (needs ``tensorboard``).
+        eval_every: Steps between evaluations of the final generator (0 disables).
+        eval: The evaluation: ``metrics`` (names, see :mod:`sisgen.training.metrics`),
+            ``source`` (:func:`sisgen.sources.open` arguments of the validation label maps
+            and photos), ``limit``, and metric options (``inception_weights``,
+            ``segmenter``, ``remap``, ...). Results go to ``metrics.jsonl``.
     """
 
     model: str = "spade"
@@ -103,6 +108,8 @@ class TrainConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     tensorboard: bool = False
+    eval_every: int = 0
+    eval: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (what ``config.yaml`` holds)."""
@@ -178,6 +185,8 @@ def load_config(name_or_path: str | os.PathLike | None = None, overrides: list[s
         raise SisgenInputError("batch_size and steps must be >= 1", path)
     if cfg.steps is None and cfg.epochs is None and cfg.max_minutes is None:
         raise SisgenInputError("steps: null needs epochs or max_minutes (a time budget)", path)
+    if cfg.eval_every and not cfg.eval.get("metrics"):
+        raise SisgenInputError("eval_every needs eval.metrics (e.g. [miou, icv])", path)
     if cfg.amp not in ("none", "bf16", "fp16"):
         raise SisgenInputError(f"amp must be none, bf16 or fp16, not {cfg.amp!r}", path)
     return cfg

@@ -448,6 +448,8 @@ class Trainer:
                                    "skipped": self.skipped, **scalars}, handle)
                     if cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.save_samples(batch)
+                    if main and cfg.eval_every and self.step % cfg.eval_every == 0:
+                        self.evaluate()
                     if self.step % cfg.checkpoint_every == 0 and not done:
                         self.save_checkpoint()
                     if done:
@@ -472,6 +474,40 @@ class Trainer:
                 self._tb.close()
         dist_utils.barrier()
         return model_dir
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score the final generator with ``cfg.eval`` and append to ``metrics.jsonl``.
+
+        Runs on the caller's rank only (rank 0 in the loop) and touches no training state.
+        """
+        from sisgen import sources
+
+        from .metrics import compute_metrics
+
+        opts = dict(self.cfg.eval)
+        names = opts.pop("metrics")
+        src_args = dict(opts.pop("source", None) or self.cfg.source)
+        kind = src_args.pop("kind")
+        if kind == "toycity":
+            src_args.setdefault("size", (self.cfg.height, self.cfg.width))
+            src_args.setdefault("split", "val")
+        limit = opts.pop("limit", 200)
+        g = self.final_generator()
+        was_training = g.training
+        try:
+            scores = compute_metrics(names, generator=g, source=sources.open(kind, **src_args),
+                                     limit=limit, device=str(self.device), **opts)
+        finally:
+            g.train(was_training)
+        record = {"step": self.step, **{k: v for k, v in scores.items()
+                                         if isinstance(v, (int, float, str))}}
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._tb.add_scalar(f"eval/{k}", v, self.step)
+        return scores
 
     def _progress_bar(self, budget: float | None) -> Any:
         if not self.progress:

@@ -247,3 +247,12 @@ def test_torchrun_two_ranks_finish_with_identical_weights(tmp_path):
     assert (run / "model" / "model.safetensors").is_file()
     lines = (run / "log.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]  # rank 0 logs alone
+
+
+def test_periodic_evaluation_writes_metrics(tmp_path):
+    cfg = _cfg(tmp_path, steps=2, eval_every=2, eval={"metrics": ["icv"], "limit": 3})
+    Trainer(cfg, progress=False).fit()
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2]
+    assert rows[0]["images"] == 3
+    assert any(k.startswith("icv") and isinstance(v, float) for k, v in rows[0].items())
