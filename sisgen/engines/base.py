@@ -1,8 +1,10 @@
 """The engine protocol and the :class:`Generator` every backend is wrapped in.
 
-An engine is ``engine(labels, edges, noise) -> images``: batched compact inputs
-(int64 labels ``[B,H,W]``, float instance edges ``[B,1,H,W]``, float noise) and images
-``[B,3,H,W]`` in [-1, 1], or uint8 ``[B,H,W,3]`` for engines exported with byte output.
+An engine is ``engine(labels, edges, noise, **extra) -> images``: batched compact inputs
+(int64 labels ``[B,H,W]``, float instance edges ``[B,1,H,W]``, float noise, and any further
+named input in its ``input_names``, such as int64 ``instances`` ``[B,H,W]`` for CLADE-ICPE /
+SAFM) and images ``[B,3,H,W]`` in [-1, 1], or uint8 ``[B,H,W,3]`` for engines exported with
+byte output.
 Noise is drawn *outside* every backend from per-sample seeds, so one seed gives one image
 whatever runs it.
 """
@@ -57,6 +59,18 @@ def images_to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+def compact_instance_ids(instance: np.ndarray) -> np.ndarray:
+    """Instance ids renumbered ``1..K`` in increasing order (0 stays 0), as int64.
+
+    The partition into instances is unchanged; compact ids keep the models' bounded id
+    space exact (see :func:`sisgen.models.layers.intra_class_position_map`).
+    """
+    inst = np.asarray(instance)
+    ids = np.unique(inst)
+    ids = ids[ids != 0]
+    return np.where(inst == 0, 0, np.searchsorted(ids, inst) + 1).astype(np.int64)
+
+
 class Generator:
     """A loaded generator: a backend engine plus what is needed to feed it.
 
@@ -83,9 +97,21 @@ class Generator:
         self.backend = backend
 
     def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
-                 noise: torch.Tensor | None = None, **extra: Any) -> Any:
-        """Run the engine on a batch of compact inputs (plus any extra named inputs)."""
+                 noise: torch.Tensor | None = None, instances: torch.Tensor | None = None,
+                 **extra: Any) -> Any:
+        """Run the engine on a batch of compact inputs (plus any extra named inputs).
+
+        ``instances`` (what :meth:`prepare` returns fourth for engines that take it) is
+        passed on as the named input ``instances``.
+        """
+        if instances is not None:
+            extra["instances"] = instances
         return self.engine(labels, edges, noise, **extra)
+
+    @property
+    def takes_instances(self) -> bool:
+        """Whether the engine has an ``instances`` input (CLADE-ICPE, SAFM, relative codes)."""
+        return "instances" in tuple(getattr(self.engine, "input_names", ()))
 
     @property
     def spatial_noise(self) -> bool:
@@ -94,8 +120,14 @@ class Generator:
 
     def prepare(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int],
                 base_seeds: Sequence[int] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor | None, ...]:
         """Stack label maps (resized to the engine resolution) and seeds into inputs.
+
+        Returns ``(labels, edges, noise)``, and for engines that take them
+        (:attr:`takes_instances`) a fourth tensor, ``instances``: int64 ``[B,H,W]`` from
+        ``LabelMap.instance`` (resized nearest, ids made compact ``1..K`` per map by
+        :func:`compact_instance_ids`; zeros where a map has none). Either way
+        ``generator(*generator.prepare(...))`` runs the batch.
 
         Local resampling: a label map whose ``meta["noise_mask"]`` (``H×W`` bool) is set
         gets noise from its own seed inside the mask and from ``base_seeds[i]`` (the map's
@@ -103,13 +135,15 @@ class Generator:
         needs spatial noise; for models with a noise *vector* a mask raises ``ValueError``.
         """
         h, w = self.resolution
-        labels, edges, masks = [], [], []
+        labels, edges, masks, instances = [], [], [], []
         for lm in labelmaps:
             if lm.shape != (h, w):
                 lm = lm.resized((h, w))
             labels.append(lm.semantic.astype(np.int64))
             edges.append(instance_edges(lm.instance if lm.instance is not None else lm.semantic))
             masks.append(lm.meta.get("noise_mask"))
+            instances.append(np.zeros((h, w), np.int64) if lm.instance is None
+                             else compact_instance_ids(lm.instance))
         noise = noise_from_seeds(self.noise_spec, seeds)
         if any(m is not None for m in masks):
             if not self.spatial_noise:
@@ -128,8 +162,11 @@ class Generator:
                                interpolation=cv2.INTER_NEAREST).astype(bool)
                 keep = torch.from_numpy(~m)
                 noise[i] = torch.where(keep, base[i], noise[i])
-        return (torch.from_numpy(np.stack(labels)),
-                torch.from_numpy(np.stack(edges))[:, None], noise)
+        out = (torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(edges))[:, None],
+               noise)
+        if self.takes_instances:
+            out = (*out, torch.from_numpy(np.stack(instances)))
+        return out
 
     def generate(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int] | None = None
                  ) -> list[np.ndarray]:
