@@ -5,13 +5,22 @@ that names the format and its accepted arguments (the Ultralytics exporter's con
 
 | format | writes | arguments |
 |---|---|---|
-| ``onnx`` | one ``.onnx``, metadata inside | ``file opset uint8 check optimize`` |
-| ``torch`` | ``config.json`` + ``model.safetensors`` | ``file`` |
+| ``onnx`` | one ``.onnx`` (metadata inside) | ``file opset half dynamic simplify batch`` |
+|  |  | ``uint8 check optimize`` |
+| ``torch`` | ``config.json`` + ``model.safetensors`` | ``file check`` |
 | ``tensorrt`` | ``.engine`` + ``.engine.json`` + ``.onnx`` | see :data:`FORMAT_ARGS` |
 | ``aot`` | AOTInductor ``.pt2`` (metadata inside) | ``file batch dynamic device half`` |
 
 ``tensorrt``: ``dynamic`` as for onnx (H and W; the batch axis is always dynamic, its
 profile is ``batch=(min, opt, max)``); ``aot``: ``dynamic`` is the batch axis (1..batch).
+
+``onnx``: ``half`` fp16 with normalizations kept in fp32; ``dynamic`` dynamic H and W
+(the batch axis is always dynamic) where the architecture allows; ``simplify`` onnxslim
+(warns on failure); ``batch`` the parity-check batch; ``uint8`` byte output; ``check``
+(default on) the onnxruntime parity check, whose failure raises; ``optimize`` the exporter's
+graph optimizer. ``torch``: ``check`` reloads the folder and compares (default off).
+Parity tolerances (max abs, images in [-1, 1]): fp32 1e-4, fp16 2e-2, plus one level for
+uint8 output (:mod:`sisgen.export.check`).
 """
 
 from __future__ import annotations
@@ -25,8 +34,9 @@ from sisgen.models.base import SISGenerator
 
 #: The arguments each format accepts (besides ``format`` itself).
 FORMAT_ARGS: dict[str, tuple[str, ...]] = {
-    "onnx": ("file", "opset", "uint8", "check", "optimize"),
-    "torch": ("file",),
+    "onnx": ("file", "opset", "half", "dynamic", "simplify", "batch", "uint8", "check",
+             "optimize"),
+    "torch": ("file", "check"),
     "tensorrt": ("file", "half", "dynamic", "batch", "size", "workspace_gb", "timing_cache",
                  "cache_dir", "onnx_file", "opset"),
     "aot": ("file", "batch", "dynamic", "device", "half"),
@@ -55,11 +65,12 @@ def export(model: SISGenerator, format: str = "onnx", **kwargs: Any) -> Path:  #
         from .onnx import export_onnx
 
         file = Path(kwargs.pop("file", f"{name}.onnx"))
-        opts = {k: kwargs[k] for k in ("opset", "check", "optimize") if k in kwargs}
+        opts = {k: kwargs[k] for k in ("opset", "half", "simplify", "check", "optimize")
+                if k in kwargs}
         path, parity = export_onnx(model, file, uint8_output=bool(kwargs.get("uint8", False)),
-                                   **opts)
-        if parity is not None and parity.max_abs > 1e-4 and not kwargs.get("uint8"):
-            raise SisgenInputError(f"exported ONNX failed its parity check ({parity})", path)
+                                   dynamic_hw=bool(kwargs.get("dynamic", False)),
+                                   check_batch=int(kwargs.get("batch", 2)), **opts)
+        _raise_on_failure(parity, path)
         return path
     if format == "tensorrt":
         from .tensorrt import export_tensorrt
@@ -71,5 +82,15 @@ def export(model: SISGenerator, format: str = "onnx", **kwargs: Any) -> Path:  #
         from .aot import export_aot
 
         return export_aot(model, kwargs.pop("file", f"{name}.pt2"), **kwargs)
-    folder = Path(os.fspath(kwargs.get("file", name)))
-    return model.save(folder)
+    folder = model.save(Path(os.fspath(kwargs.get("file", name))))
+    if kwargs.get("check"):
+        from .check import check_parity
+
+        _raise_on_failure(check_parity(model, folder, "torch"), folder)
+    return folder
+
+
+def _raise_on_failure(parity: Any, path: Path) -> None:
+    """Raise when a parity check ran and failed."""
+    if parity is not None and not parity.passed:
+        raise SisgenInputError(f"the export failed its parity check ({parity})", path)

@@ -65,23 +65,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a model folder to ONNX and check parity."""
-    from .export import export_onnx
+    """Export a model folder through ``sisgen.export.export``; optionally check parity."""
+    from .export import check_parity, export
     from .models import load_model
 
     model = load_model(args.model)
-    out = Path(args.out) if args.out else Path(args.model) / "model.onnx"
-    path, parity = export_onnx(model, out, opset=args.opset, uint8_output=args.uint8,
-                               check=not args.no_check)
-    print(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if parity is not None:
-        print(parity)
-        tol = 1e-4 if not args.uint8 else 1.0 / 127.5 + 1e-6
-        if parity.max_abs > tol:
-            print(f"parity check FAILED: max abs diff {parity.max_abs:.3e} > {tol:.1e}",
-                  file=sys.stderr)
+    given = {"half": args.half, "dynamic": args.dynamic, "simplify": args.simplify,
+             "batch": args.batch, "opset": args.opset, "uint8": args.uint8}
+    kwargs = {k: v for k, v in given.items() if v not in (None, False)}
+    kwargs["file"] = Path(args.out) if args.out else Path(args.model) / _EXPORT_NAMES[args.format]
+    check = args.format == "onnx" if args.check is None else args.check
+    if args.format in ("onnx", "torch"):
+        kwargs["check"] = False  # checked below, where a failure is an exit code
+    path = export(model, args.format, **kwargs)
+    size = sum(f.stat().st_size for f in path.rglob("*")) if path.is_dir() else \
+        path.stat().st_size
+    print(f"exported {path} ({size / 1e6:.1f} MB)")
+    if check:
+        parity = check_parity(model, path, args.format, batch=args.batch or 2)
+        print(f"max abs diff {parity.max_abs:.3e}  mean abs diff {parity.mean_abs:.3e}  "
+              f"(tolerance {parity.tol:.1e}, {parity.precision})")
+        if not parity.passed:
+            print(f"parity check FAILED: {parity}", file=sys.stderr)
             return 1
     return 0
+
+
+#: Default output names inside the model folder, by format.
+_EXPORT_NAMES = {"onnx": "model.onnx", "torch": "export", "tensorrt": "model.engine",
+                 "aot": "model.pt2"}
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -225,13 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key=value overrides (model_args.ngf=32)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("export", help="export a trained model")
-    e.add_argument("format", choices=["onnx"], help="target format")
+    e = sub.add_parser("export", help="export a trained model (onnx, torch, tensorrt, aot)",
+                       description="Arguments a format does not accept are an error that "
+                       "lists what it accepts (sisgen.export.FORMAT_ARGS).")
+    e.add_argument("format", choices=["onnx", "torch", "tensorrt", "aot"], help="target format")
     e.add_argument("--model", required=True, help="model folder (config.json + safetensors)")
-    e.add_argument("--out", help="output file (default: MODEL/model.onnx)")
-    e.add_argument("--opset", type=int, default=18, choices=range(17, 22), metavar="{17..21}")
+    e.add_argument("--out", help="output file or folder (default: inside MODEL)")
+    e.add_argument("--half", action="store_true", help="fp16 (normalizations stay fp32)")
+    e.add_argument("--dynamic", action="store_true",
+                   help="dynamic H and W (ONNX; where the architecture allows)")
+    e.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
+    e.add_argument("--batch", type=_positive_int,
+                   help="batch (ONNX: of the parity check; the batch axis stays dynamic)")
+    e.add_argument("--opset", type=int, choices=range(17, 22), metavar="{17..21}",
+                   help="ONNX opset (default 18)")
     e.add_argument("--uint8", action="store_true", help="emit uint8 NHWC images")
-    e.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    e.add_argument("--check", action=argparse.BooleanOptionalAction, default=None,
+                   help="compare with torch on random label maps and print max/mean abs "
+                   "difference; exit 1 above tolerance (fp32 1e-4, fp16 2e-2; default: on "
+                   "for onnx)")
     e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("convert", help="convert an official SPADE/CLADE/OASIS/pix2pixHD checkpoint")

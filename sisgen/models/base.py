@@ -97,6 +97,16 @@ class SISGenerator(nn.Module):
     #: three (SESAME's masked photo and mask, say) extend this and ``example_inputs``.
     input_names: tuple[str, ...] = ("labels", "edges", "noise")
 
+    def dynamic_hw_multiple(self) -> int | None:
+        """What H and W must be multiples of for a dynamic-HxW export, or ``None``.
+
+        ``None`` (the default) means the architecture ties its weights to the trained size
+        (a linear layer on spatial dims, a noise-vector latent, fixed-size tables) and is
+        exported at its own resolution only. Fully convolutional generators that derive
+        their latent size from the label map override this.
+        """
+        return None
+
     def noise_spec(self) -> dict[str, Any]:
         """How noise is drawn: ``{"shape": [...], "distribution": "normal"}`` or empty."""
         shape = self.noise_shape()

@@ -256,6 +256,10 @@ class OASISGenerator(SISGenerator):
         """OASIS does not read instance edges."""
         return False
 
+    def dynamic_hw_multiple(self) -> int | None:
+        """``2^(num_res_blocks - 1)``: the latent is the (noise +) label map downsampled."""
+        return self._height // self.sh
+
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(z_dim, H, W)``: one noise vector per pixel (``()`` when ``z_dim == 0``)."""
         if not self.noise_nc:
@@ -306,7 +310,8 @@ class OASISGenerator(SISGenerator):
         if self.z_dim:
             seg = torch.cat([noise[:, :self.z_dim], seg], dim=1)  # [B,z+N,H,W], noise first
             idx = idx + self.z_dim  # row of the VASIS tables = channel of the joint map
-        x = self.fc(resize_nearest(seg, (self.sh, self.sw)))
+        m = self._height // self.sh  # the latent follows the label map's size
+        x = self.fc(resize_nearest(seg, (labels.shape[-2] // m, labels.shape[-1] // m)))
         last = len(self.body) - 1
         for i, block in enumerate(self.body):
             x = block(x, seg, idx, noise)

@@ -211,6 +211,10 @@ class Pix2PixHDGenerator(SISGenerator):
 
     # ------------------------------------------------------------------- contract
 
+    def dynamic_hw_multiple(self) -> int | None:
+        """``2^(n_downsample_global + n_local_enhancers)``: pix2pixHD is fully convolutional."""
+        return 2 ** (self.config["n_downsample_global"] + self.n_local_enhancers)
+
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``()``: pix2pixHD takes no noise (style comes through ``features``)."""
         return ()
