@@ -35,6 +35,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
+from sisgen.engines.base import draw_noise
 from sisgen.errors import SisgenInputError
 from sisgen.models import SISGenerator, build_model
 
@@ -301,11 +302,8 @@ class Trainer:
     # ------------------------------------------------------------------- steps
     def _noise(self, batch: int, generator: torch.Generator | None = None
                ) -> torch.Tensor | None:
-        shape = self.G.noise_shape()
-        if not shape:
-            return None
-        return torch.randn((batch, *shape), generator=generator or self.noise_gen).to(
-            self.device)
+        noise = draw_noise(self.G.noise_spec(), batch, generator or self.noise_gen)
+        return None if noise is None else noise.to(self.device)
 
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}

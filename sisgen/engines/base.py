@@ -22,22 +22,42 @@ from ..labelmap import LabelMap, instance_edges
 from ..vocab import Vocabulary
 
 
-def noise_from_seeds(spec: dict[str, Any], seeds: Sequence[int],
-                     device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """Standard-normal noise, one tensor per seed, stacked to ``[B, *shape]``.
+def draw_noise(spec: dict[str, Any], batch: int, generator: torch.Generator | None = None
+               ) -> torch.Tensor | None:
+    """``batch`` standard-normal noise tensors of the spec's shape, from ``generator``.
 
-    Drawn on the CPU with a per-seed ``torch.Generator`` (bit-identical across machines),
-    then moved to ``device``. Returns ``None`` for models without noise.
+    ``layout: replicated`` (OASIS: one vector per image over every pixel) draws ``C``
+    values per sample and repeats them over the ``H×W`` of a ``[C,H,W]`` shape; the
+    default ``pixel`` layout draws every element.
     """
     shape = tuple(spec.get("shape") or ())
     if not shape:
         return None
     if spec.get("distribution", "normal") != "normal":
         raise ValueError(f"unsupported noise distribution {spec['distribution']!r}")
-    out = torch.empty((len(seeds), *shape))
-    for i, s in enumerate(seeds):
-        out[i] = torch.randn(shape, generator=torch.Generator().manual_seed(int(s)))
-    return out.to(device)
+    layout = spec.get("layout", "pixel")
+    if layout == "replicated":
+        if len(shape) != 3:
+            raise ValueError(f"replicated noise needs a [C,H,W] shape, got {list(shape)}")
+        z = torch.randn((batch, shape[0], 1, 1), generator=generator)
+        return z.expand(batch, *shape).contiguous()
+    if layout != "pixel":
+        raise ValueError(f"unknown noise layout {layout!r} (pixel, replicated)")
+    return torch.randn((batch, *shape), generator=generator)
+
+
+def noise_from_seeds(spec: dict[str, Any], seeds: Sequence[int],
+                     device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """Standard-normal noise, one tensor per seed, stacked to ``[B, *shape]``.
+
+    Drawn on the CPU with a per-seed ``torch.Generator`` (bit-identical across machines),
+    then moved to ``device``. Returns ``None`` for models without noise. See
+    :func:`draw_noise` for the spec's ``layout``.
+    """
+    if not spec.get("shape"):
+        return None
+    out = [draw_noise(spec, 1, torch.Generator().manual_seed(int(s))) for s in seeds]
+    return torch.cat(out).to(device)
 
 
 class Engine(Protocol):

@@ -133,6 +133,11 @@ class OASISGenerator(SISGenerator):
             only; the layer ``size`` is filled in per block).
         padding: ``zeros`` (OASIS) or ``reflect`` (VA-OASIS: reflection padding for ``fc``,
             ``conv_img`` and the block convs).
+        noise_layout: How the ``[B,C,H,W]`` noise input is drawn (``noise_spec``):
+            ``replicated`` -- one vector per image repeated over every pixel, as OASIS
+            trains and samples (local edits swap that vector inside a region) -- or
+            ``pixel`` -- i.i.d. per pixel, as VASIS's semantic noise. Default: replicated
+            for OASIS, pixel for ``cond="vasis"``.
     """
 
     @capture_config
@@ -155,6 +160,7 @@ class OASISGenerator(SISGenerator):
         vasis: dict[str, Any] | None = None,
         noise_nc: int | None = None,
         padding: PaddingKind = "zeros",
+        noise_layout: str | None = None,
     ):
         super().__init__()
         semantic_nc = num_classes + class_offset if semantic_nc is None else semantic_nc
@@ -178,6 +184,11 @@ class OASISGenerator(SISGenerator):
         if padding == "reflect" and min(height, width) // 2**n_up < 4:
             raise ValueError(f"padding='reflect' needs the first block at >= 4x4 pixels; "
                              f"{height}x{width} / 2^{n_up} is smaller (fewer num_res_blocks)")
+        if noise_layout is None:
+            noise_layout = "pixel" if cond == "vasis" else "replicated"
+        if noise_layout not in ("replicated", "pixel"):
+            raise ValueError(f"unknown noise_layout {noise_layout!r} (replicated, pixel)")
+        self.noise_layout = noise_layout
         noise_nc = z_dim if noise_nc is None else noise_nc
         if noise_nc < z_dim:
             raise ValueError(f"noise_nc={noise_nc} < z_dim={z_dim}")
@@ -261,10 +272,17 @@ class OASISGenerator(SISGenerator):
         return self._height // self.sh
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
-        """``(z_dim, H, W)``: one noise vector per pixel (``()`` when ``z_dim == 0``)."""
+        """``(noise_nc, H, W)``: a noise map (``()`` when ``noise_nc == 0``)."""
         if not self.noise_nc:
             return ()
         return (self.noise_nc, height or self._height, width or self._width)
+
+    def noise_spec(self) -> dict[str, Any]:
+        """The base spec plus ``layout`` (``replicated`` or ``pixel``)."""
+        spec = super().noise_spec()
+        if spec:
+            spec["layout"] = self.noise_layout
+        return spec
 
     # -------------------------------------------------------------------- forward
     def channel_index(self, labels: torch.Tensor) -> torch.Tensor:

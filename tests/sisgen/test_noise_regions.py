@@ -55,3 +55,22 @@ def test_vector_noise_models_refuse_marks():
     lm = LabelMap(np.zeros((8, 8), np.uint8), None, meta)
     with pytest.raises(ValueError, match="spatial noise"):
         gen.prepare([lm], seeds=[1], base_seeds=[0])
+
+
+def test_oasis_noise_is_one_vector_per_image_as_the_paper_draws_it():
+    from sisgen.engines.base import noise_from_seeds
+    from sisgen.models import build_model
+
+    oasis = build_model("oasis", dataset="tiny")
+    spec = oasis.noise_spec()
+    assert spec["layout"] == "replicated"
+    z = noise_from_seeds(spec, [1, 2])
+    assert z.shape == (2, *spec["shape"])
+    # constant over pixels, different per seed and per channel
+    assert torch.equal(z, z[:, :, :1, :1].expand_as(z))
+    assert not torch.equal(z[0], z[1]) and z[0, :, 0, 0].std() > 0
+    assert torch.equal(noise_from_seeds(spec, [2])[0], z[1])
+    va = build_model("va_oasis", dataset="tiny")
+    assert va.noise_spec().get("layout") == "pixel"
+    zp = noise_from_seeds(va.noise_spec(), [1])
+    assert zp[0, 0].std() > 0.5  # i.i.d. per pixel
