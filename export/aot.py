@@ -30,23 +30,7 @@ import torch
 
 from sisgen.models.base import SISGenerator
 
-from .onnx import _ExportWrapper, used_inputs
-
-
-def sisgen_metadata(model: SISGenerator, names: list[str], output: str = "float_nchw"
-                    ) -> dict[str, str]:
-    """The ``sisgen.*`` metadata of an exported model (string values)."""
-    return {
-        "sisgen.model_name": model.model_name,
-        "sisgen.architecture": type(model).__name__,
-        "sisgen.config": json.dumps(model.config),
-        "sisgen.vocabulary": json.dumps(model.vocabulary.to_dict()) if model.vocabulary else "",
-        "sisgen.resolution": json.dumps(list(model.resolution)),
-        "sisgen.noise": json.dumps(model.noise_spec()),
-        "sisgen.model_hash": model.weights_hash(),
-        "sisgen.output": output,
-        "sisgen.inputs": json.dumps(names),
-    }
+from .onnx import _ExportWrapper, export_metadata, used_inputs
 
 
 def export_aot(model: SISGenerator, file: str | os.PathLike, *, batch: int = 64,
@@ -86,7 +70,8 @@ def export_aot(model: SISGenerator, file: str | os.PathLike, *, batch: int = 64,
     if dynamic and batch > 1:
         dim = torch.export.Dim("batch", min=1, max=batch)
         shapes = (tuple({0: dim} for _ in args),)
-    meta = sisgen_metadata(model, names)
+    meta = export_metadata(model, half=half)  # the precision of the autocast compute
+    meta["sisgen.inputs"] = json.dumps(names)
     meta["sisgen.aot"] = json.dumps({"device": device.type, "batch": batch, "dynamic": dynamic,
                                      "half": half, "torch": torch.__version__})
     tmp = file.with_name(f".{file.name}.tmp.pt2")
