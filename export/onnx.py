@@ -55,11 +55,13 @@ from .check import ParityResult, check_parity, parity_inputs
 log = logging.getLogger(__name__)
 
 #: Ops a half export keeps in fp32: normalizations and the reductions, divisions, powers
-#: and exponentials of normalization-like subgraphs (statistics overflow fp16).
+#: and exponentials of normalization-like subgraphs (statistics overflow fp16), and the
+#: scatter-add / cumulative sums of segment statistics (SAFM, CLADE-ICPE).
 FP32_OPS = frozenset({
     "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
     "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Pow", "Sqrt",
-    "Reciprocal", "Div", "Softmax", "LogSoftmax", "Exp", "Log",
+    "Reciprocal", "Div", "Softmax", "LogSoftmax", "Exp", "Log", "CumSum",
+    "ScatterElements", "ScatterND",  # scatter-add reductions (no fp16 CPU kernel either)
 })
 
 #: Largest batch the dynamic batch axis declares.

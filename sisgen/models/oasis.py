@@ -268,8 +268,11 @@ class OASISGenerator(SISGenerator):
         return False
 
     def dynamic_hw_multiple(self) -> int | None:
-        """``2^(num_res_blocks - 1)``: the latent is the (noise +) label map downsampled."""
-        return self._height // self.sh
+        """``2^(num_res_blocks - 1)`` (the latent is the label map downsampled), or ``None``.
+
+        ``None`` for VA-OASIS: its position codes are tables of the trained layer sizes.
+        """
+        return None if self.cond == "vasis" else self._height // self.sh
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(noise_nc, H, W)``: a noise map (``()`` when ``noise_nc == 0``)."""

@@ -186,11 +186,15 @@ class SPADEGenerator(SISGenerator):
     # ------------------------------------------------------------------- contract
 
     def dynamic_hw_multiple(self) -> int | None:
-        """``2^n_up`` (the latent is the label map downsampled), ``None`` with a ``z`` latent.
+        """``2^n_up`` (the latent is the label map downsampled), or ``None``.
 
-        A noise-vector latent goes through a linear layer sized for the trained resolution.
+        ``None`` with a ``z`` latent (a linear layer sized for the trained resolution), with
+        VASIS options (position codes and noise tables at fixed layer sizes) and with ICPE
+        (its segment statistics do not export with symbolic sizes).
         """
-        return None if self.z_dim else self._height // self.sh
+        fixed = self.z_dim or self.needs_dist or self.variation_noise is not None or \
+            self.config.get("position_code") is not None
+        return None if fixed else self._height // self.sh
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """``(z_dim,)``, ``(C, H, W)`` for spatial / VASIS noise, or ``()`` without noise."""

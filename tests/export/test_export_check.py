@@ -148,6 +148,10 @@ def test_dynamic_hw_refused_where_weights_are_tied_to_the_size(tmp_path):
     with pytest.raises(SisgenInputError, match="dynamic H and W"):
         build_model("posgen", dataset="tiny").export("onnx", file=tmp_path / "p.onnx",
                                                      dynamic=True)
+    for name in ("va_spade", "va_oasis", "clade_icpe"):  # fixed-size tables / statistics
+        with pytest.raises(SisgenInputError, match="dynamic H and W"):
+            build_model(name, dataset="tiny").export("onnx", file=tmp_path / "v.onnx",
+                                                     dynamic=True)
     assert not list(tmp_path.iterdir())
 
 
