@@ -154,9 +154,12 @@ class GANRecipe(nn.Module):
     def generator_inputs(G: SISGenerator, batch: Batch, noise: torch.Tensor | None
                          ) -> dict[str, torch.Tensor | None]:
         """The generator's named inputs from a batch (only the names it takes)."""
-        pool = {"labels": batch["labels"], "edges": batch.get("edges") if G.uses_edges else None,
-                "noise": noise, "instances": batch.get("instances"), "image": batch.get("image")}
         names = G.input_names
+        instances = batch.get("instances")
+        if instances is not None and "instances" in names:
+            instances = compact_ids(instances)
+        pool = {"labels": batch["labels"], "edges": batch.get("edges") if G.uses_edges else None,
+                "noise": noise, "instances": instances, "image": batch.get("image")}
         return {k: v for k, v in pool.items() if k in names or k in ("labels", "edges", "noise")}
 
     def perceptual_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -166,6 +169,18 @@ class GANRecipe(nn.Module):
         for w, f, r in zip(weights, self.perceptual(fake), self.perceptual(real), strict=True):
             loss = loss + w * F.l1_loss(f, r.detach())
         return loss
+
+
+def compact_ids(instances: torch.Tensor) -> torch.Tensor:
+    """Instance ids renumbered ``1..K`` over the batch (0 stays 0), on the device.
+
+    Datasets give ids as their sources do (Cityscapes ``class*1000+k``); models that index a
+    bounded id space with them (CLADE-ICPE, SAFM) need small distinct ids, as
+    :func:`sisgen.engines.base.compact_instance_ids` gives at generation time.
+    """
+    flat = torch.cat([instances.new_zeros(1), instances.reshape(-1)])
+    inverse = torch.unique(flat, return_inverse=True)[1]
+    return inverse[1:].view_as(instances)
 
 
 def condition_map(G: SISGenerator, labels: torch.Tensor, edges: torch.Tensor | None

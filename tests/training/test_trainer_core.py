@@ -256,3 +256,12 @@ def test_periodic_evaluation_writes_metrics(tmp_path):
     assert [r["step"] for r in rows] == [2]
     assert rows[0]["images"] == 3
     assert any(k.startswith("icv") and isinstance(v, float) for k, v in rows[0].items())
+
+
+def test_instance_ids_are_compacted_for_models_that_index_them():
+    from sisgen.training.recipe import compact_ids
+
+    inst = torch.tensor([[[0, 26001, 26001], [33000, 0, 24005]], [[24005, 7, 0], [0, 0, 0]]])
+    out = compact_ids(inst)
+    assert out.tolist() == [[[0, 3, 3], [4, 0, 2]], [[2, 1, 0], [0, 0, 0]]]
+    assert compact_ids(torch.tensor([[5, 5], [9, 9]])).tolist() == [[1, 1], [2, 2]]
