@@ -219,6 +219,7 @@ def test_config_json_is_constructor_args(tmp_path):
         "spectral": True, "num_upsampling_layers": "normal", "spade_hidden": 8,
         "spatial_noise_dim": 0, "padding_mode": "zeros", "icpe": False,
         "variation_noise": None, "position_code": None, "vasis_noise_channels": 8,
+        "position_channels": "all",
     }
     assert cfg["resolution"] == [32, 64]
     assert cfg["noise"] == {"shape": [8], "distribution": "normal"}
