@@ -9,8 +9,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SisgenInputError
+
+if TYPE_CHECKING:
+    from .sources.base import Source
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -121,19 +125,27 @@ def _key_values(items: list[str], what: str) -> dict[str, object]:
     return out
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    """Synthesize a labeled dataset."""
-    from . import load, sources
-    from .generate import generate
+def _open_source(args: argparse.Namespace, resolution: tuple[int, int],
+                 remap: str | None = None) -> Source:
+    """The label-map source of ``generate`` / ``eval`` (ToyCity at the model's size)."""
+    from . import sources
 
-    gen = load(args.model, threads=args.threads)
     src_kwargs = _key_values(args.source_option, "--source-option")
     if args.vocabulary:
         src_kwargs["vocabulary"] = args.vocabulary
     if args.source == "toycity":
-        src_kwargs.setdefault("size", gen.resolution)
+        src_kwargs.setdefault("size", resolution)
         src_kwargs.setdefault("length", args.limit or 100)
-    src = sources.open(args.source, args.root, split=args.split, remap=args.remap, **src_kwargs)
+    return sources.open(args.source, args.root, split=args.split, remap=remap, **src_kwargs)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Synthesize a labeled dataset."""
+    from . import load
+    from .generate import generate
+
+    gen = load(args.model, threads=args.threads)
+    src = _open_source(args, gen.resolution, remap=args.remap)
     kinds = args.writers.split(",")
     writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
     if "coco" in writer_options:
@@ -176,17 +188,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a generator on a source's label maps; print the scores as JSON."""
-    from . import load, sources
+    from . import load
     from .training.metrics import compute_metrics
 
     gen = load(args.model, threads=args.threads)
-    src_kwargs = _key_values(args.source_option, "--source-option")
-    if args.vocabulary:
-        src_kwargs["vocabulary"] = args.vocabulary
-    if args.source == "toycity":
-        src_kwargs.setdefault("size", gen.resolution)
-        src_kwargs.setdefault("length", args.limit or 100)
-    src = sources.open(args.source, args.root, split=args.split, **src_kwargs)
+    src = _open_source(args, gen.resolution)
     scores = compute_metrics(
         args.metrics, gen, src, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
         device=args.device, inception_weights=args.inception_weights,
