@@ -222,6 +222,24 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def _add_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
+    """The model and label-map source options shared by ``generate`` and ``eval``."""
+    parser.add_argument("--model", required=True, help="model folder or .onnx file")
+    parser.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
+    parser.add_argument("--root", help="dataset root")
+    parser.add_argument("--split", default=split)
+    parser.add_argument("--vocabulary", help="vocabulary for folder sources")
+    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="source option, e.g. annotations=polygons (repeatable)")
+
+
+def _add_segmenter_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """How images are normalized for a ``--segmenter`` (ImageNet statistics by default)."""
+    parser.add_argument("--seg-mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
+    parser.add_argument("--seg-std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
+    parser.add_argument("--seg-input-range", type=float, nargs=2, default=(0.0, 1.0))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sisgen`` command."""
     p = argparse.ArgumentParser(prog="sisgen", description=__doc__.splitlines()[0])
@@ -274,14 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_convert)
 
     g = sub.add_parser("generate", help="synthesize a labeled dataset")
-    g.add_argument("--model", required=True, help="model folder or .onnx file")
-    g.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
-    g.add_argument("--root", help="dataset root")
-    g.add_argument("--split", default="train")
-    g.add_argument("--vocabulary", help="vocabulary for folder sources")
+    _add_source_arguments(g, split="train")
     g.add_argument("--remap", help="vocabulary remap table (e.g. coco_stuff->cityscapes) or YAML")
-    g.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="source option, e.g. annotations=polygons (repeatable)")
     g.add_argument("--recipe", help="edit recipe YAML")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
@@ -292,9 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--segmenter", help="TorchScript/ONNX segmenter for quality filtering")
     g.add_argument("--min-miou", type=float, default=0.5, help="quality filter threshold")
     g.add_argument("--filter-mode", choices=["drop", "ignore_disagreement"], default="drop")
-    g.add_argument("--seg-mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
-    g.add_argument("--seg-std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
-    g.add_argument("--seg-input-range", type=float, nargs=2, default=(0.0, 1.0))
+    _add_segmenter_input_arguments(g)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--samples-per-map", type=_positive_int, default=1)
     g.add_argument("--batch-size", type=_positive_int, default=8)
@@ -316,13 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_merge)
 
     v = sub.add_parser("eval", help="FID / mIoU / diversity / intra-class variation of a model")
-    v.add_argument("--model", required=True, help="model folder or .onnx file")
-    v.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
-    v.add_argument("--root", help="dataset root")
-    v.add_argument("--split", default="val")
-    v.add_argument("--vocabulary", help="vocabulary for folder sources")
-    v.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="source option (repeatable)")
+    _add_source_arguments(v, split="val")
     v.add_argument("--metrics", default="fid,miou", help="comma-separated: fid, miou, "
                    "diversity, icv")
     v.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
@@ -339,9 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--segmenter", help="TorchScript/ONNX segmenter for miou")
     v.add_argument("--seg-remap", help="remap the label maps into the segmenter's ids, "
                    "e.g. cityscapes->cityscapes_trainid")
-    v.add_argument("--seg-mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
-    v.add_argument("--seg-std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
-    v.add_argument("--seg-input-range", type=float, nargs=2, default=(0.0, 1.0))
+    _add_segmenter_input_arguments(v)
     v.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg")
     v.add_argument("--lpips-weights", help="lpips lin weights (the lpips package's vgg.pth)")
     v.add_argument("--lpips-trunk", help="torchvision state dict of the LPIPS trunk")

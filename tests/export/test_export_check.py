@@ -23,20 +23,10 @@ from sisgen.export.onnx import convert_to_fp16  # noqa: E402
 SMALL = dict(dataset="toycity", height=32, width=64)
 
 
-def _trained_a_little(model):
-    """Train-mode passes so BN statistics and spectral-norm vectors leave their init."""
-    model.train()
-    with torch.no_grad():
-        for s in range(2):
-            model(*model.example_inputs(2, seed=s))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def spade():
+def spade(settle):
     torch.manual_seed(0)
-    return _trained_a_little(build_model("spade", ngf=2, spade_hidden=4, use_edges=True,
-                                         **SMALL))
+    return settle(build_model("spade", ngf=2, spade_hidden=4, use_edges=True, **SMALL))
 
 
 def _value_types(proto):
@@ -61,9 +51,9 @@ def _norm_nodes_in_fp32(path, op):
 
 # ------------------------------------------------------------------------------ fp16
 @pytest.mark.parametrize("name", ["spade", "oasis"])
-def test_fp16_parity_and_metadata(name, tmp_path):
+def test_fp16_parity_and_metadata(name, tmp_path, settle):
     torch.manual_seed(0)
-    m = _trained_a_little(build_model(name, dataset="tiny"))
+    m = settle(build_model(name, dataset="tiny"))
     path, parity = export_onnx(m, tmp_path / f"{name}16.onnx", half=True, optimize=False)
     assert parity.precision == "fp16" and parity.tol == pytest.approx(2e-2)
     assert parity.passed and parity.max_abs <= 2e-2, parity
@@ -78,9 +68,9 @@ def test_fp16_parity_and_metadata(name, tmp_path):
     assert convs and all(types[n.input[1]] == onnx.TensorProto.FLOAT16 for n in convs)
 
 
-def test_fp16_keeps_instance_norm_in_fp32_and_uint8_output(tmp_path):
+def test_fp16_keeps_instance_norm_in_fp32_and_uint8_output(tmp_path, settle):
     torch.manual_seed(0)
-    m = _trained_a_little(build_model("pix2pixhd", dataset="tiny"))
+    m = settle(build_model("pix2pixhd", dataset="tiny"))
     path, parity = export_onnx(m, tmp_path / "p2p16.onnx", half=True, uint8_output=True,
                                optimize=False)
     assert parity.passed and parity.tol == pytest.approx(2e-2 + 1 / 127.5, abs=1e-5), parity

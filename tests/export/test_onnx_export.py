@@ -23,29 +23,20 @@ META_KEYS = ("sisgen.resolution", "sisgen.vocabulary", "sisgen.noise", "sisgen.m
              "sisgen.model_name")
 
 
-def _trained_a_little(model):
-    """A few train-mode passes so BN stats and spectral-norm vectors are not at init."""
-    model.train()
-    with torch.no_grad():
-        for s in range(2):
-            model(*model.example_inputs(2, seed=s))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def spade(tmp_path_factory):
+def spade(tmp_path_factory, settle):
     torch.manual_seed(0)
-    m = _trained_a_little(build_model("spade", dataset="toycity", ngf=4, spade_hidden=8,
-                                      z_dim=8, height=32, width=64))
+    m = settle(build_model("spade", dataset="toycity", ngf=4, spade_hidden=8, z_dim=8,
+                           height=32, width=64))
     path, parity = export_onnx(m, tmp_path_factory.mktemp("spade") / "spade.onnx")
     return m, path, parity
 
 
 @pytest.fixture(scope="module")
-def clade(tmp_path_factory):
+def clade(tmp_path_factory, settle):
     torch.manual_seed(1)
-    m = _trained_a_little(build_model("clade", dataset="toycity", ngf=4, z_dim=0,
-                                      use_edges=False, height=32, width=64))
+    m = settle(build_model("clade", dataset="toycity", ngf=4, z_dim=0, use_edges=False,
+                           height=32, width=64))
     path, parity = export_onnx(m, tmp_path_factory.mktemp("clade") / "clade.onnx",
                                check_batch=3)
     return m, path, parity
