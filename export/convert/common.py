@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from sisgen.errors import SisgenInputError
+from sisgen.models import build_model
 
 #: Old spectral-norm suffixes -> parametrization suffixes.
 _SN_SUFFIXES = {
@@ -92,6 +93,23 @@ def require(state: Mapping[str, torch.Tensor], key: str, ndim: int | None = None
         raise SisgenInputError(f"{key!r} has shape {tuple(value.shape)}; a {ndim}-D tensor "
                                "was expected")
     return value
+
+
+def build_described(name: str, dataset: str, config: Mapping[str, object], source: str
+                    ) -> nn.Module:
+    """Build the registered model ``name`` from a configuration inferred from a checkpoint.
+
+    Raises:
+        SisgenInputError: The configuration does not describe a buildable model (the
+            message names the checkpoint's layout and the configuration).
+    """
+    try:
+        return build_model(name, dataset=dataset, **config)
+    except SisgenInputError:
+        raise
+    except ValueError as e:
+        raise SisgenInputError(f"cannot build the {source} model this checkpoint describes "
+                               f"({dict(config)}): {e}") from e
 
 
 def load_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,

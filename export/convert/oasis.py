@@ -35,7 +35,6 @@ from typing import Any
 import torch
 
 from sisgen.errors import SisgenInputError
-from sisgen.models import build_model
 from sisgen.models.base import SISGenerator
 from sisgen.models.oasis import _label_args
 from sisgen.models.registry import dataset_spec
@@ -43,6 +42,7 @@ from sisgen.models.registry import dataset_spec
 from . import register_converter
 from .common import (
     SPECTRAL_TO_OFFICIAL,
+    build_described,
     indices_under,
     load_checked,
     regex_renamer,
@@ -131,13 +131,7 @@ def convert_oasis(state: dict[str, torch.Tensor], dataset: str, **options: Any) 
     """
     config = infer_config(state, dataset, options.pop("z_dim", None))
     config.update(options)
-    try:
-        model = build_model("oasis", dataset=dataset, **config)
-    except ValueError as e:
-        if isinstance(e, SisgenInputError):
-            raise
-        raise SisgenInputError(f"cannot build the OASIS model this checkpoint describes "
-                               f"({config}): {e}") from e
+    model = build_described("oasis", dataset, config, "OASIS")
     renamed, origin = rename_keys(upgrade_legacy_spectral_norm(state), _TO_SISGEN,
                                   spectral_norm_key)
     return load_checked(model, renamed, "OASIS", origin, _TO_OFFICIAL)

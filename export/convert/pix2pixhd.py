@@ -31,14 +31,13 @@ from typing import Any
 import torch
 
 from sisgen.errors import SisgenInputError
-from sisgen.models import build_model
 from sisgen.models.base import SISGenerator
 from sisgen.models.pix2pixhd import _OFFICIAL_LABEL_NC
 from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder
 from sisgen.models.registry import dataset_spec
 
 from . import load_official_state_dict, register_converter
-from .common import indices_under, load_checked, require
+from .common import build_described, indices_under, load_checked, require
 
 #: Resolution of the official Cityscapes releases per number of local enhancers:
 #: ``label2city_512p`` (global) and ``label2city_1024p`` (one enhancer).
@@ -162,13 +161,7 @@ def convert_pix2pixhd(state: dict[str, torch.Tensor], dataset: str, **options: A
     config.update(input_channels(state, dataset, options))
     config.update(options)
     name = "pix2pixhd_local" if config["n_local_enhancers"] else "pix2pixhd"
-    try:
-        model = build_model(name, dataset=dataset, **config)
-    except ValueError as e:
-        if isinstance(e, SisgenInputError):
-            raise
-        raise SisgenInputError(f"cannot build the pix2pixHD model this checkpoint describes "
-                               f"({config}): {e}") from e
+    model = build_described(name, dataset, config, "pix2pixHD")
     return load_checked(model, state, "pix2pixHD")
 
 

@@ -52,13 +52,19 @@ from typing import Any
 import torch
 
 from sisgen.errors import SisgenInputError
-from sisgen.models import build_model
 from sisgen.models.encoder import ConvEncoder
 from sisgen.models.registry import dataset_spec
 from sisgen.models.spade import _OFFICIAL_NUM_CLASSES, _OFFICIAL_UPSAMPLING, SPADEGenerator
 
 from . import load_official_state_dict, register_converter
-from .common import load_checked, regex_renamer, rename_keys, require, spectral_norm_key
+from .common import (
+    build_described,
+    load_checked,
+    regex_renamer,
+    rename_keys,
+    require,
+    spectral_norm_key,
+)
 
 #: sisgen key -> official key, for naming missing keys in messages.
 SPECTRAL_TO_OFFICIAL = [
@@ -181,13 +187,7 @@ def convert_family(state: dict[str, torch.Tensor], dataset: str, name: str, cond
     options = dict(options)
     config = infer_config(state, dataset, cond, options)
     config.update(options)
-    try:
-        model = build_model(name, dataset=dataset, **config)
-    except ValueError as e:
-        if isinstance(e, SisgenInputError):
-            raise
-        raise SisgenInputError(f"cannot build the {name} model this checkpoint describes "
-                               f"({config}): {e}") from e
+    model = build_described(name, dataset, config, name)
     renamers = ([to_sisgen] if to_sisgen else []) + [spectral_norm_key]
     renamed, origin = rename_keys(state, *renamers)
 
