@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     model_dir = train(cfg, resume=args.resume)
-    print(f"model saved to {model_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 wrote the model
+        print(f"model saved to {model_dir}")
     return 0
 
 
