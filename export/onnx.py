@@ -168,7 +168,7 @@ def export_onnx(
 def export_metadata(model: SISGenerator, *, uint8_output: bool = False, half: bool = False,
                     dynamic_hw: int = 0) -> dict[str, str]:
     """The ``sisgen.*`` metadata of an export (string values, JSON where structured)."""
-    return {
+    meta = {
         "sisgen.model_name": model.model_name,
         "sisgen.architecture": type(model).__name__,
         "sisgen.config": json.dumps(model.config),
@@ -180,6 +180,11 @@ def export_metadata(model: SISGenerator, *, uint8_output: bool = False, half: bo
         "sisgen.precision": "fp16" if half else "fp32",
         "sisgen.dynamic_hw": str(int(dynamic_hw)),
     }
+    if model.feature_clusters is not None:
+        from sisgen.models.pix2pixhd_encoder import clusters_to_dict
+
+        meta["sisgen.feature_clusters"] = json.dumps(clusters_to_dict(model.feature_clusters))
+    return meta
 
 
 # ------------------------------------------------------------------------------ tracing

@@ -24,15 +24,23 @@ The official image pool (``--pool_size``) defaults to 0 and is not implemented h
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sisgen.errors import SisgenInputError
 from sisgen.models.base import SISGenerator
 from sisgen.models.pix2pixhd import P2PNorm, Pix2PixHDGenerator, p2p_init_weights
-from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder, object_ids
+from sisgen.models.pix2pixhd_encoder import (
+    Pix2PixHDEncoder,
+    cluster_features,
+    encode_features,
+    merge_features,
+    object_ids,
+)
 
 from .perceptual import VGGLoss, with_paper_vgg
 from .recipe import Batch, GANRecipe, Terms, register_recipe
@@ -285,6 +293,9 @@ class Pix2PixHDRecipe(GANRecipe):
     #: Width and depth of the instance-wise feature encoder (``--nef``, ``--n_downsample_E``).
     encoder_nef = 16
     encoder_downsampling = 4
+    #: k-means centres per class for test-time style sampling (``--n_clusters``).
+    n_clusters = 10
+    cluster_seed = 0
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
                  discriminator: dict[str, Any], perceptual: nn.Module | None = None):
@@ -340,6 +351,31 @@ class Pix2PixHDRecipe(GANRecipe):
                ) -> torch.Tensor:
         """Images from the labels (and the encoder's features of the batch's photos)."""
         return self._generate(G, batch)
+
+    @torch.no_grad()
+    def finalize(self, generator: SISGenerator, batches: Iterable[Batch]) -> None:
+        """Cluster the encoder's per-object features into ``generator.feature_clusters``.
+
+        The official post-training step (``encode_features.py`` + ``--n_clusters``): every
+        object of the given training batches is encoded, then each class's features are
+        clustered with k-means into at most :attr:`n_clusters` centres; generation draws
+        one centre per object. Without ``feat_num`` there is nothing to do.
+        """
+        if not generator.feat_num:
+            return
+        encoder = self.g_nets["E"]
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            banks = [encode_features(encoder, b["image"].float(), b["labels"],
+                                     b.get("instances")) for b in batches]
+        finally:
+            encoder.train(was_training)
+        bank = merge_features(*banks)
+        if not bank:
+            raise SisgenInputError("no objects to cluster pix2pixHD's instance features from")
+        generator.feature_clusters = cluster_features(bank, self.n_clusters,
+                                                      seed=self.cluster_seed)
 
 
 @register_recipe("pix2pixhd_local")

@@ -16,7 +16,7 @@ error, so a typo in a preset cannot silently train with the default.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -148,6 +148,13 @@ class GANRecipe(nn.Module):
                ) -> torch.Tensor:
         """Images for sample grids and evaluation (no encoder: the prior's noise)."""
         return G(**self.generator_inputs(G, batch, noise))
+
+    def finalize(self, generator: SISGenerator, batches: Iterable[Batch]) -> None:
+        """Attach what inference needs beyond the weights, from training ``batches``.
+
+        Called on the generator to be saved or evaluated; the default needs nothing.
+        pix2pixHD clusters its encoder's per-object features here.
+        """
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -26,6 +26,7 @@ import os
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,20 +284,36 @@ class Trainer:
         if self.cfg.ema_bn_batches <= 0 or not has_batchnorm(self.G_ema):
             return self.G_ema
         g = copy.deepcopy(self.G_ema)
+        g.feature_clusters = self.G_ema.feature_clusters
         gen = torch.Generator().manual_seed(self.cfg.seed + 4242)
-        n = min(self.cfg.ema_bn_batches, max(1, len(self.dataset) // self.local_batch))
-
-        def batches():
-            for k in range(n):
-                items = [self.dataset[(k * self.local_batch + j) % len(self.dataset)]
-                         for j in range(self.local_batch)]
-                yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
 
         def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
             batch = self._to_device(batch)
             self.recipe.sample(model, batch, self._noise(batch["labels"].shape[0], gen))
 
-        recalibrate_batchnorm(g, batches(), forward)
+        recalibrate_batchnorm(g, self._in_order_batches(self.cfg.ema_bn_batches, wrap=True),
+                              forward)
+        return g
+
+    def _in_order_batches(self, limit: int | None = None, wrap: bool = False
+                          ) -> Iterator[dict[str, torch.Tensor]]:
+        """Training batches in dataset order, on the host (no sampler, no state touched).
+
+        ``limit`` caps the number of batches; ``wrap`` fills the last batch from the
+        dataset's start (else it is cut short).
+        """
+        size, b = len(self.dataset), self.local_batch
+        n = math.ceil(size / b) if not wrap else max(1, size // b)
+        n = n if limit is None else min(limit, n)
+        for k in range(n):
+            idx = [(k * b + j) % size for j in range(b)] if wrap else \
+                list(range(k * b, min(size, (k + 1) * b)))
+            items = [self.dataset[i] for i in idx]
+            yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
+
+    def _finalize(self, g: SISGenerator, limit: int | None = None) -> SISGenerator:
+        """``g`` with what inference needs beyond weights (the recipe's finalize hook)."""
+        self.recipe.finalize(g, map(self._to_device, self._in_order_batches(limit)))
         return g
 
     # ------------------------------------------------------------------- steps
@@ -467,7 +484,7 @@ class Trainer:
         model_dir = self.out / "model"
         final = self.final_generator()
         if main:
-            final.save(model_dir)
+            self._finalize(final).save(model_dir)
             if self._tb is not None:
                 self._tb.close()
         dist_utils.barrier()
@@ -490,7 +507,7 @@ class Trainer:
             src_args.setdefault("size", (self.cfg.height, self.cfg.width))
             src_args.setdefault("split", "val")
         limit = opts.pop("limit", 200)
-        g = self.final_generator()
+        g = self._finalize(self.final_generator(), math.ceil(limit / self.local_batch))
         was_training = g.training
         try:
             scores = compute_metrics(names, generator=g, source=sources.open(kind, **src_args),

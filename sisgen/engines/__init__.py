@@ -75,6 +75,5 @@ def load_generator(path: str | os.PathLike, device: str | None = None,
 
     model = load_model(path)
     name = "torch" if mode == "eager" else f"torch-{mode}"
-    return Generator(TorchEngine(model, device, mode=mode, **engine_options), model.vocabulary,
-                     model.resolution, model.noise_spec(), model.model_name,
-                     model.weights_hash(), model.uses_edges, backend=name)
+    return Generator.from_model(TorchEngine(model, device, mode=mode, **engine_options), model,
+                                backend=name)

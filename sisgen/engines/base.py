@@ -102,11 +102,15 @@ class Generator:
         model_name: Registry name.
         model_hash: Content hash of the weights (for manifests).
         uses_edges: Whether the instance-edge input is used.
+        feature_clusters: ``{class: [k, F]}`` style-feature centres for engines with a
+            ``features`` input (pix2pixHD instance-wise features); each object of a label
+            map gets one centre of its class, drawn from the sample's seed.
     """
 
     def __init__(self, engine: Engine, vocabulary: Vocabulary | None, resolution: tuple[int, int],
                  noise_spec: dict[str, Any], model_name: str = "", model_hash: str = "",
-                 uses_edges: bool = True, backend: str = ""):
+                 uses_edges: bool = True, backend: str = "",
+                 feature_clusters: dict[int, np.ndarray] | None = None):
         self.engine = engine
         self.vocabulary = vocabulary
         self.resolution = tuple(resolution)
@@ -115,23 +119,38 @@ class Generator:
         self.model_hash = model_hash
         self.uses_edges = uses_edges
         self.backend = backend
+        self.feature_clusters = feature_clusters
+
+    @classmethod
+    def from_model(cls, engine: Engine, model: Any, backend: str = "torch") -> Generator:
+        """Wrap ``engine`` (running the sisgen model ``model``) with the model's description."""
+        return cls(engine, model.vocabulary, model.resolution, model.noise_spec(),
+                   model.model_name, model.weights_hash(), model.uses_edges, backend=backend,
+                   feature_clusters=model.feature_clusters)
 
     def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
                  noise: torch.Tensor | None = None, instances: torch.Tensor | None = None,
-                 **extra: Any) -> Any:
+                 features: torch.Tensor | None = None, **extra: Any) -> Any:
         """Run the engine on a batch of compact inputs (plus any extra named inputs).
 
-        ``instances`` (what :meth:`prepare` returns fourth for engines that take it) is
-        passed on as the named input ``instances``.
+        ``instances`` and ``features`` (what :meth:`prepare` returns fourth and fifth for
+        engines that take them) are passed on as the named inputs of those names.
         """
         if instances is not None:
             extra["instances"] = instances
+        if features is not None:
+            extra["features"] = features
         return self.engine(labels, edges, noise, **extra)
 
     @property
     def takes_instances(self) -> bool:
         """Whether the engine has an ``instances`` input (CLADE-ICPE, SAFM, relative codes)."""
         return "instances" in tuple(getattr(self.engine, "input_names", ()))
+
+    @property
+    def takes_features(self) -> bool:
+        """Whether the engine has a ``features`` input (pix2pixHD with instance features)."""
+        return "features" in tuple(getattr(self.engine, "input_names", ()))
 
     @property
     def spatial_noise(self) -> bool:
@@ -146,13 +165,17 @@ class Generator:
         Returns ``(labels, edges, noise)``, and for engines that take them
         (:attr:`takes_instances`) a fourth tensor, ``instances``: int64 ``[B,H,W]`` from
         ``LabelMap.instance`` (resized nearest, ids made compact ``1..K`` per map by
-        :func:`compact_instance_ids`; zeros where a map has none). Either way
-        ``generator(*generator.prepare(...))`` runs the batch.
+        :func:`compact_instance_ids`; zeros where a map has none). Engines with a
+        ``features`` input (:attr:`takes_features`) get a fifth, ``[B,F,H,W]``: one
+        :attr:`feature_clusters` centre per object (instance, or class region where there
+        is no instance), drawn from the sample's seed (the fourth is then ``instances`` or
+        ``None``). Either way ``generator(*generator.prepare(...))`` runs the batch.
 
         Local resampling: a label map whose ``meta["noise_mask"]`` (``H×W`` bool) is set
-        gets noise from its own seed inside the mask and from ``base_seeds[i]`` (the map's
-        base style) outside, so only the marked class/instance/region changes style. That
-        needs spatial noise; for models with a noise *vector* a mask raises ``ValueError``.
+        gets noise (and features) from its own seed inside the mask and from
+        ``base_seeds[i]`` (the map's base style) outside, so only the marked
+        class/instance/region changes style. That needs spatial noise or a ``features``
+        input; for models with only a noise *vector* a mask raises ``ValueError``.
         """
         h, w = self.resolution
         labels, edges, masks, instances = [], [], [], []
@@ -164,29 +187,45 @@ class Generator:
             masks.append(lm.meta.get("noise_mask"))
             instances.append(np.zeros((h, w), np.int64) if lm.instance is None
                              else compact_instance_ids(lm.instance))
+        label_t = torch.from_numpy(np.stack(labels))
+        instance_t = torch.from_numpy(np.stack(instances))
         noise = noise_from_seeds(self.noise_spec, seeds)
+        features = self._features(label_t, instance_t, seeds) if self.takes_features else None
         if any(m is not None for m in masks):
-            if not self.spatial_noise:
+            if not (self.spatial_noise or self.takes_features):
                 raise ValueError(
-                    "noise-region marks need a model with spatial noise; "
+                    "noise-region marks need a model with spatial noise or style features; "
                     f"{self.model_name or 'this'} model takes a noise vector "
                     f"{self.noise_spec.get('shape')}")
             if base_seeds is None:
                 raise ValueError("noise-region marks need base_seeds (the unmarked style)")
-            base = noise_from_seeds(self.noise_spec, base_seeds)
-            nh, nw = noise.shape[-2:]
-            for i, m in enumerate(masks):
-                if m is None:
-                    continue
-                m = cv2.resize(np.asarray(m, np.uint8), (nw, nh),
-                               interpolation=cv2.INTER_NEAREST).astype(bool)
-                keep = torch.from_numpy(~m)
-                noise[i] = torch.where(keep, base[i], noise[i])
-        out = (torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(edges))[:, None],
-               noise)
+            if self.spatial_noise:
+                noise = _keep_outside(masks, noise, noise_from_seeds(self.noise_spec, base_seeds))
+            if features is not None:
+                features = _keep_outside(masks, features,
+                                         self._features(label_t, instance_t, base_seeds))
+        out = (label_t, torch.from_numpy(np.stack(edges))[:, None], noise)
+        if self.takes_features:
+            return (*out, instance_t if self.takes_instances else None, features)
         if self.takes_instances:
-            out = (*out, torch.from_numpy(np.stack(instances)))
+            out = (*out, instance_t)
         return out
+
+    def _features(self, labels: torch.Tensor, instances: torch.Tensor, seeds: Sequence[int]
+                  ) -> torch.Tensor:
+        """One cluster centre per object and sample, drawn from the sample's seed."""
+        from ..models.pix2pixhd_encoder import sample_feature_map
+
+        if not self.feature_clusters:
+            raise ValueError(
+                f"{self.model_name or 'this'} model takes per-object style features but has no "
+                "feature clusters: train it with sisgen (the clusters are computed at the end "
+                "of training) or set model.feature_clusters before saving/exporting it")
+        return torch.cat([
+            sample_feature_map(self.feature_clusters, labels[i:i + 1], instances[i:i + 1],
+                               generator=int(seed))
+            for i, seed in enumerate(seeds)])
+
 
     def generate(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int] | None = None
                  ) -> list[np.ndarray]:
@@ -200,3 +239,16 @@ class Generator:
     def __repr__(self) -> str:
         return (f"<Generator {self.model_name or '?'} backend={self.backend} "
                 f"{self.resolution[0]}x{self.resolution[1]} hash={self.model_hash}>")
+
+
+def _keep_outside(masks: Sequence[np.ndarray | None], new: torch.Tensor, base: torch.Tensor
+                  ) -> torch.Tensor:
+    """``new`` inside each sample's mask (resized nearest to ``new``'s H×W), ``base`` outside."""
+    h, w = new.shape[-2:]
+    out = new.clone()
+    for i, m in enumerate(masks):
+        if m is None:
+            continue
+        m = cv2.resize(np.asarray(m, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        out[i] = torch.where(torch.from_numpy(m.astype(bool)), new[i], base[i])
+    return out

@@ -72,8 +72,14 @@ def generator_from_metadata(engine: Engine, metadata: dict[str, str], path: str 
         vocab = metadata.get("sisgen.vocabulary")
         resolution: Any = json.loads(metadata["sisgen.resolution"])
         noise = json.loads(metadata.get("sisgen.noise") or "{}")
+        clusters = metadata.get("sisgen.feature_clusters")
+        clusters = json.loads(clusters) if clusters else None
     except json.JSONDecodeError as e:
         raise SisgenInputError(f"malformed sisgen metadata ({e})", path) from e
+    if clusters is not None:
+        from ..models.pix2pixhd_encoder import clusters_from_dict
+
+        clusters = clusters_from_dict(clusters, path)
     return Generator(
         engine,
         Vocabulary.from_dict(json.loads(vocab), source=str(path)) if vocab else None,
@@ -83,4 +89,5 @@ def generator_from_metadata(engine: Engine, metadata: dict[str, str], path: str 
         model_hash=metadata.get("sisgen.model_hash", ""),
         uses_edges="edges" in engine.input_names,
         backend=backend,
+        feature_clusters=clusters,
     )

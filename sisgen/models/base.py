@@ -68,6 +68,10 @@ class SISGenerator(nn.Module):
     config: dict[str, Any]
     vocabulary: Vocabulary | None = None
     model_name: str = ""
+    #: Per-class style-feature centres ``{class: [k, feat_num]}`` for generators with a
+    #: ``features`` input (pix2pixHD's instance-wise features, clustered after training);
+    #: saved in ``config.json`` and in the export metadata, sampled by ``Generator.prepare``.
+    feature_clusters: dict[int, Any] | None = None
 
     # -------------------------------------------------------------- shape contract
     # Generators store their size as ``_height``, ``_width``, ``_num_classes`` and
@@ -138,7 +142,7 @@ class SISGenerator(nn.Module):
     # ------------------------------------------------------------------ save / load
     def full_config(self) -> dict[str, Any]:
         """``config.json``'s content."""
-        return {
+        cfg = {
             "architecture": type(self).__name__,
             "model_name": self.model_name,
             "args": copy.deepcopy(self.config),
@@ -147,6 +151,11 @@ class SISGenerator(nn.Module):
             "vocabulary": None if self.vocabulary is None else self.vocabulary.to_dict(),
             "sisgen_version": _version(),
         }
+        if self.feature_clusters is not None:
+            from .pix2pixhd_encoder import clusters_to_dict
+
+            cfg["feature_clusters"] = clusters_to_dict(self.feature_clusters)
+        return cfg
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into folder ``path``.
@@ -171,6 +180,10 @@ class SISGenerator(nn.Module):
         for k, v in sorted(self.state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        if self.feature_clusters is not None:  # they shape the images as much as weights
+            from .pix2pixhd_encoder import clusters_to_dict
+
+            h.update(json.dumps(clusters_to_dict(self.feature_clusters)).encode())
         return h.hexdigest()[:16]
 
     def export(self, format: str = "onnx", **kwargs: Any) -> Path:  # noqa: A002
@@ -198,6 +211,7 @@ class SISGenerator(nn.Module):
         model = type(self)(**self.config)
         model.load_state_dict(self.state_dict())
         model.vocabulary, model.model_name = self.vocabulary, self.model_name
+        model.feature_clusters = self.feature_clusters
         model.eval()
         for module in model.modules():
             if parametrize.is_parametrized(module):
@@ -269,6 +283,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     if cfg.get("vocabulary"):
         model.vocabulary = Vocabulary.from_dict(cfg["vocabulary"], source=str(cfg_path))
     model.model_name = cfg.get("model_name", "")
+    if cfg.get("feature_clusters") is not None:
+        from .pix2pixhd_encoder import clusters_from_dict
+
+        model.feature_clusters = clusters_from_dict(cfg["feature_clusters"], cfg_path)
     return model.eval()
 
 

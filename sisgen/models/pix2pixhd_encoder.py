@@ -19,12 +19,14 @@ The encoder is its own module, not part of the generator's parameters.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SisgenInputError
 from .pix2pixhd import P2PNorm, p2p_init_weights, p2p_norm
 
 #: Official bookkeeping: an object's area is stored as ``pixels / (H*W // 32)``, and only
@@ -220,6 +222,39 @@ def cluster_features(bank: dict[int, np.ndarray], n_clusters: int = 10,
         if len(feats):
             centres[cls] = kmeans(feats, min(len(feats), n_clusters), seed=seed)
     return centres
+
+
+def clusters_to_dict(centres: dict[int, np.ndarray]) -> dict[str, list[list[float]]]:
+    """``{class: [k, F]}`` centres as JSON-ready ``{"class": [[...], ...]}``."""
+    return {str(int(k)): np.asarray(v, np.float64).tolist() for k, v in sorted(centres.items())}
+
+
+def clusters_from_dict(obj: Any, source: str | os.PathLike | None = None
+                       ) -> dict[int, np.ndarray]:
+    """Parse :func:`clusters_to_dict`'s form (from ``config.json`` or export metadata).
+
+    Raises:
+        SisgenInputError: Not a mapping of class ids to non-empty ``[k, F]`` lists of numbers
+            with one ``F`` for every class (the message names ``source``).
+    """
+    if not isinstance(obj, dict):
+        raise SisgenInputError("feature_clusters must map class ids to lists of centres",
+                               source)
+    out: dict[int, np.ndarray] = {}
+    for key, rows in obj.items():
+        try:
+            cls = int(key)
+            arr = np.asarray(rows, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise SisgenInputError(f"feature_clusters[{key!r}]: not a class id with numeric "
+                                   f"centres ({e})", source) from e
+        if arr.ndim != 2 or not len(arr) or not np.isfinite(arr).all():
+            raise SisgenInputError(f"feature_clusters[{key!r}] must be a non-empty [k, F] list "
+                                   f"of finite numbers, got shape {list(arr.shape)}", source)
+        out[cls] = arr
+    if len({a.shape[1] for a in out.values()}) > 1:
+        raise SisgenInputError("feature_clusters: the classes' centres differ in length", source)
+    return out
 
 
 def sample_feature_map(centres: dict[int, np.ndarray], labels: torch.Tensor,

@@ -63,10 +63,7 @@ def _as_generator(generator: Any, device: str | torch.device) -> Generator | Non
     if isinstance(generator, torch.nn.Module):
         from sisgen.engines.torch_engine import TorchEngine
 
-        return Generator(TorchEngine(generator, device), generator.vocabulary,
-                         generator.resolution, generator.noise_spec(),
-                         getattr(generator, "model_name", ""), "", generator.uses_edges,
-                         backend="torch")
+        return Generator.from_model(TorchEngine(generator, device), generator)
     raise TypeError(f"generator must be a sisgen Generator or model, got {type(generator)}")
 
 
