@@ -23,6 +23,10 @@ class TrainConfig:
         model: Registered model name (``spade``, ``oasis``, ``pix2pixhd`` ...).
         dataset: Dataset spec / vocabulary name for :func:`sisgen.models.build_model`.
         model_args: Constructor overrides (``ngf``, ``z_dim``, ``norm``, ...).
+        init_from: A sisgen model folder (a finished run's ``model/``, or a converted
+            official checkpoint) whose weights start the generator: every tensor whose name
+            and shape match is copied (fine-tuning; pix2pixHD's local enhancer starting
+            from the global run). Ignored when resuming from a checkpoint.
         height: Training height.
         width: Training width.
         source: The training data: arguments of :func:`sisgen.training.data.build_dataset`
@@ -74,6 +78,7 @@ class TrainConfig:
     model: str = "spade"
     dataset: str = "toycity"
     model_args: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
     height: int = 64
     width: int = 128
     source: dict[str, Any] = field(default_factory=lambda: {"kind": "toycity", "length": 1000})

@@ -111,6 +111,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         args = dict(cfg.model_args, height=cfg.height, width=cfg.width)
         self.G: SISGenerator = build_model(cfg.model, dataset=cfg.dataset, **args)
+        if cfg.init_from:
+            init_generator(self.G, cfg.init_from)
         perceptual = load_perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
         self.recipe: GANRecipe = recipe_for(self.G, cfg.losses, cfg.discriminator, perceptual)
         if self.dist.enabled and cuda and cfg.sync_bn:
@@ -575,6 +577,44 @@ class Trainer:
         if self._tb is not None:
             self._tb.add_image("samples", grid, self.step, dataformats="HWC")
         return path
+
+
+def init_generator(G: SISGenerator, path: str | os.PathLike) -> tuple[int, int]:
+    """Copy every tensor of the model folder ``path`` whose name and shape fit ``G``.
+
+    Returns:
+        ``(copied, total)``: how many of ``G``'s tensors were initialized, out of all.
+
+    Raises:
+        SisgenInputError: No model weights at ``path``, or not one tensor fits (a different
+            architecture).
+    """
+    from safetensors.torch import load_file
+
+    from sisgen.models.base import WEIGHTS_NAME
+
+    path = Path(path)
+    weights = path / WEIGHTS_NAME if path.is_dir() else path
+    if not weights.is_file():
+        raise SisgenInputError(f"init_from: no {WEIGHTS_NAME} (a sisgen model folder is "
+                               "expected; convert official checkpoints with `sisgen convert`)",
+                               weights)
+    try:
+        src = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types
+        raise SisgenInputError(f"init_from: cannot read the weights ({e})", weights) from e
+    own = G.state_dict()
+    fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise SisgenInputError(f"init_from: no tensor fits the {type(G).__name__} being "
+                               "trained (another architecture?)", weights)
+    G.load_state_dict(fits, strict=False)
+    left = [k for k in own if k not in fits]
+    if left:
+        log.warning("init_from %s: %d of %d tensors copied; trained from scratch: %s%s",
+                    weights, len(fits), len(own), ", ".join(left[:5]),
+                    " ..." if len(left) > 5 else "")
+    return len(fits), len(own)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -265,3 +265,40 @@ def test_instance_ids_are_compacted_for_models_that_index_them():
     out = compact_ids(inst)
     assert out.tolist() == [[[0, 3, 3], [4, 0, 2]], [[2, 1, 0], [0, 0, 0]]]
     assert compact_ids(torch.tensor([[5, 5], [9, 9]])).tolist() == [[1, 1], [2, 2]]
+
+
+# ------------------------------------------------------------------------------ init_from
+def test_init_from_starts_the_local_enhancer_from_the_global_run(tmp_path):
+    from safetensors.torch import load_file
+
+    from sisgen.errors import SisgenInputError
+    from sisgen.models import build_model
+    from sisgen.training.trainer import init_generator
+
+    small = dict(dataset="toycity", height=32, width=64, n_downsample_global=2,
+                 n_blocks_global=1)
+    torch.manual_seed(0)
+    build_model("pix2pixhd", ngf=8, **small).save(tmp_path / "global")
+    local = build_model("pix2pixhd_local", ngf=4, n_blocks_local=1, **small)
+    copied, total = init_generator(local, tmp_path / "global")
+    src = load_file(str(tmp_path / "global" / "model.safetensors"))
+    own = local.state_dict()
+    fitting = [k for k in own if k in src and src[k].shape == own[k].shape]
+    # the global generator minus its output head is the local model's `model` trunk
+    assert copied == len(fitting) > 0 and copied < total
+    assert all(k.startswith("model.") for k in fitting)
+    for k in fitting:
+        assert torch.equal(local.state_dict()[k], src[k])
+
+    # through the config: the trainer's generator starts from those weights
+    cfg = _cfg(tmp_path / "run", model="spade", steps=1, ema_decay=0.0)
+    model_dir = Trainer(cfg, progress=False).fit()
+    trainer = Trainer(_cfg(tmp_path / "run2", steps=1, init_from=str(model_dir)),
+                      progress=False)
+    want = load_file(str(model_dir / "model.safetensors"))
+    assert all(torch.equal(v, want[k]) for k, v in trainer.G.state_dict().items())
+
+    with pytest.raises(SisgenInputError, match="no tensor fits"):
+        init_generator(build_model("oasis", dataset="tiny"), tmp_path / "global")
+    with pytest.raises(SisgenInputError, match="model.safetensors"):
+        init_generator(local, tmp_path / "missing")
