@@ -71,6 +71,7 @@ import numpy as np
 from .errors import SisgenInputError
 from .instance_bank import BankItem, InstanceBank, load_bank_cached
 from .labelmap import IGNORE_ID, LabelMap
+from .photo_edits import SOURCE_PIXEL_KEY
 from .vocab import Vocabulary
 
 __all__ = [
@@ -553,7 +554,10 @@ def _noise_mask(labelmap: LabelMap) -> np.ndarray | None:
 def _geometric(
     labelmap: LabelMap, fn: Callable[[np.ndarray, Any], np.ndarray]
 ) -> LabelMap:
-    """Apply one spatial transform to semantic, instance and ``meta["noise_mask"]``.
+    """Apply one spatial transform to the labels and their pixel-aligned ``meta`` maps.
+
+    Semantic, instance, ``meta["noise_mask"]`` and ``meta["source_pixel"]``
+    (:mod:`sisgen.photo_edits`) move together.
 
     ``fn(array, fill)`` returns the transformed array; ``fill`` is what new pixels get
     (255 for semantic, 0 for instance, ``False`` for the noise mask).
@@ -566,7 +570,12 @@ def _geometric(
     noise = _noise_mask(labelmap)
     meta = {}
     for k, v in labelmap.meta.items():
-        meta[k] = run(noise, False) if k == NOISE_MASK_KEY else copy.deepcopy(v)
+        if k == NOISE_MASK_KEY:
+            meta[k] = run(noise, False)
+        elif k == SOURCE_PIXEL_KEY:  # photo editing: pixels keep pointing at their origin
+            meta[k] = run(np.asarray(v), -1)
+        else:
+            meta[k] = copy.deepcopy(v)
     return LabelMap(
         run(labelmap.semantic, IGNORE_ID),
         None if labelmap.instance is None else run(labelmap.instance, 0),

@@ -45,6 +45,7 @@ from .engines import Generator, images_to_uint8
 from .errors import SisgenInputError
 from .filtering import QualityFilter
 from .labelmap import LabelMap
+from .photo_edits import attach_photo, track_source_pixels
 from .sources import Source
 from .writers import Writer, get_writer
 
@@ -130,7 +131,8 @@ class PreparedMap:
 
 def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map_index: int, *,
                 seed: int = 0, samples_per_map: int = 1, skip: frozenset[int] = frozenset(),
-                context: dict[str, Any] | None = None) -> PreparedMap:
+                context: dict[str, Any] | None = None, with_photo: bool = False
+                ) -> PreparedMap:
     """Load, edit and resize one label map into ``samples_per_map`` samples.
 
     Sample ``k`` of map ``i`` has run index ``i * samples_per_map + k``; its seed (used for
@@ -138,12 +140,22 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
     *base seed* (that of its sample 0) is the style kept outside noise-region marks. Indices in
     ``skip`` (already done) are left out. Bad input becomes an error record, not an
     exception. ``context`` holds run-wide objects of the edits (the instance bank).
+    ``with_photo`` (photo-editing models such as SESAME) also loads the map's photo and
+    gives every sample the aligned photo and the hole the edits opened
+    (:mod:`sisgen.photo_edits`).
     """
     secs = {"source": 0.0, "edit": 0.0}
     t0 = time.perf_counter()
+    photo = None
     try:
         lm = source.load(map_index)
         source.vocabulary.validate(lm.semantic, lm.meta.get("file"))
+        if with_photo:
+            photo = source.photo(map_index)
+            if photo is None:
+                raise SisgenInputError(f"photo editing needs the {source.kind} source's "
+                                       "photos; this map has none", lm.meta.get("file"))
+            lm = track_source_pixels(lm)
     except SisgenInputError as e:
         secs["source"] = time.perf_counter() - t0
         return PreparedMap([], [{"status": "error", "stage": "source", "source_index": map_index,
@@ -158,6 +170,8 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
         t1 = time.perf_counter()
         try:
             edited = recipe(lm, seed=s, vocab=source.vocabulary, context=context)
+            if photo is not None:
+                edited = attach_photo(edited, lm, photo)
             if edited.shape != tuple(resolution):
                 edited = edited.resized(tuple(resolution))
         except SisgenInputError as e:
@@ -175,7 +189,8 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
 def prepare_block(source: Source, recipe: Recipe, resolution: tuple[int, int], block: range, *,
                   seed: int = 0, samples_per_map: int = 1,
                   failed_maps: frozenset[int] = frozenset(),
-                  context: dict[str, Any] | None = None) -> PreparedMap:
+                  context: dict[str, Any] | None = None, with_photo: bool = False
+                  ) -> PreparedMap:
     """Prepare every sample whose run index lies in ``block`` (one engine batch).
 
     Maps already known to be unreadable (``failed_maps``) are not loaded again. A map's load
@@ -190,7 +205,7 @@ def prepare_block(source: Source, recipe: Recipe, resolution: tuple[int, int], b
             continue
         outside = frozenset(i for i in range(m * spm, (m + 1) * spm) if i not in block)
         part = prepare_map(source, recipe, resolution, m, seed=seed, samples_per_map=spm,
-                           skip=outside, context=context)
+                           skip=outside, context=context, with_photo=with_photo)
         samples += part.samples
         errors += [e for e in part.errors if e["stage"] != "source" or m * spm in block]
         for key, v in part.seconds.items():
@@ -203,10 +218,11 @@ class _PrepareDataset:
 
     def __init__(self, source: Source, recipe: Recipe, resolution: tuple[int, int],
                  blocks: list[range], seed: int, samples_per_map: int,
-                 failed_maps: frozenset[int], context: dict[str, Any] | None):
+                 failed_maps: frozenset[int], context: dict[str, Any] | None,
+                 with_photo: bool = False):
         self.args = (source, recipe, resolution)
         self.blocks, self.seed, self.spm = blocks, seed, samples_per_map
-        self.failed_maps, self.context = failed_maps, context
+        self.failed_maps, self.context, self.with_photo = failed_maps, context, with_photo
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -214,7 +230,7 @@ class _PrepareDataset:
     def __getitem__(self, i: int) -> PreparedMap:
         return prepare_block(*self.args, self.blocks[i], seed=self.seed,
                              samples_per_map=self.spm, failed_maps=self.failed_maps,
-                             context=self.context)
+                             context=self.context, with_photo=self.with_photo)
 
 
 def _prepared_stream(dataset: _PrepareDataset, workers: int) -> Iterator[PreparedMap]:
@@ -385,7 +401,8 @@ def generate(
     manifest_lock = threading.Lock()
     stats_lock = threading.Lock()
     dataset = _PrepareDataset(source, recipe, generator.resolution, blocks, seed,
-                              samples_per_map, failed_maps, context)
+                              samples_per_map, failed_maps, context,
+                              with_photo=getattr(generator, "takes_photo", False))
 
     with open(manifest_path, "a", encoding="utf-8") as manifest, \
             ThreadPoolExecutor(max(1, write_threads)) as pool:

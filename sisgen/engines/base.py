@@ -130,16 +130,16 @@ class Generator:
 
     def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
                  noise: torch.Tensor | None = None, instances: torch.Tensor | None = None,
-                 features: torch.Tensor | None = None, **extra: Any) -> Any:
+                 features: torch.Tensor | None = None, image: torch.Tensor | None = None,
+                 mask: torch.Tensor | None = None, **extra: Any) -> Any:
         """Run the engine on a batch of compact inputs (plus any extra named inputs).
 
-        ``instances`` and ``features`` (what :meth:`prepare` returns fourth and fifth for
-        engines that take them) are passed on as the named inputs of those names.
+        ``instances``, ``features``, ``image`` and ``mask`` (what :meth:`prepare` returns
+        after the first three for engines that take them) are passed on as the named inputs
+        of those names.
         """
-        if instances is not None:
-            extra["instances"] = instances
-        if features is not None:
-            extra["features"] = features
+        named = {"instances": instances, "features": features, "image": image, "mask": mask}
+        extra.update({k: v for k, v in named.items() if v is not None})
         return self.engine(labels, edges, noise, **extra)
 
     @property
@@ -151,6 +151,11 @@ class Generator:
     def takes_features(self) -> bool:
         """Whether the engine has a ``features`` input (pix2pixHD with instance features)."""
         return "features" in tuple(getattr(self.engine, "input_names", ()))
+
+    @property
+    def takes_photo(self) -> bool:
+        """Whether the engine edits photos: ``image`` and ``mask`` inputs (SESAME)."""
+        return {"image", "mask"} <= set(getattr(self.engine, "input_names", ()))
 
     @property
     def spatial_noise(self) -> bool:
@@ -168,8 +173,12 @@ class Generator:
         :func:`compact_instance_ids`; zeros where a map has none). Engines with a
         ``features`` input (:attr:`takes_features`) get a fifth, ``[B,F,H,W]``: one
         :attr:`feature_clusters` centre per object (instance, or class region where there
-        is no instance), drawn from the sample's seed (the fourth is then ``instances`` or
-        ``None``). Either way ``generator(*generator.prepare(...))`` runs the batch.
+        is no instance), drawn from the sample's seed. Photo-editing engines
+        (:attr:`takes_photo`) get a sixth and seventh, ``image`` ``[B,3,H,W]`` in [-1, 1]
+        and ``mask`` ``[B,1,H,W]`` (1: synthesize), from ``meta["photo"]`` and
+        ``meta["hole"]`` (:mod:`sisgen.photo_edits`); a map without them is synthesized
+        whole. Inputs an engine does not take are ``None`` (trailing ones left out), so
+        ``generator(*generator.prepare(...))`` runs the batch.
 
         Local resampling: a label map whose ``meta["noise_mask"]`` (``H×W`` bool) is set
         gets noise (and features) from its own seed inside the mask and from
@@ -187,6 +196,7 @@ class Generator:
             masks.append(lm.meta.get("noise_mask"))
             instances.append(np.zeros((h, w), np.int64) if lm.instance is None
                              else compact_instance_ids(lm.instance))
+        photos = [_photo_inputs(lm, (h, w)) for lm in labelmaps] if self.takes_photo else None
         label_t = torch.from_numpy(np.stack(labels))
         instance_t = torch.from_numpy(np.stack(instances))
         noise = noise_from_seeds(self.noise_spec, seeds)
@@ -204,12 +214,13 @@ class Generator:
             if features is not None:
                 features = _keep_outside(masks, features,
                                          self._features(label_t, instance_t, base_seeds))
-        out = (label_t, torch.from_numpy(np.stack(edges))[:, None], noise)
-        if self.takes_features:
-            return (*out, instance_t if self.takes_instances else None, features)
-        if self.takes_instances:
-            out = (*out, instance_t)
-        return out
+        out = [label_t, torch.from_numpy(np.stack(edges))[:, None], noise,
+               instance_t if self.takes_instances else None, features]
+        if photos is not None:
+            out += [torch.stack([p for p, _ in photos]), torch.stack([m for _, m in photos])]
+        while len(out) > 3 and out[-1] is None:
+            out.pop()
+        return tuple(out)
 
     def _features(self, labels: torch.Tensor, instances: torch.Tensor, seeds: Sequence[int]
                   ) -> torch.Tensor:
@@ -252,3 +263,23 @@ def _keep_outside(masks: Sequence[np.ndarray | None], new: torch.Tensor, base: t
         m = cv2.resize(np.asarray(m, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
         out[i] = torch.where(torch.from_numpy(m.astype(bool)), new[i], base[i])
     return out
+
+
+def _photo_inputs(labelmap: LabelMap, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image [3,H,W] in [-1, 1], mask [1,H,W])`` of a map's photo and hole at ``size``.
+
+    Without ``meta["photo"]`` the whole frame is the hole (plain synthesis).
+    """
+    from ..photo_edits import HOLE_KEY, PHOTO_KEY
+
+    h, w = size
+    photo, hole = labelmap.meta.get(PHOTO_KEY), labelmap.meta.get(HOLE_KEY)
+    if photo is None or hole is None:
+        return torch.zeros(3, h, w), torch.ones(1, h, w)
+    photo, hole = np.asarray(photo), np.asarray(hole, np.uint8)
+    if photo.shape[:2] != (h, w):
+        photo = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+        # a pixel touched by the hole at full size stays in it (nothing edited leaks through)
+        hole = cv2.resize(hole.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
+    image = torch.from_numpy(photo.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)
+    return image, torch.from_numpy(hole.astype(np.float32))[None]
