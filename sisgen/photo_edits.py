@@ -32,13 +32,14 @@ def track_source_pixels(labelmap: LabelMap) -> LabelMap:
 
 
 def attach_photo(edited: LabelMap, original: LabelMap, photo: np.ndarray,
-                 grow: int | None = None) -> LabelMap:
+                 grow: int | None = None, shape: str = "box") -> LabelMap:
     """Align ``photo`` to ``edited`` and mark what must be synthesized.
 
     A pixel joins the hole when the edits created it (no source pixel) or when its class or
     instance differs from the source pixel's in ``original``; the hole then grows by
     ``grow`` pixels (default ``max(2, min(H, W) // 64)``) so new objects get room for their
-    boundary and shadows.
+    boundary and shadows, and with ``shape="box"`` every connected part of it becomes its
+    bounding box (SESAME trains on rectangular holes: object boxes and random boxes).
 
     Args:
         edited: The edited map (with ``meta["source_pixel"]`` from
@@ -46,6 +47,8 @@ def attach_photo(edited: LabelMap, original: LabelMap, photo: np.ndarray,
         original: The map before the edits (same size as ``photo``).
         photo: ``H×W×3`` uint8 photo of ``original``.
         grow: Hole dilation in pixels.
+        shape: ``box`` (bounding boxes of the grown changes) or ``region`` (the grown
+            changed pixels themselves).
 
     Returns:
         ``edited`` with ``meta["photo"]`` (``edited``'s size, hole pixels black) and
@@ -64,10 +67,16 @@ def attach_photo(edited: LabelMap, original: LabelMap, photo: np.ndarray,
     hole = born | (original.semantic.reshape(-1)[flat] != edited.semantic)
     if original.instance is not None and edited.instance is not None:
         hole |= original.instance.reshape(-1)[flat] != edited.instance
+    if shape not in ("box", "region"):
+        raise ValueError(f"hole shape must be 'box' or 'region', got {shape!r}")
     grow = max(2, min(edited.shape) // 64) if grow is None else int(grow)
     if grow > 0 and hole.any():
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         hole = cv2.dilate(hole.astype(np.uint8), kernel).astype(bool)
+    if shape == "box" and hole.any():
+        n, _, stats, _ = cv2.connectedComponentsWithStats(hole.astype(np.uint8), connectivity=8)
+        for x, y, bw, bh, _ in stats[1:n]:
+            hole[y:y + bh, x:x + bw] = True
     aligned = photo.reshape(-1, 3)[flat.reshape(-1)].reshape(*edited.shape, 3)
     aligned[hole] = 0
     out.meta[PHOTO_KEY], out.meta[HOLE_KEY] = aligned, hole

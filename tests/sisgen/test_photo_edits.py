@@ -55,6 +55,20 @@ def test_removed_object_is_the_hole_and_the_rest_keeps_the_photo():
     assert (out.meta["photo"][hole] == 0).all()
 
 
+def test_holes_are_boxes_by_default_as_sesame_is_trained():
+    lm, photo = _scene()
+    lm.semantic[10:20, 35:40] = 0  # an L-shaped object instead of a square
+    lm.instance[10:20, 35:40] = 0
+    lm.semantic[15:20, 35:40], lm.instance[15:20, 35:40] = 8, 3
+    edited = _edit(track_source_pixels(lm), "edits: [{op: remove_instances}]")
+    box = attach_photo(edited, lm, photo, grow=0).meta["hole"]
+    region = attach_photo(edited, lm, photo, grow=0, shape="region").meta["hole"]
+    assert box[10:20, 30:40].all() and box.sum() == 100
+    assert region.sum() == 75 and not region[10:15, 35:40].any()
+    with pytest.raises(ValueError, match="box"):
+        attach_photo(edited, lm, photo, shape="ellipse")
+
+
 def test_padding_creates_pixels_to_synthesize():
     lm, photo = _scene()
     edited = _edit(track_source_pixels(lm), "edits: [{op: pad, size: [32, 80]}]")
