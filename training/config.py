@@ -46,6 +46,11 @@ class TrainConfig:
         beta2: Adam beta2.
         lr_decay_start: Fraction of the run after which both learning rates decay linearly
             to zero (SPADE/pix2pixHD: 0.5); ``None`` keeps them constant.
+        train_only: ``{params: [prefixes], epochs: N}``: for the first ``N`` epochs only
+            the generator-side parameters whose names start with a prefix train (names as
+            in the generator's state dict; extra networks as ``E.<name>``) -- pix2pixHD's
+            ``--niter_fix_global``, training the new local enhancer (``model1_``) alone
+            first. ``None``: everything trains from the start.
         losses: Loss weights, merged into the recipe's paper defaults (``fm``, ``vgg``,
             ``kld``, ``labelmix`` ...; see :mod:`sisgen.training.recipe`).
         discriminator: Discriminator arguments, merged into the recipe's defaults.
@@ -95,6 +100,7 @@ class TrainConfig:
     beta1: float = 0.0
     beta2: float = 0.9
     lr_decay_start: float | None = None
+    train_only: dict[str, Any] | None = None
     losses: dict[str, float] = field(default_factory=dict)
     discriminator: dict[str, Any] = field(default_factory=dict)
     perceptual_weights: str | None = None

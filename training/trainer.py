@@ -143,6 +143,7 @@ class Trainer:
         betas = (float(cfg.beta1), float(cfg.beta2))
         self.g_params = [p for m in (self.G, self.recipe.g_nets) for p in m.parameters()
                          if p.requires_grad]
+        self.warmup_frozen, self.warmup_epochs = self._train_only(cfg.train_only)
         self.d_params = [p for p in self.recipe.d_nets.parameters() if p.requires_grad]
         self.opt_g = torch.optim.Adam(self.g_params, cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d_params, cfg.lr_d, betas=betas)
@@ -338,14 +339,35 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def _train_only(self, spec: dict[str, Any] | None) -> tuple[list[nn.Parameter], float]:
+        """The generator-side parameters frozen by ``train_only``, and for how many epochs."""
+        if not spec:
+            return [], 0.0
+        if not isinstance(spec, dict) or set(spec) != {"params", "epochs"}:
+            raise SisgenInputError(f"train_only must be {{params: [prefixes], epochs: N}}, "
+                                   f"got {spec!r}")
+        prefixes = tuple(str(p) for p in spec["params"])
+        named = [*self.G.named_parameters(), *self.recipe.g_nets.named_parameters()]
+        trained = [n for n, _ in named if n.startswith(prefixes)]
+        if not trained:
+            raise SisgenInputError(f"train_only: no generator parameter starts with "
+                                   f"{list(prefixes)} (names look like {named[0][0]!r})")
+        return [p for n, p in named if not n.startswith(prefixes)], float(spec["epochs"])
+
     def _apply(self, loss: torch.Tensor, opt: torch.optim.Optimizer,
-               scaler: torch.amp.GradScaler, params: list[nn.Parameter]) -> bool:
-        """Backward, average across ranks, guard, clip, step. Returns whether it stepped."""
+               scaler: torch.amp.GradScaler, params: list[nn.Parameter],
+               frozen: list[nn.Parameter] = ()) -> bool:
+        """Backward, average across ranks, guard, clip, step. Returns whether it stepped.
+
+        ``frozen`` parameters lose their gradients before the step (Adam leaves them be).
+        """
         if not dist_utils.all_true(bool(torch.isfinite(loss.detach()).item()), self.device):
             opt.zero_grad(set_to_none=True)
             return False
         scaler.scale(loss).backward()
         dist_utils.average_gradients(params, self.dist.world_size)
+        for p in frozen:
+            p.grad = None
         if scaler.is_enabled():
             scaler.unscale_(opt)
             if self.cfg.grad_clip:
@@ -374,7 +396,8 @@ class Trainer:
         self.recipe.epoch = self.epoch  # schedules by epoch (SAFM's Fake_seg start)
         with self._autocast():
             g_loss, g_terms, fake = self.recipe.generator_loss(self.G, batch, noise)
-        ok_g = self._apply(g_loss, self.opt_g, self.scaler_g, self.g_params)
+        frozen = self.warmup_frozen if self.epoch < self.warmup_epochs else []
+        ok_g = self._apply(g_loss, self.opt_g, self.scaler_g, self.g_params, frozen)
         for p in self.d_params:
             p.requires_grad_(True)
 

@@ -302,3 +302,27 @@ def test_init_from_starts_the_local_enhancer_from_the_global_run(tmp_path):
         init_generator(build_model("oasis", dataset="tiny"), tmp_path / "global")
     with pytest.raises(SisgenInputError, match="model.safetensors"):
         init_generator(local, tmp_path / "missing")
+
+
+def test_train_only_trains_the_local_enhancer_alone_first(tmp_path):
+    from sisgen.errors import SisgenInputError
+
+    def run(name, train_only):
+        cfg = _cfg(tmp_path / name, model="pix2pixhd_local", steps=2, ema_decay=0.0,
+                   model_args={"ngf": 4, "n_downsample_global": 2, "n_blocks_global": 1,
+                               "n_blocks_local": 1},
+                   discriminator={"ndf": 4, "n_layers": 1, "num_d": 1}, train_only=train_only)
+        trainer = Trainer(cfg, progress=False)
+        before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+        trainer.fit()
+        return {k: not torch.equal(before[k], v) for k, v in trainer.G.state_dict().items()
+                if k.endswith("weight")}
+
+    changed = run("warm", {"params": ["model1_"], "epochs": 1})
+    assert any(changed[k] for k in changed if k.startswith("model1_"))
+    assert not any(changed[k] for k in changed if k.startswith("model."))
+    # after the warm-up (or without one) the whole generator trains
+    changed = run("all", {"params": ["model1_"], "epochs": 0})
+    assert any(changed[k] for k in changed if k.startswith("model."))
+    with pytest.raises(SisgenInputError, match="no generator parameter"):
+        run("bad", {"params": ["nope."], "epochs": 1})
