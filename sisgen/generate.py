@@ -356,11 +356,12 @@ def generate(
         from .instance_bank import InstanceBank
 
         context["bank"] = InstanceBank.from_source(source, limit=bank_maps)
-    if any(isinstance(e, ResampleNoise) for e in recipe.walk()) and not generator.spatial_noise:
+    restyles = generator.spatial_noise or generator.takes_features
+    if any(isinstance(e, ResampleNoise) for e in recipe.walk()) and not restyles:
         raise SisgenInputError(
             "the recipe marks noise regions (resample_noise) but the model takes a noise vector "
             f"{generator.noise_spec.get('shape')}; local restyling needs a model with spatial "
-            "noise (OASIS-style)")
+            "noise (OASIS-style) or per-object style features (pix2pixHD feat_num)")
     shard = resolve_shard(shard)
     manifest_path = out / manifest_name(shard)
     previous = read_manifest(manifest_path, repair=resume)
@@ -402,7 +403,7 @@ def generate(
     stats_lock = threading.Lock()
     dataset = _PrepareDataset(source, recipe, generator.resolution, blocks, seed,
                               samples_per_map, failed_maps, context,
-                              with_photo=getattr(generator, "takes_photo", False))
+                              with_photo=generator.takes_photo)
 
     with open(manifest_path, "a", encoding="utf-8") as manifest, \
             ThreadPoolExecutor(max(1, write_threads)) as pool:

@@ -138,9 +138,11 @@ def test_training_clusters_the_encoder_features_and_generate_uses_them(tmp_path)
     assert saved and all(len(c[0]) == 3 and 1 <= len(c) <= 10 for c in saved.values())
     # every clustered class is a ToyCity class present in the training maps
     assert {int(k) for k in saved} <= set(range(10))
+    # restyling cars is allowed: the features are the per-object style
     rc = main(["generate", "--model", str(model_dir), "--source", "toycity", "--split", "val",
-               "--out", str(tmp_path / "out"), "--limit", "2", "--writers", "folder"])
+               "--out", str(tmp_path / "out"), "--limit", "2", "--writers", "folder",
+               "--samples-per-map", "2", "--recipe", "edits: [{op: resample_noise, class: car}]"])
     assert rc == 0
     manifest = [json.loads(x) for x in (tmp_path / "out" / "manifest.jsonl").read_text()
                 .splitlines()]
-    assert sum(r.get("status") == "ok" for r in manifest) == 2, manifest
+    assert sum(r.get("status") == "ok" for r in manifest) == 4, manifest
