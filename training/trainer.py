@@ -287,7 +287,6 @@ class Trainer:
         if self.cfg.ema_bn_batches <= 0 or not has_batchnorm(self.G_ema):
             return self.G_ema
         g = copy.deepcopy(self.G_ema)
-        g.feature_clusters = self.G_ema.feature_clusters
         gen = torch.Generator().manual_seed(self.cfg.seed + 4242)
 
         def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
@@ -612,20 +611,16 @@ def init_generator(G: SISGenerator, path: str | os.PathLike) -> tuple[int, int]:
         SisgenInputError: No model weights at ``path``, or not one tensor fits (a different
             architecture).
     """
-    from safetensors.torch import load_file
+    from sisgen.models.base import read_weights
 
-    from sisgen.models.base import WEIGHTS_NAME
-
-    path = Path(path)
-    weights = path / WEIGHTS_NAME if path.is_dir() else path
-    if not weights.is_file():
-        raise SisgenInputError(f"init_from: no {WEIGHTS_NAME} (a sisgen model folder is "
-                               "expected; convert official checkpoints with `sisgen convert`)",
-                               weights)
     try:
-        src = load_file(str(weights))
-    except Exception as e:  # safetensors raises its own error types
-        raise SisgenInputError(f"init_from: cannot read the weights ({e})", weights) from e
+        src = read_weights(path)
+    except SisgenInputError as e:
+        raise SisgenInputError(f"init_from: {e.problem} (a sisgen model folder with "
+                               "model.safetensors is expected; convert official checkpoints "
+                               "with `sisgen convert`)",
+                               e.path) from e
+    weights = Path(path)
     own = G.state_dict()
     fits = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     if not fits:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..labelmap import LabelMap, instance_edges
+from ..photo_edits import HOLE_KEY, PHOTO_KEY
 from ..vocab import Vocabulary
 
 
@@ -122,10 +123,17 @@ class Generator:
         self.feature_clusters = feature_clusters
 
     @classmethod
-    def from_model(cls, engine: Engine, model: Any, backend: str = "torch") -> Generator:
-        """Wrap ``engine`` (running the sisgen model ``model``) with the model's description."""
+    def from_model(cls, engine: Engine, model: Any, backend: str = "torch",
+                   model_hash: str | None = None) -> Generator:
+        """Wrap ``engine`` (running the sisgen model ``model``) with the model's description.
+
+        ``model_hash`` defaults to :meth:`~sisgen.models.SISGenerator.weights_hash` (a pass
+        over every weight; give ``""`` where no manifest needs it).
+        """
+        if model_hash is None:
+            model_hash = model.weights_hash()
         return cls(engine, model.vocabulary, model.resolution, model.noise_spec(),
-                   model.model_name, model.weights_hash(), model.uses_edges, backend=backend,
+                   model.model_name, model_hash, model.uses_edges, backend=backend,
                    feature_clusters=model.feature_clusters)
 
     def __call__(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
@@ -270,8 +278,6 @@ def _photo_inputs(labelmap: LabelMap, size: tuple[int, int]) -> tuple[torch.Tens
 
     Without ``meta["photo"]`` the whole frame is the hole (plain synthesis).
     """
-    from ..photo_edits import HOLE_KEY, PHOTO_KEY
-
     h, w = size
     photo, hole = labelmap.meta.get(PHOTO_KEY), labelmap.meta.get(HOLE_KEY)
     if photo is None or hole is None:

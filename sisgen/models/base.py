@@ -240,6 +240,24 @@ def _version() -> str:
     return __version__
 
 
+def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                 ) -> dict[str, torch.Tensor]:
+    """The tensors of a ``model.safetensors`` file, or of the one in model folder ``path``.
+
+    Raises:
+        SisgenInputError: No such file, or not readable as safetensors (naming the file).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if not path.is_file():
+        raise SisgenInputError("weights file not found", path)
+    try:
+        return load_file(str(path), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error types
+        raise SisgenInputError(f"cannot read safetensors weights ({e})", path) from e
+
+
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> SISGenerator:
     """Load a generator saved with :meth:`SISGenerator.save`.
 
@@ -270,12 +288,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         model = _ARCHITECTURES[arch](**args)
     except (TypeError, ValueError) as e:  # unknown/missing arguments or invalid values
         raise SisgenInputError(f"invalid {arch} arguments ({e})", cfg_path) from e
-    if not weights_path.is_file():
-        raise SisgenInputError("weights file not found", weights_path)
-    try:
-        state = load_file(str(weights_path), device=str(map_location))
-    except Exception as e:  # safetensors raises its own error types
-        raise SisgenInputError(f"cannot read safetensors weights ({e})", weights_path) from e
+    state = read_weights(weights_path, map_location)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

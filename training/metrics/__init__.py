@@ -63,7 +63,8 @@ def _as_generator(generator: Any, device: str | torch.device) -> Generator | Non
     if isinstance(generator, torch.nn.Module):
         from sisgen.engines.torch_engine import TorchEngine
 
-        return Generator.from_model(TorchEngine(generator, device), generator)
+        # scored during training too: no pass over the weights for a manifest hash
+        return Generator.from_model(TorchEngine(generator, device), generator, model_hash="")
     raise TypeError(f"generator must be a sisgen Generator or model, got {type(generator)}")
 
 
