@@ -12,6 +12,16 @@ from .errors import SisgenInputError
 
 IGNORE_ID = 255
 
+# ``LabelMap.meta`` keys that edits, photo editing and engines pass between each other.
+#: Noise-region marks (bool ``H×W``, written by ``resample_noise``; follow the labels).
+NOISE_MASK_KEY = "noise_mask"
+#: Each pixel's index in the source photo (int32 ``H×W``; moved by geometric edits).
+SOURCE_PIXEL_KEY = "source_pixel"
+#: The aligned photo (uint8 ``H×W×3``) and the hole to re-synthesize (bool ``H×W``).
+PHOTO_KEY, HOLE_KEY = "photo", "hole"
+#: The position of the map in its source (set by the sample path).
+SOURCE_INDEX_KEY = "source_index"
+
 
 @dataclass
 class LabelMap:
@@ -87,8 +97,9 @@ class LabelMap:
             return cv2.resize(src, (w, h), interpolation=cv2.INTER_NEAREST)
 
         meta = copy.deepcopy(self.meta)
-        if meta.get("noise_mask") is not None:  # noise-region marks follow the labels
-            meta["noise_mask"] = _resize(np.asarray(meta["noise_mask"], np.uint8)).astype(bool)
+        if meta.get(NOISE_MASK_KEY) is not None:  # noise-region marks follow the labels
+            meta[NOISE_MASK_KEY] = _resize(np.asarray(meta[NOISE_MASK_KEY], np.uint8)
+                                           ).astype(bool)
         return LabelMap(
             _resize(self.semantic).astype(self.semantic.dtype),
             None if self.instance is None else _resize(self.instance),

@@ -60,11 +60,13 @@ class Vocabulary:
     ignore_id: int = IGNORE_ID
     _by_id: dict[int, ClassInfo] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, ClassInfo] = field(init=False, repr=False, compare=False)
+    _tables: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.classes = sorted(self.classes, key=lambda c: c.id)
         self._by_id = {}
         self._by_name = {}
+        self._tables = {}
         for c in self.classes:
             if not 0 <= c.id < 255:
                 raise ValueError(f"vocabulary {self.name!r}: class id {c.id} outside 0..254")
@@ -95,6 +97,27 @@ class Vocabulary:
     def thing_ids(self) -> list[int]:
         """Ids of the thing classes."""
         return [c.id for c in self.classes if c.is_thing]
+
+    def thing_table(self) -> np.ndarray:
+        """A read-only 256-entry bool lookup table: ``True`` at the thing class ids."""
+        return self._table("thing", self.thing_ids)
+
+    def stuff_table(self) -> np.ndarray:
+        """A read-only 256-entry bool lookup table: ``True`` at the stuff class ids."""
+        return self._table("stuff", [c.id for c in self.classes if not c.is_thing])
+
+    def valid_table(self) -> np.ndarray:
+        """A read-only 256-entry bool lookup table: ``True`` at every class id."""
+        return self._table("valid", self.ids)
+
+    def _table(self, kind: str, ids: list[int]) -> np.ndarray:
+        table = self._tables.get(kind)
+        if table is None:
+            table = np.zeros(256, dtype=bool)
+            table[ids] = True
+            table.flags.writeable = False
+            self._tables[kind] = table
+        return table
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -431,10 +454,24 @@ def _cityscapes_trainid() -> Vocabulary:
     )
 
 
-def _toycity() -> Vocabulary:
-    from .toycity import toycity_vocabulary
+#: ToyCity (the built-in procedural street scenes): id, name, Cityscapes display colour,
+#: is_thing. The renderer in :mod:`sisgen.sources.toycity` names the same ids.
+_TOYCITY = [
+    (0, "sky", (70, 130, 180), False),
+    (1, "road", (128, 64, 128), False),
+    (2, "sidewalk", (244, 35, 232), False),
+    (3, "building", (70, 70, 70), False),
+    (4, "vegetation", (107, 142, 35), False),
+    (5, "terrain", (152, 251, 152), False),
+    (6, "pole", (153, 153, 153), False),
+    (7, "traffic sign", (220, 220, 0), False),
+    (8, "car", (0, 0, 142), True),
+    (9, "person", (220, 20, 60), True),
+]
 
-    return toycity_vocabulary()
+
+def _toycity() -> Vocabulary:
+    return Vocabulary("toycity", [ClassInfo(i, n, c, t) for i, n, c, t in _TOYCITY])
 
 
 _PRESETS = {
