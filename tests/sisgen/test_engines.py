@@ -141,7 +141,7 @@ def test_torch_engine_runs_export_form_without_touching_model(model):
     out = eng(labels, edges, noise)
     assert out.shape == (2, 3, 32, 64)
     with torch.no_grad():
-        assert torch.allclose(out, model(labels, edges, noise), atol=1e-6)
+        torch.testing.assert_close(out, model(labels, edges, noise))
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)

@@ -337,7 +337,7 @@ def test_onnx_io_binding_on_cpu_tensors(onnx_file, model, reference):
     a = plain(*example)
     b = bound(*example)
     assert isinstance(a, np.ndarray) and isinstance(b, torch.Tensor)
-    assert torch.allclose(b, torch.from_numpy(a), atol=1e-6)
+    torch.testing.assert_close(b, torch.from_numpy(a))
     assert torch.allclose(b, ref, atol=1e-4)
     # int32 labels are cast to what the graph takes
     c = bound.run_torch({**dict(zip(names, args, strict=True)), "labels": args[0].int()})

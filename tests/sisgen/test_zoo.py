@@ -28,45 +28,28 @@ def test_forward_shape_and_range(name):
     assert torch.isfinite(out).all() and out.abs().max() <= 1.0
 
 
-def unconnected_parameters(module: torch.nn.Module, output: torch.Tensor) -> list[str]:
-    """Names of trainable parameters that the autograd graph of ``output`` does not reach.
-
-    Structural, not numerical: ``allow_unused`` gives ``None`` exactly for a parameter the
-    output does not depend on (unused, detached, or frozen by mistake), whatever its
-    gradient's value. A true gradient of zero (a bias in front of a normalisation, whose
-    rounding lands on 0.0 on some CPUs and 1e-11 on others) is still a connection.
-    """
-    named = [(n, p) for n, p in module.named_parameters()]
-    frozen = [n for n, p in named if not p.requires_grad]
-    grads = torch.autograd.grad(output.square().mean(), [p for _, p in named if p.requires_grad],
-                                allow_unused=True)
-    trainable = [n for n, p in named if p.requires_grad]
-    missing = [n for n, g in zip(trainable, grads) if g is None or not torch.isfinite(g).all()]
-    return frozen + missing
-
-
 @pytest.mark.parametrize("name", MODELS)
-def test_every_parameter_is_connected_and_trainable(name):
+def test_every_parameter_is_connected_and_trainable(name, unconnected):
     g = _tiny(name).train()
     labels, edges, noise, *extra = g.example_inputs(batch_size=2)
-    missing = unconnected_parameters(g, g(labels, edges, noise, *extra))
+    missing = unconnected(g, g(labels, edges, noise, *extra).square().mean())
     assert not missing, f"not connected to the output or not trainable: {missing[:5]}"
 
 
-def test_connectivity_check_catches_unused_frozen_and_detached_parameters():
+def test_connectivity_check_catches_unused_frozen_and_detached_parameters(unconnected):
     g = _tiny("spade").train()
     g.unused = torch.nn.Parameter(torch.ones(3))
     inputs = g.example_inputs(batch_size=1)
-    assert unconnected_parameters(g, g(*inputs)) == ["unused"]
+    assert unconnected(g, g(*inputs).mean()) == ["unused"]
     del g.unused
-    first = next(iter(g.parameters()))
+    first_name, first = next(iter(g.named_parameters()))
     first.requires_grad_(False)
-    assert len(unconnected_parameters(g, g(*inputs))) == 1
+    assert unconnected(g, g(*inputs).mean()) == [first_name]
     first.requires_grad_(True)
     out = g(*inputs)
-    assert not unconnected_parameters(g, out)
-    assert len(unconnected_parameters(g, out.detach().requires_grad_())) == len(
-        list(g.parameters()))
+    assert not unconnected(g, out.mean())
+    detached = out.detach().requires_grad_().mean()
+    assert len(unconnected(g, detached)) == len(list(g.parameters()))
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -35,8 +35,8 @@ def test_non_integer_scale_and_same_weights_at_every_scale():
         out = g15(labels, edges, noise)
         feats = g1.features(labels, edges, noise)
         # the decoder can be queried on any grid from the same trunk features
-        assert torch.allclose(g1.decode(feats, (96, 96)), out, atol=1e-6)
-        assert torch.allclose(g1.decode(feats, (64, 64)), g1(labels, edges, noise), atol=1e-6)
+        torch.testing.assert_close(g1.decode(feats, (96, 96)), out)
+        torch.testing.assert_close(g1.decode(feats, (64, 64)), g1(labels, edges, noise))
     assert out.shape == (1, 3, 96, 96)
 
 
@@ -49,7 +49,7 @@ def test_pixel_coordinates_are_continuous_across_scales():
     assert torch.allclose(c1[0, 1, :, 0], (torch.arange(4) + 0.5) / 2 - 1)
     assert c2.abs().max() < 1
     # a 2x2 block of the fine grid averages to the coarse pixel centre
-    assert torch.allclose(F.avg_pool2d(c2, 2), c1, atol=1e-6)
+    torch.testing.assert_close(F.avg_pool2d(c2, 2), c1)
 
 
 def test_fourier_features_shape_and_unit_pairs():
