@@ -14,7 +14,7 @@ Losses as the paper trains (official defaults): hinge adversarial terms averaged
 three scales, discriminator feature matching on ``enc2..enc5`` (weight 20), a VGG
 perceptual loss (weight 10; pass a module, e.g. ``training.pix2pixhd.VGGLoss`` with
 ImageNet weights) and, in the VAE mode, the KL term of the image encoder (weight 0.05).
-:class:`CCFPSERecipe` puts them together for the trainer.
+:class:`CCFPSEObjective` puts them together for the trainer.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from sisgen.models.base import SISGenerator
 from sisgen.models.ccfpse import CCFPSEGenerator
 from sisgen.models.layers import maybe_sn
 
+from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import with_paper_vgg
-from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 
 def _sn_in_conv(cin: int, cout: int, kernel_size: int, stride: int = 1, spectral: bool = True
@@ -291,9 +291,9 @@ def encoder_for(generator: CCFPSEGenerator, ndf: int | None = None) -> ConvEncod
                        crop_size=generator.resolution[1])
 
 
-# ---------------------------------------------------------------------------- recipe
-@register_recipe("ccfpse")
-class CCFPSERecipe(GANRecipe):
+# ------------------------------------------------------------------------- objective
+@register_objective("ccfpse")
+class CCFPSEObjective(Objective):
     """CC-FPSE training: FPSE discriminator, hinge, feature matching, VGG, and the VAE.
 
     Loss weights (the paper's training script and SPADE-derived options):

@@ -51,9 +51,9 @@ class TrainConfig:
             in the generator's state dict; extra networks as ``E.<name>``) -- pix2pixHD's
             ``--niter_fix_global``, training the new local enhancer (``model1_``) alone
             first. ``None``: everything trains from the start.
-        losses: Loss weights, merged into the recipe's paper defaults (``fm``, ``vgg``,
-            ``kld``, ``labelmix`` ...; see :mod:`sisgen.training.recipe`).
-        discriminator: Discriminator arguments, merged into the recipe's defaults.
+        losses: Loss weights, merged into the objective's paper defaults (``fm``, ``vgg``,
+            ``kld``, ``labelmix`` ...; see :mod:`sisgen.training.objective`).
+        discriminator: Discriminator arguments, merged into the objective's defaults.
         perceptual_weights: Local torchvision ``vgg19`` state-dict file for the perceptual
             loss (nothing is downloaded).
         ema_decay: Generator EMA decay (0 disables EMA).

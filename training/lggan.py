@@ -12,7 +12,7 @@ fused image, the global (SPADE) image and the local image. On top of that it def
 * optionally an image L1 loss on the three results (the official training scripts turn it
   off with ``--no_l1_loss``) and a perceptual (VGG) loss, given as a callable.
 
-:class:`LGGANRecipe` trains ``lggan`` with them.
+:class:`LGGANObjective` trains ``lggan`` with them.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from sisgen.models.lggan import LGGANGenerator, LGGANOutputs
 
 from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_g_loss
+from .objective import Batch, Objective, Terms, condition_map, register_objective
 from .perceptual import with_paper_vgg
-from .recipe import Batch, GANRecipe, Terms, condition_map, register_recipe
 
 Features = list[list[torch.Tensor]]
 
@@ -182,8 +182,8 @@ def lggan_discriminator_losses(out: LGGANOutputs, real: torch.Tensor, seg: torch
     return {"D_Fake": d_fake, "D_real": d_real}
 
 
-@register_recipe("lggan")
-class LGGANRecipe(GANRecipe):
+@register_objective("lggan")
+class LGGANObjective(Objective):
     """LGGAN training: SPADE's multi-scale PatchGAN on the fused, global and local images.
 
     Loss weights (official ``train_options.py`` and training scripts):
@@ -259,7 +259,7 @@ class LGGANRecipe(GANRecipe):
 
 __all__ = [
     "LGGANClassifier",
-    "LGGANRecipe",
+    "LGGANObjective",
     "class_loss",
     "class_presence",
     "lggan_discriminator_losses",

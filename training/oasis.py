@@ -9,7 +9,7 @@
   random binary choice per class, and the consistency between D's output on the mix and
   the same mix of its outputs on real and fake.
 * :class:`OASISLoss` -- the discriminator and generator objectives put together.
-* :class:`OASISRecipe` -- the trainer's recipe for ``oasis`` and ``va_oasis``.
+* :class:`OASISObjective` -- the trainer's objective for ``oasis`` and ``va_oasis``.
 
 Labels here are the generator's official one-hot map ``[B,N,H,W]`` with the dontcare
 class in channel 0 (``OASISGenerator.semantic_map``).
@@ -27,7 +27,7 @@ from torch import nn
 from sisgen.models.base import SISGenerator
 from sisgen.models.layers import maybe_sn
 
-from .recipe import Batch, GANRecipe, Terms, register_recipe
+from .objective import Batch, Objective, Terms, register_objective
 
 # ---------------------------------------------------------------------------- network
 
@@ -285,11 +285,11 @@ class OASISLoss:
         return oasis_adversarial_loss(netD(fake), label, True, self.balance, self.dontcare)
 
 
-# ----------------------------------------------------------------------------- recipe
+# -------------------------------------------------------------------------- objective
 
 
-@register_recipe("oasis", "va_oasis")
-class OASISRecipe(GANRecipe):
+@register_objective("oasis", "va_oasis")
+class OASISObjective(Objective):
     """OASIS training (also VA-OASIS, which the VASIS authors train the same way).
 
     The discriminator is the U-Net :class:`OASISDiscriminator` segmenting images into the

@@ -1,4 +1,4 @@
-"""The VGG19 perceptual loss shared by every recipe (pix2pixHD, SPADE, SESAME, CC-FPSE ...).
+"""The VGG19 perceptual loss shared by every objective (pix2pixHD, SPADE, SESAME, CC-FPSE ...).
 
 * :class:`VGG19Features` -- VGG19's conv trunk up to ``relu5_1`` in five slices ending at
   relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1 (the layout of the pix2pixHD / SPADE
@@ -7,7 +7,7 @@
   nothing is downloaded).
 * :class:`VGGLoss` -- the weighted L1 between the five feature maps (weights 1/32 .. 1,
   the real side detached), on images in [-1, 1] as the official implementations feed them.
-* :func:`with_paper_vgg` -- a recipe's loss weights with the perceptual term switched off
+* :func:`with_paper_vgg` -- an objective's loss weights with the perceptual term switched off
   when no feature extractor was given and the config did not ask for it.
 """
 
@@ -115,7 +115,7 @@ def with_paper_vgg(losses: Mapping[str, float], perceptual: nn.Module | None
                    ) -> dict[str, float]:
     """``losses`` with ``vgg = 0`` when no feature extractor is given and none was asked for.
 
-    Recipes whose paper trains with the perceptual loss keep its weight as their default;
+    Objectives whose paper trains with the perceptual loss keep its weight as their default;
     without VGG weights (``perceptual_weights`` unset) they train without the term instead
     of failing. Asking for it explicitly (``losses.vgg > 0``) still needs the weights.
     """

@@ -17,7 +17,7 @@
   the real photo into the generator's ``features`` input and is trained through ``G``'s
   losses (put its parameters into the generator's optimizer, as the official code does).
 
-* :class:`Pix2PixHDRecipe` / :class:`Pix2PixHDLocalRecipe` -- the trainer's recipes.
+* :class:`Pix2PixHDObjective` / :class:`Pix2PixHDLocalObjective` -- the trainer's objectives.
 
 The official image pool (``--pool_size``) defaults to 0 and is not implemented here.
 """
@@ -42,8 +42,8 @@ from sisgen.models.pix2pixhd_encoder import (
     object_ids,
 )
 
+from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import VGGLoss, with_paper_vgg
-from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 DiscriminatorOutput = list[list[torch.Tensor]]
 
@@ -266,9 +266,9 @@ def pix2pixhd_losses(
     return losses, fake
 
 
-# ------------------------------------------------------------------------ recipe
-@register_recipe("pix2pixhd")
-class Pix2PixHDRecipe(GANRecipe):
+# --------------------------------------------------------------------- objective
+@register_objective("pix2pixhd")
+class Pix2PixHDObjective(Objective):
     """pix2pixHD training: multi-scale PatchGAN on ``(label map, image)``, LSGAN, FM, VGG.
 
     Loss weights (official ``train_options.py``):
@@ -378,12 +378,12 @@ class Pix2PixHDRecipe(GANRecipe):
                                                       seed=self.cluster_seed)
 
 
-@register_recipe("pix2pixhd_local")
-class Pix2PixHDLocalRecipe(Pix2PixHDRecipe):
-    """pix2pixHD with a local enhancer: as :class:`Pix2PixHDRecipe` with three D scales.
+@register_objective("pix2pixhd_local")
+class Pix2PixHDLocalObjective(Pix2PixHDObjective):
+    """pix2pixHD with a local enhancer: as :class:`Pix2PixHDObjective` with three D scales.
 
     The official 1024px script trains the local enhancer with ``--num_D 3``.
     """
 
     default_discriminator: ClassVar[dict[str, Any]] = {
-        **Pix2PixHDRecipe.default_discriminator, "num_d": 3}
+        **Pix2PixHDObjective.default_discriminator, "num_d": 3}

@@ -22,7 +22,7 @@ Both are per-pixel cross-entropies weighted by the batch's inverse label frequen
 * :func:`class_balance_weights` / :func:`class_balanced_cross_entropy` -- the official
   ``get_class_balancing`` weights and the weighted CE.
 * :class:`SAFMLoss` -- generator and discriminator objectives put together.
-* :class:`SAFMRecipe` -- the trainer's recipe for ``safm``.
+* :class:`SAFMObjective` -- the trainer's objective for ``safm``.
 
 Labels are the compact ``[B,H,W]`` ids; the one-hot map is the generator's
 (:func:`~sisgen.models.layers.labels_to_onehot`, dontcare channel last, as in the official
@@ -43,8 +43,8 @@ from sisgen.models.layers import labels_to_onehot
 from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_g_loss
 from .oasis import OASISDiscriminator, init_oasis_weights
+from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import with_paper_vgg
-from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 Features = list[list[torch.Tensor]]
 
@@ -283,11 +283,11 @@ def _hinge_fake(pred: Features) -> torch.Tensor:
     return sum(F.relu(1 + p[-1]).mean() for p in pred) / len(pred)  # type: ignore[return-value]
 
 
-# ---------------------------------------------------------------------------- recipe
+# ------------------------------------------------------------------------- objective
 
 
-@register_recipe("safm")
-class SAFMRecipe(GANRecipe):
+@register_objective("safm")
+class SAFMObjective(Objective):
     """SAFM training: SPADE's objectives plus the segmenter trained with the generator.
 
     Loss weights (official options): ``gan`` (1, hinge), ``fm`` (10), ``vgg`` (10; on in

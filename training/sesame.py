@@ -10,7 +10,7 @@ image evidence counts. Two such discriminators run on an image pyramid.
 Losses follow the official training: hinge GAN terms, discriminator feature matching
 (weight 10) and a VGG19 perceptual loss (weight 10); the generated image is composited into
 the real photo outside the hole before the discriminator sees it (the generator does this
-itself with ``composite=True``). :class:`SESAMERecipe` trains ``sesame`` on holes drawn
+itself with ``composite=True``). :class:`SESAMEObjective` trains ``sesame`` on holes drawn
 by :func:`training_masks`.
 """
 
@@ -26,8 +26,8 @@ from sisgen.models.base import SISGenerator
 from sisgen.models.layers import maybe_sn
 
 from .losses import feature_matching_loss
+from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import VGGLoss, with_paper_vgg
-from .recipe import Batch, GANRecipe, Terms, register_recipe
 
 Features = list[list[torch.Tensor]]
 
@@ -220,7 +220,7 @@ class SESAMELoss:
         return {"D_Fake": hinge_terms(pred_fake, False), "D_real": hinge_terms(pred_real, True)}
 
 
-# ---------------------------------------------------------------------------- recipe
+# ------------------------------------------------------------------------- objective
 def training_masks(instances: torch.Tensor, box_prob: float = 0.5) -> torch.Tensor:
     """SESAME's training holes ``[B,1,H,W]`` (1 = re-synthesize), one rectangle per image.
 
@@ -261,8 +261,8 @@ def centre_box(batch: int, height: int, width: int) -> torch.Tensor:
     return mask
 
 
-@register_recipe("sesame")
-class SESAMERecipe(GANRecipe):
+@register_objective("sesame")
+class SESAMEObjective(Objective):
     """SESAME training: inpainting a hole from the label map, two-stream discriminator.
 
     Every step draws one hole per image (:func:`training_masks`: a random box, or an

@@ -1,7 +1,7 @@
 """The GAN training loop, kept apart from the models.
 
 The generator knows nothing of losses or optimizers. A per-architecture
-:class:`~sisgen.training.recipe.GANRecipe` brings the discriminator and the paper's
+:class:`~sisgen.training.objective.Objective` brings the discriminator and the paper's
 losses; :class:`Trainer` owns what is common: TTUR Adam optimizers with an optional linear
 decay, mixed precision (bf16, or fp16 with loss scaling), channels-last, EMA of the
 generator with BatchNorm re-calibration, gradient clipping and non-finite guards,
@@ -44,7 +44,7 @@ from . import data
 from . import distributed as dist_utils
 from .config import TrainConfig
 from .ema import ema_decay, has_batchnorm, recalibrate_batchnorm, update_ema
-from .recipe import GANRecipe, recipe_for
+from .objective import Objective, objective_for
 from .sampler import ResumableSampler
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def load_perceptual(path: str | os.PathLike) -> nn.Module:
 
 
 class Trainer:
-    """Trains any zoo generator with its recipe.
+    """Trains any zoo generator with its objective.
 
     Args:
         cfg: The run configuration.
@@ -114,16 +114,16 @@ class Trainer:
         if cfg.init_from:
             init_generator(self.G, cfg.init_from)
         perceptual = load_perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
-        self.recipe: GANRecipe = recipe_for(self.G, cfg.losses, cfg.discriminator, perceptual)
+        self.objective: Objective = objective_for(self.G, cfg.losses, cfg.discriminator, perceptual)
         if self.dist.enabled and cuda and cfg.sync_bn:
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
-            self.recipe.d_nets = nn.SyncBatchNorm.convert_sync_batchnorm(self.recipe.d_nets)
+            self.objective.d_nets = nn.SyncBatchNorm.convert_sync_batchnorm(self.objective.d_nets)
         self.G.to(self.device)
-        self.recipe.to(self.device)
+        self.objective.to(self.device)
         if cfg.channels_last:
             self.G.to(memory_format=torch.channels_last)
-            self.recipe.to(memory_format=torch.channels_last)
-        dist_utils.broadcast_state([self.G, self.recipe.d_nets, self.recipe.g_nets])
+            self.objective.to(memory_format=torch.channels_last)
+        dist_utils.broadcast_state([self.G, self.objective.d_nets, self.objective.g_nets])
         self.G_ema = copy.deepcopy(self.G).eval() if cfg.ema_decay > 0 else None
 
         self.dataset = data.build_dataset(cfg.source, (cfg.height, cfg.width), cfg.augment,
@@ -141,10 +141,10 @@ class Trainer:
         self.total_steps = self._total_steps()
 
         betas = (float(cfg.beta1), float(cfg.beta2))
-        self.g_params = [p for m in (self.G, self.recipe.g_nets) for p in m.parameters()
+        self.g_params = [p for m in (self.G, self.objective.g_nets) for p in m.parameters()
                          if p.requires_grad]
         self.warmup_frozen, self.warmup_epochs = self._train_only(cfg.train_only)
-        self.d_params = [p for p in self.recipe.d_nets.parameters() if p.requires_grad]
+        self.d_params = [p for p in self.objective.d_nets.parameters() if p.requires_grad]
         self.opt_g = torch.optim.Adam(self.g_params, cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d_params, cfg.lr_d, betas=betas)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, self._lr_factor)
@@ -211,8 +211,8 @@ class Trainer:
             "bad_steps": self.bad_steps,
             "skipped": self.skipped,
             "G": self.G.state_dict(),
-            "d_nets": self.recipe.d_nets.state_dict(),
-            "g_nets": self.recipe.g_nets.state_dict(),
+            "d_nets": self.objective.d_nets.state_dict(),
+            "g_nets": self.objective.g_nets.state_dict(),
             "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -241,8 +241,8 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - torn or foreign file
             raise SisgenInputError(f"cannot read the training checkpoint ({e})", path) from e
         self.G.load_state_dict(st["G"])
-        self.recipe.d_nets.load_state_dict(st["d_nets"])
-        self.recipe.g_nets.load_state_dict(st["g_nets"])
+        self.objective.d_nets.load_state_dict(st["d_nets"])
+        self.objective.g_nets.load_state_dict(st["g_nets"])
         if self.G_ema is not None and st.get("G_ema") is not None:
             self.G_ema.load_state_dict(st["G_ema"])
         for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
@@ -291,7 +291,7 @@ class Trainer:
 
         def forward(model: nn.Module, batch: dict[str, torch.Tensor]) -> None:
             batch = self._to_device(batch)
-            self.recipe.sample(model, batch, self._noise(batch["labels"].shape[0], gen))
+            self.objective.sample(model, batch, self._noise(batch["labels"].shape[0], gen))
 
         recalibrate_batchnorm(g, self._in_order_batches(self.cfg.ema_bn_batches, wrap=True),
                               forward)
@@ -314,8 +314,8 @@ class Trainer:
             yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
 
     def _finalize(self, g: SISGenerator, limit: int | None = None) -> SISGenerator:
-        """``g`` with what inference needs beyond weights (the recipe's finalize hook)."""
-        self.recipe.finalize(g, map(self._to_device, self._in_order_batches(limit)))
+        """``g`` with what inference needs beyond weights (the objective's finalize hook)."""
+        self.objective.finalize(g, map(self._to_device, self._in_order_batches(limit)))
         return g
 
     # ------------------------------------------------------------------- steps
@@ -346,7 +346,7 @@ class Trainer:
             raise SisgenInputError(f"train_only must be {{params: [prefixes], epochs: N}}, "
                                    f"got {spec!r}")
         prefixes = tuple(str(p) for p in spec["params"])
-        named = [*self.G.named_parameters(), *self.recipe.g_nets.named_parameters()]
+        named = [*self.G.named_parameters(), *self.objective.g_nets.named_parameters()]
         trained = [n for n, _ in named if n.startswith(prefixes)]
         if not trained:
             raise SisgenInputError(f"train_only: no generator parameter starts with "
@@ -384,7 +384,7 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One generator step, then one discriminator step on the same batch."""
         if self.dist.enabled:  # BatchNorm statistics follow rank 0, as DDP does
-            dist_utils.broadcast_state([self.G, self.recipe.d_nets, self.recipe.g_nets],
+            dist_utils.broadcast_state([self.G, self.objective.d_nets, self.objective.g_nets],
                                        buffers_only=True)
         batch = self._to_device(batch)
         noise = self._noise(batch["labels"].shape[0])
@@ -392,9 +392,9 @@ class Trainer:
         for p in self.d_params:  # no discriminator gradients during the generator step
             p.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
-        self.recipe.epoch = self.epoch  # schedules by epoch (SAFM's Fake_seg start)
+        self.objective.epoch = self.epoch  # schedules by epoch (SAFM's Fake_seg start)
         with self._autocast():
-            g_loss, g_terms, fake = self.recipe.generator_loss(self.G, batch, noise)
+            g_loss, g_terms, fake = self.objective.generator_loss(self.G, batch, noise)
         frozen = self.warmup_frozen if self.epoch < self.warmup_epochs else []
         ok_g = self._apply(g_loss, self.opt_g, self.scaler_g, self.g_params, frozen)
         for p in self.d_params:
@@ -402,7 +402,7 @@ class Trainer:
 
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
-            d_loss, d_terms = self.recipe.discriminator_loss(self.G, batch, fake.detach())
+            d_loss, d_terms = self.objective.discriminator_loss(self.G, batch, fake.detach())
         ok_d = self._apply(d_loss, self.opt_d, self.scaler_d, self.d_params)
 
         with warnings.catch_warnings():  # a skipped (non-finite) step still advances the LR
@@ -502,7 +502,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
         if self.dist.enabled:  # end with rank 0's BatchNorm statistics everywhere
-            dist_utils.broadcast_state([self.G, self.recipe.d_nets, self.recipe.g_nets],
+            dist_utils.broadcast_state([self.G, self.objective.d_nets, self.objective.g_nets],
                                        buffers_only=True)
         self.save_checkpoint()
         model_dir = self.out / "model"
@@ -584,7 +584,7 @@ class Trainer:
         g.eval()
         small = self._to_device({k: v[:n] for k, v in batch.items()})
         gen = torch.Generator().manual_seed(self.cfg.seed + 777)
-        fake = self.recipe.sample(g, small, self._noise(small["labels"].shape[0], gen))
+        fake = self.objective.sample(g, small, self._noise(small["labels"].shape[0], gen))
         g.train(was_training)
         pal = self.dataset.vocabulary
         rows = []

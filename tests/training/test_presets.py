@@ -1,4 +1,4 @@
-"""The packaged paper presets: they load, name real recipes and resolutions, and dry-run."""
+"""The packaged paper presets: they load, name real objectives and resolutions, and dry-run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from sisgen.models import build_model
 from sisgen.models.registry import dataset_spec
 from sisgen.training.config import PRESET_DIR, TrainConfig, load_config
 from sisgen.training.data import Augmentation
+from sisgen.training.objective import objective_for
 from sisgen.training.perceptual import VGG19Features
-from sisgen.training.recipe import recipe_for
 
 DATASETS = ("cityscapes", "ade20k", "coco_stuff")
 
@@ -40,7 +40,7 @@ def test_every_paper_preset_is_packaged() -> None:
 
 @cache
 def _perceptual() -> VGG19Features:
-    # random weights: the recipes only need the module to exist to accept a vgg weight
+    # random weights: the objectives only need the module to exist to accept a vgg weight
     return VGG19Features()
 
 
@@ -65,15 +65,15 @@ def test_preset_loads_with_paper_fields(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_losses_and_discriminator_fit_the_recipe(name: str) -> None:
+def test_preset_losses_and_discriminator_fit_the_objective(name: str) -> None:
     cfg = load_config(name)
     # every loss and discriminator key is given, so no paper value hides behind a default
     G = build_model(cfg.model, dataset="tiny", **cfg.model_args)
-    recipe = recipe_for(G, cfg.losses, cfg.discriminator, _perceptual())
-    assert set(cfg.losses) == set(type(recipe).default_losses)
-    assert set(cfg.discriminator) == set(type(recipe).default_discriminator)
-    assert recipe.weights == {k: float(v) for k, v in cfg.losses.items()}
-    assert len(recipe.d_nets) >= 1
+    objective = objective_for(G, cfg.losses, cfg.discriminator, _perceptual())
+    assert set(cfg.losses) == set(type(objective).default_losses)
+    assert set(cfg.discriminator) == set(type(objective).default_discriminator)
+    assert objective.weights == {k: float(v) for k, v in cfg.losses.items()}
+    assert len(objective.d_nets) >= 1
 
 
 def test_vgg_presets_need_the_weights_file() -> None:
@@ -83,7 +83,7 @@ def test_vgg_presets_need_the_weights_file() -> None:
     assert cfg.losses["vgg"] == 10.0
     G = build_model(cfg.model, dataset="tiny")
     with pytest.raises(SisgenInputError, match="perceptual_weights"):
-        recipe_for(G, cfg.losses, cfg.discriminator, None)
+        objective_for(G, cfg.losses, cfg.discriminator, None)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_SIZE))

@@ -100,13 +100,13 @@ def _g_loss_after_one_step(amp: str) -> tuple[float, float]:
 
     def loss() -> float:
         with torch.no_grad(), t._autocast():
-            return float(t.recipe.generator_loss(t.G, batch, noise)[0].float())
+            return float(t.objective.generator_loss(t.G, batch, noise)[0].float())
 
     before = loss()
     for _ in range(3):
         t.opt_g.zero_grad(set_to_none=True)
         with t._autocast():
-            g_loss = t.recipe.generator_loss(t.G, batch, noise)[0]
+            g_loss = t.objective.generator_loss(t.G, batch, noise)[0]
         assert t._apply(g_loss, t.opt_g, t.scaler_g, t.g_params)
     return before, loss()
 
@@ -131,13 +131,13 @@ def test_fp16_uses_a_loss_scaler(tmp_path):
 
 def test_non_finite_steps_are_skipped_then_abort(tmp_path):
     t = Trainer(_cfg(tmp_path, max_bad_steps=2, ema_decay=0.0), progress=False)
-    orig = t.recipe.generator_loss
+    orig = t.objective.generator_loss
 
     def poisoned(G, batch, noise):
         loss, terms, fake = orig(G, batch, noise)
         return loss * float("nan"), terms, fake
 
-    t.recipe.generator_loss = poisoned
+    t.objective.generator_loss = poisoned
     before = {k: v.clone() for k, v in t.G.named_parameters()}
     batch = next(iter(t._loader()))
     t.train_step(batch)
@@ -152,12 +152,12 @@ def test_grad_clip_bounds_the_update(tmp_path):
     t = Trainer(_cfg(tmp_path, grad_clip=1e-3, ema_decay=0.0), progress=False)
     batch = t._to_device(next(iter(t._loader())))
     with t._autocast():
-        loss = t.recipe.generator_loss(t.G, batch, t._noise(2))[0]
+        loss = t.objective.generator_loss(t.G, batch, t._noise(2))[0]
     t.opt_g.zero_grad()
     loss.backward()
     raw = torch.nn.utils.clip_grad_norm_(t.g_params, float("inf"))
     t.opt_g.zero_grad()
-    assert t._apply(t.recipe.generator_loss(t.G, batch, t._noise(2))[0], t.opt_g, t.scaler_g,
+    assert t._apply(t.objective.generator_loss(t.G, batch, t._noise(2))[0], t.opt_g, t.scaler_g,
                     t.g_params)
     clipped = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in t.g_params if p.grad is not None))
     assert raw > 1e-3 and clipped == pytest.approx(1e-3, rel=1e-3)
@@ -229,7 +229,7 @@ def test_torchrun_two_ranks_finish_with_identical_weights(tmp_path):
         f"cfg = TrainConfig(**{cfg.to_dict()!r})\n"
         "t = Trainer(cfg, progress=False)\n"
         "t.fit()\n"
-        "torch.save({'G': t.G.state_dict(), 'D': t.recipe.d_nets.state_dict()},\n"
+        "torch.save({'G': t.G.state_dict(), 'D': t.objective.d_nets.state_dict()},\n"
         f"           {str(tmp_path)!r} + f'/rank{{t.dist.rank}}.pt')\n"
         "d.teardown()\n"
     )
@@ -259,7 +259,7 @@ def test_periodic_evaluation_writes_metrics(tmp_path):
 
 
 def test_instance_ids_are_compacted_for_models_that_index_them():
-    from sisgen.training.recipe import compact_ids
+    from sisgen.training.objective import compact_ids
 
     inst = torch.tensor([[[0, 26001, 26001], [33000, 0, 24005]], [[24005, 7, 0], [0, 0, 0]]])
     out = compact_ids(inst)

@@ -1,4 +1,4 @@
-"""Every zoo model trains on its tiny ToyCity preset; each recipe's loss terms and options."""
+"""Every zoo model trains on its tiny ToyCity preset; each objective's loss terms and options."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sisgen.models import available_models, build_model, load_model
 from sisgen.models.registry import TINY_OVERRIDES
 from sisgen.training import Trainer
 from sisgen.training.config import PRESET_DIR, load_config
+from sisgen.training.objective import available_objectives, objective_for
 from sisgen.training.perceptual import VGG19Features
-from sisgen.training.recipe import available_recipes, recipe_for
 from sisgen.training.sesame import centre_box, training_masks
 
 SPADE_TERMS = {"g_gan", "g_fm", "d"}
@@ -32,15 +32,15 @@ TERMS = {
     "sesame": {"g_gan", "g_fm", "d_fake", "d_real"},
     "safm": {"g_gan", "g_fm", "g_seg_real", "g_seg_fake", "d_fake", "d_real"},
 }
-#: Shrunken discriminator / segmenter arguments (only those a recipe takes are used).
+#: Shrunken discriminator / segmenter arguments (only those an objective takes are used).
 SMALL_NETS = {"ndf": 4, "n_layers": 2, "segnet_ndf": 4, "segnet_blocks": 3}
 #: Beyond the registry's tiny overrides: fewer contour points for SAFM's shape descriptor.
 SMALLER = {"safm": {"max_contour_points": 64}}
 
 
-def test_every_model_has_a_recipe_preset_and_expected_terms():
+def test_every_model_has_an_objective_preset_and_expected_terms():
     models = set(available_models())
-    assert models <= set(available_recipes())
+    assert models <= set(available_objectives())
     assert models == {p.stem[len("toycity_"):-len("_tiny")]
                       for p in PRESET_DIR.glob("toycity_*_tiny.yaml")}
     assert models == set(TERMS)
@@ -51,8 +51,8 @@ def _tiny_config(model: str, out_dir):
         "steps=2", "source.length=4", "batch_size=2", "height=64", "width=64",
         "sample_every=0", "validate=false", f"out_dir={out_dir}", "log_every=1",
         "checkpoint_every=100", "ema_bn_batches=1", "threads=1"])
-    recipe = type(recipe_for(build_model(model, dataset="tiny"), cfg.losses))
-    small = {k: v for k, v in SMALL_NETS.items() if k in recipe.default_discriminator}
+    objective = type(objective_for(build_model(model, dataset="tiny"), cfg.losses))
+    small = {k: v for k, v in SMALL_NETS.items() if k in objective.default_discriminator}
     losses = dict(cfg.losses)
     if "seg_fake_start_epoch" in losses:
         losses["seg_fake_start_epoch"] = 0  # SAFM's Fake_seg from the first epoch
@@ -67,11 +67,11 @@ def test_every_model_trains_on_its_tiny_preset(model, tmp_path):
     torch.manual_seed(0)
     trainer = Trainer(cfg, progress=False)
     before = {name: {k: v.clone() for k, v in net.state_dict().items()}
-              for name, net in (("G", trainer.G), ("D", trainer.recipe.d_nets),
-                                ("extra", trainer.recipe.g_nets))}
+              for name, net in (("G", trainer.G), ("D", trainer.objective.d_nets),
+                                ("extra", trainer.objective.g_nets))}
     model_dir = trainer.fit()
-    for name, net in (("G", trainer.G), ("D", trainer.recipe.d_nets),
-                      ("extra", trainer.recipe.g_nets)):
+    for name, net in (("G", trainer.G), ("D", trainer.objective.d_nets),
+                      ("extra", trainer.objective.g_nets)):
         params = dict(net.named_parameters())
         changed = [k for k in params if not torch.equal(params[k].detach(), before[name][k])]
         assert len(changed) == len(params), f"{name}: untrained {set(params) - set(changed)}"
@@ -102,16 +102,16 @@ def _batch(g, n: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
 def _terms(model: str, losses: dict | None = None, perceptual=None, **model_args):
     g = build_model(model, dataset="tiny", **model_args)
     small = {"ndf": 4, "n_layers": 2, "segnet_ndf": 4, "segnet_blocks": 3}
-    cls = type(recipe_for(g))
-    recipe = recipe_for(g, losses, {k: v for k, v in small.items()
+    cls = type(objective_for(g))
+    objective = objective_for(g, losses, {k: v for k, v in small.items()
                                     if k in cls.default_discriminator}, perceptual)
     batch = _batch(g)
     noise = torch.randn(2, *g.noise_shape()) if g.noise_shape() else None
-    g_loss, g_terms, fake = recipe.generator_loss(g, batch, noise)
-    d_loss, d_terms = recipe.discriminator_loss(g, batch, fake.detach())
+    g_loss, g_terms, fake = objective.generator_loss(g, batch, noise)
+    d_loss, d_terms = objective.discriminator_loss(g, batch, fake.detach())
     assert torch.isclose(g_loss, sum(g_terms.values())) and torch.isfinite(d_loss)
     assert torch.isclose(d_loss, sum(d_terms.values()))
-    return recipe, set(g_terms), set(d_terms)
+    return objective, set(g_terms), set(d_terms)
 
 
 def test_perceptual_term_follows_the_weights():
@@ -129,38 +129,38 @@ def test_perceptual_term_follows_the_weights():
 def test_oasis_labelmix_and_ccfpse_prior_mode():
     _, _, d_terms = _terms("oasis", {"labelmix": 0.0})
     assert d_terms == {"d_fake", "d_real"}
-    recipe, g_terms, _ = _terms("ccfpse", {"kld": 0.0})
-    assert "g_kld" not in g_terms and "E" not in recipe.g_nets
+    objective, g_terms, _ = _terms("ccfpse", {"kld": 0.0})
+    assert "g_kld" not in g_terms and "E" not in objective.g_nets
 
 
 def test_pix2pixhd_feature_encoder_trains_with_the_generator():
-    recipe, g_terms, _ = _terms("pix2pixhd", feat_num=3)
-    assert "E" in recipe.g_nets and g_terms == {"g_gan", "g_fm"}
+    objective, g_terms, _ = _terms("pix2pixhd", feat_num=3)
+    assert "E" in objective.g_nets and g_terms == {"g_gan", "g_fm"}
     g = build_model("pix2pixhd", dataset="tiny", feat_num=3)
-    out = recipe.sample(g, _batch(g), None)
+    out = objective.sample(g, _batch(g), None)
     assert out.shape == (2, 3, 64, 64)
 
 
 def test_safm_fake_seg_starts_after_its_epoch():
     g = build_model("safm", dataset="tiny", max_contour_points=64)
-    recipe = recipe_for(g, {"seg_fake_start_epoch": 2}, {"ndf": 4, "n_layers": 2,
+    objective = objective_for(g, {"seg_fake_start_epoch": 2}, {"ndf": 4, "n_layers": 2,
                                                          "segnet_ndf": 4, "segnet_blocks": 3})
     batch = _batch(g)
-    recipe.epoch = 1  # the second epoch: 2 > 2 is false
-    assert "g_seg_fake" not in recipe.generator_loss(g, batch, None)[1]
-    recipe.epoch = 2
-    assert "g_seg_fake" in recipe.generator_loss(g, batch, None)[1]
-    assert recipe_for(build_model("safm", dataset="cityscapes", ngf=4, hidden=8,
+    objective.epoch = 1  # the second epoch: 2 > 2 is false
+    assert "g_seg_fake" not in objective.generator_loss(g, batch, None)[1]
+    objective.epoch = 2
+    assert "g_seg_fake" in objective.generator_loss(g, batch, None)[1]
+    assert objective_for(build_model("safm", dataset="cityscapes", ngf=4, hidden=8,
                                   shape_hidden=4)).weights["seg_fake_start_epoch"] == 60
 
 
 def test_lggan_discriminator_step_alone_regenerates():
     g = build_model("lggan", dataset="tiny")
-    recipe = recipe_for(g, {}, {"ndf": 4, "n_layers": 2})
+    objective = objective_for(g, {}, {"ndf": 4, "n_layers": 2})
     batch = _batch(g)
     with torch.no_grad():
         fake = g(batch["labels"], batch["edges"])
-    loss, terms = recipe.discriminator_loss(g, batch, fake)
+    loss, terms = objective.discriminator_loss(g, batch, fake)
     assert set(terms) == {"d_fake", "d_real"} and torch.isfinite(loss)
 
 

@@ -1,16 +1,20 @@
-"""Training recipes: what an architecture needs besides its generator.
+"""Training objectives: what an architecture needs besides its generator.
 
-A :class:`GANRecipe` owns the discriminator(s) and any extra networks (the VAE image
+An :class:`Objective` owns the discriminator(s) and any extra networks (the VAE image
 encoder, LGGAN's classifier, SAFM's segmenter) and computes the generator and
 discriminator losses of its paper. The :class:`~sisgen.training.trainer.Trainer` owns
 everything that is the same for all of them: optimizers, mixed precision, EMA,
 gradient synchronization across ranks, guards, checkpoints and logging.
 
-Recipes register under the model registry's names (``@register_recipe("spade", ...)``);
-``recipe_for(generator, ...)`` picks the recipe of a built model by its ``model_name``.
+("Objective" is the training word; a :class:`sisgen.edits.Recipe` is a list of label-map
+edits, an unrelated idea.)
+
+Objectives register under the model registry's names
+(``@register_objective("spade", ...)``); ``objective_for(generator, ...)`` picks the
+objective of a built model by its ``model_name``.
 
 Loss weights (``losses``) and discriminator arguments (``discriminator``) come from the
-training config and are merged into each recipe's paper defaults; an unknown key is an
+training config and are merged into each objective's paper defaults; an unknown key is an
 error, so a typo in a preset cannot silently train with the default.
 """
 
@@ -25,6 +29,7 @@ from torch import nn
 
 from sisgen.errors import SisgenInputError
 from sisgen.models.base import SISGenerator
+from sisgen.registry import Registry
 
 from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
@@ -32,65 +37,63 @@ from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
 Batch = dict[str, torch.Tensor]
 Terms = dict[str, torch.Tensor]
 
-_RECIPES: dict[str, type[GANRecipe]] = {}
+#: Model name -> the objective class that trains it.
+_OBJECTIVES: Registry[type[Objective]] = Registry("trainable model")
+
+#: The modules that define the per-architecture objectives (beside their discriminators
+#: and losses); imported on first use so that the registry is complete.
+_OBJECTIVE_MODULES = ("oasis", "pix2pixhd", "ccfpse", "lggan", "sesame", "safm")
 
 
-def register_recipe(*model_names: str) -> Callable[[type[GANRecipe]], type[GANRecipe]]:
-    """Class decorator: the recipe that trains the registered models ``model_names``."""
+def register_objective(*model_names: str) -> Callable[[type[Objective]], type[Objective]]:
+    """Class decorator: the objective that trains the registered models ``model_names``."""
 
-    def deco(cls: type[GANRecipe]) -> type[GANRecipe]:
+    def deco(cls: type[Objective]) -> type[Objective]:
         for name in model_names:
-            _RECIPES[name] = cls
+            _OBJECTIVES.add(name, cls)
         return cls
 
     return deco
 
 
-def available_recipes() -> dict[str, str]:
-    """Model name -> recipe class name, for every trainable model."""
-    _import_recipes()
-    return {k: v.__name__ for k, v in sorted(_RECIPES.items())}
+def available_objectives() -> dict[str, str]:
+    """Model name -> objective class name, for every trainable model."""
+    _import_objectives()
+    return {k: v.__name__ for k, v in _OBJECTIVES.items()}
 
 
-def _import_recipes() -> None:
-    # the per-architecture recipes live beside their discriminators and losses
+def _import_objectives() -> None:
     import importlib
 
-    for mod in ("oasis", "pix2pixhd", "ccfpse", "lggan", "sesame", "safm"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as e:  # pragma: no cover - a module not written yet
-            if e.name != f"{__package__}.{mod}":
-                raise
+    for mod in _OBJECTIVE_MODULES:
+        importlib.import_module(f"{__package__}.{mod}")
 
 
-def recipe_for(generator: SISGenerator, losses: dict[str, float] | None = None,
-               discriminator: dict[str, Any] | None = None,
-               perceptual: nn.Module | None = None) -> GANRecipe:
-    """Build the recipe that trains ``generator`` (chosen by its ``model_name``).
+def objective_for(generator: SISGenerator, losses: dict[str, float] | None = None,
+                  discriminator: dict[str, Any] | None = None,
+                  perceptual: nn.Module | None = None) -> Objective:
+    """Build the objective that trains ``generator`` (chosen by its ``model_name``).
 
     Raises:
-        SisgenInputError: No recipe for the model, or unknown loss / discriminator keys.
+        SisgenInputError: No objective for the model (``unknown trainable model ...``), or
+            unknown loss / discriminator keys.
     """
-    _import_recipes()
-    name = generator.model_name
-    if name not in _RECIPES:
-        raise SisgenInputError(f"no training recipe for model {name!r}; trainable: "
-                               f"{', '.join(sorted(_RECIPES))}")
-    return _RECIPES[name](generator, losses or {}, discriminator or {}, perceptual)
+    _import_objectives()
+    cls = _OBJECTIVES.get(generator.model_name)
+    return cls(generator, losses or {}, discriminator or {}, perceptual)
 
 
-def _merge(defaults: dict[str, Any], given: dict[str, Any], what: str, recipe: str
+def _merge(defaults: dict[str, Any], given: dict[str, Any], what: str, owner: str
            ) -> dict[str, Any]:
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise SisgenInputError(f"{recipe} does not know {what} {unknown}; it takes "
+        raise SisgenInputError(f"{owner} does not know {what} {unknown}; it takes "
                                f"{sorted(defaults)}")
     return {**defaults, **given}
 
 
-class GANRecipe(nn.Module):
-    """Base class of the per-architecture training recipes.
+class Objective(nn.Module):
+    """Base class of the per-architecture training objectives.
 
     Subclasses declare their paper defaults in :attr:`default_losses` and
     :attr:`default_discriminator`, build their networks in :meth:`build`, and implement
@@ -197,8 +200,8 @@ def condition_map(G: SISGenerator, labels: torch.Tensor, edges: torch.Tensor | N
     return out[0] if isinstance(out, tuple) else out
 
 
-@register_recipe("spade", "clade", "clade_icpe", "va_spade", "va_clade", "posgen")
-class SPADERecipe(GANRecipe):
+@register_objective("spade", "clade", "clade_icpe", "va_spade", "va_clade", "posgen")
+class SPADEObjective(Objective):
     """SPADE / GauGAN training (also CLADE, CLADE-ICPE, VA-SPADE, VA-CLADE and PosGen).
 
     Multi-scale PatchGAN on ``concat(condition map, image)`` with the hinge loss, feature
