@@ -28,6 +28,7 @@ from sisgen.errors import SisgenInputError
 from sisgen.generate import sample_seed
 from sisgen.labelmap import LabelMap
 from sisgen.sources import Source
+from sisgen.vocab import require_same_ids
 
 EPOCH_SEED_STRIDE = 1_000_003
 """Run-seed offset between epochs: epoch ``e`` uses run seed ``seed + e * stride``."""
@@ -254,11 +255,7 @@ class SynthesisDataset(IterableDataset):
         return edited
 
     def _check_vocabulary(self, gen: Generator) -> None:
-        vocab = self.source.vocabulary
-        if gen.vocabulary is not None and gen.vocabulary.ids != vocab.ids:
-            raise SisgenInputError(
-                f"the source's vocabulary {vocab.name!r} ({len(vocab)} classes) does not match "
-                f"the model's {gen.vocabulary.name!r} ({len(gen.vocabulary)} classes)")
+        require_same_ids(self.source.vocabulary, gen.vocabulary)
 
     def _item(self, lm: LabelMap, image: np.ndarray, index: int, epoch: int) -> dict[str, Any]:
         label = lm.semantic.astype(np.int64)

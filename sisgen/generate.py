@@ -47,6 +47,7 @@ from .filtering import QualityFilter
 from .labelmap import LabelMap
 from .photo_edits import attach_photo, track_source_pixels
 from .sources import Source
+from .vocab import require_same_ids
 from .writers import Writer, get_writer
 
 MANIFEST = "manifest.jsonl"
@@ -345,11 +346,7 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     recipe = Recipe.load(recipe)
     vocab = source.vocabulary
-    if generator.vocabulary is not None and generator.vocabulary.ids != vocab.ids:
-        raise SisgenInputError(
-            f"the source's vocabulary {vocab.name!r} ({len(vocab)} classes) does not match the "
-            f"model's {generator.vocabulary.name!r} ({len(generator.vocabulary)} classes)"
-        )
+    require_same_ids(vocab, generator.vocabulary)
     recipe.validate(vocab)
     context = dict(context or {})
     if recipe.needs_bank() and "bank" not in context:

@@ -27,8 +27,8 @@ spelled ``_to_`` in the file name) and are listed by :func:`available_remaps`:
 Instances: :meth:`Remap.remap` keeps instance ids (unchanged, they stay unique) only on
 pixels whose *target* class is a thing; elsewhere they become 0.
 
-:class:`RemappedSource` wraps any source so that it yields remapped maps; it is what
-``sisgen.sources.open(kind, root, split, remap=...)`` returns.
+:class:`~sisgen.sources.remapped.RemappedSource` wraps any source so that it yields
+remapped maps; it is what ``sisgen.sources.open(kind, root, split, remap=...)`` returns.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ import numpy as np
 
 from .errors import SisgenInputError
 from .labelmap import IGNORE_ID, LabelMap
-from .sources.base import Source
 from .vocab import Vocabulary, get_vocabulary
 
 REMAPS_DIR = Path(__file__).with_name("remaps")
@@ -108,9 +107,8 @@ class Remap:
         semantic = self.apply(labelmap.semantic)
         instance = None
         if labelmap.instance is not None:
-            is_thing = np.zeros(256, dtype=bool)
-            is_thing[self.target.thing_ids] = True
-            instance = np.where(is_thing[semantic], labelmap.instance, 0).astype(np.int32)
+            thing = self.target.thing_table()[semantic]
+            instance = np.where(thing, labelmap.instance, 0).astype(np.int32)
         meta = copy.deepcopy(labelmap.meta)
         meta["remap"] = self.name
         meta["vocabulary"] = self.target.name
@@ -249,51 +247,3 @@ def get_remap(name_or_path: str | os.PathLike | Remap) -> Remap:
 def remap(labelmap: LabelMap, table: str | os.PathLike | Remap) -> LabelMap:
     """Remap one label map with a built-in table, a table file or a :class:`Remap`."""
     return get_remap(table).remap(labelmap)
-
-
-class RemappedSource(Source):
-    """A source whose maps pass through a :class:`Remap` on the way out.
-
-    Keys, photos and length are the wrapped source's; :attr:`vocabulary` is the remap's
-    target.
-
-    Args:
-        inner: The wrapped source.
-        table: A built-in remap name, a table file or a :class:`Remap`.
-
-    Raises:
-        SisgenInputError: The remap's source vocabulary is not the source's vocabulary.
-
-    """
-
-    def __init__(self, inner: Source, table: str | os.PathLike | Remap):
-        self.inner = inner
-        self.remap = get_remap(table)
-        ours = [(c.id, c.name) for c in inner.vocabulary.classes]
-        theirs = [(c.id, c.name) for c in self.remap.source.classes]
-        if ours != theirs:
-            raise SisgenInputError(
-                f"remap {self.remap.name!r} reads the {self.remap.source.name!r} vocabulary but "
-                f"the {inner.kind!r} source yields {inner.vocabulary.name!r} maps"
-            )
-        self.kind = inner.kind
-        self.vocabulary = self.remap.target
-
-    def keys(self) -> list[str]:
-        """The wrapped source's sample ids."""
-        return self.inner.keys()
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def load(self, index: int) -> LabelMap:
-        """Load sample ``index`` from the wrapped source and remap it."""
-        return self.remap.remap(self.inner.load(index))
-
-    def photo(self, index: int) -> np.ndarray | None:
-        """The wrapped source's photo."""
-        return self.inner.photo(index)
-
-    def __repr__(self) -> str:
-        return (f"<RemappedSource {self.kind} n={len(self)} remap={self.remap.name} "
-                f"vocab={self.vocabulary.name}>")

@@ -252,6 +252,23 @@ class Vocabulary:
         return cls.from_dict(data, source=str(path))
 
 
+def require_same_ids(source: Vocabulary, model: Vocabulary | None) -> None:
+    """Check that label maps of ``source`` can feed a model trained on ``model``.
+
+    The model must know exactly the source's class ids (names and colours may differ:
+    a converted checkpoint may carry its own names). ``model=None`` (a model that records
+    no vocabulary) always passes.
+
+    Raises:
+        SisgenInputError: The id sets differ; names both vocabularies and their sizes.
+    """
+    if model is not None and model.ids != source.ids:
+        raise SisgenInputError(
+            f"the source's vocabulary {source.name!r} ({len(source)} classes) does not match "
+            f"the model's {model.name!r} ({len(model)} classes)"
+        )
+
+
 def default_color(class_id: int) -> tuple[int, int, int]:
     """A deterministic, well-spread colour for an id (bit-interleaved palette)."""
     r = g = b = 0

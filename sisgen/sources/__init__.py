@@ -22,14 +22,15 @@ from . import (  # noqa: F401  (registration)
     folder,
     toycity,
 )
-from .base import _SOURCES, Source, register_source
+from .base import SOURCES, Source, register_source
+from .remapped import RemappedSource
 
-__all__ = ["Source", "available_sources", "open", "register_source"]
+__all__ = ["RemappedSource", "Source", "available_sources", "open", "register_source"]
 
 
 def available_sources() -> list[str]:
     """The registered source kinds."""
-    return sorted(_SOURCES)
+    return SOURCES.names()
 
 
 def open(kind: str, root: str | os.PathLike | None = None, split: str = "train",
@@ -50,15 +51,7 @@ def open(kind: str, root: str | os.PathLike | None = None, split: str = "train",
     Returns:
         A :class:`Source`.
     """
-    from ..errors import SisgenInputError
-
-    if kind not in _SOURCES:
-        raise SisgenInputError(
-            f"unknown source kind {kind!r}; available: {', '.join(available_sources())}"
-        )
-    src = _SOURCES[kind](root=root, split=split, **kwargs)
+    src = SOURCES.get(kind)(root=root, split=split, **kwargs)
     if remap is None:
         return src
-    from ..remap import RemappedSource
-
     return RemappedSource(src, remap)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..io import read_label_png, read_rgb
+from ..io import read_rgb
 from ..labelmap import LabelMap
 from ..vocab import get_vocabulary
 from .base import Source, register_source
@@ -87,16 +87,7 @@ class Ade20kSource(Source):
     def load(self, index: int) -> LabelMap:
         """Read label map ``index`` (uint8, 0..150)."""
         path = self.files[index]
-        semantic = read_label_png(path)
-        if self.validate:
-            self.vocabulary.validate(semantic, path)
-        meta: dict = {
-            "id": self._keys[index],
-            "source": self.kind,
-            "file": str(path),
-            "size": (int(semantic.shape[0]), int(semantic.shape[1])),
-            "split": self.split,
-        }
+        semantic, meta = self.read_semantic(self._keys[index], path, split=self.split)
         return LabelMap(semantic, None, meta)
 
     def photo(self, index: int) -> np.ndarray | None:

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
+from ..io import read_label_png
 from ..labelmap import LabelMap
+from ..registry import Registry
 from ..vocab import Vocabulary
 
-_SOURCES: dict[str, Callable[..., Source]] = {}
+#: Source factories by kind, for :func:`sisgen.sources.open`.
+SOURCES: Registry[Callable[..., Source]] = Registry("source kind")
 
 
 def register_source(kind: str) -> Callable[[Callable[..., Source]], Callable[..., Source]]:
     """Register a source factory under ``kind`` for :func:`sisgen.sources.open`."""
-
-    def deco(factory: Callable[..., Source]) -> Callable[..., Source]:
-        if kind in _SOURCES:
-            raise ValueError(f"source kind {kind!r} registered twice")
-        _SOURCES[kind] = factory
-        return factory
-
-    return deco
+    return SOURCES.register(kind)
 
 
 class Source:
@@ -39,6 +37,8 @@ class Source:
 
     kind: str = "source"
     vocabulary: Vocabulary
+    #: Whether :meth:`read_semantic` checks every map against the vocabulary.
+    validate: bool = True
 
     def keys(self) -> list[str]:
         """The sample ids, in order (unique, file-system safe)."""
@@ -47,6 +47,34 @@ class Source:
     def load(self, index: int) -> LabelMap:
         """Decode sample ``index``; raises ``SisgenInputError`` for bad files."""
         raise NotImplementedError
+
+    def read_semantic(self, key: str, path: str | os.PathLike, **extra: Any
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Decode a sample's label PNG, validate it, and start its ``meta``.
+
+        Args:
+            key: The sample id (``meta["id"]``).
+            path: The single-channel label PNG.
+            **extra: More provenance, appended to ``meta`` after the common keys.
+
+        Returns:
+            ``(semantic, meta)``: the ids and ``{"id", "source", "file", "size", **extra}``.
+
+        Raises:
+            SisgenInputError: The file is unreadable, not a label PNG, or (with
+                ``validate``) holds ids outside the vocabulary; the error names the file.
+        """
+        semantic = read_label_png(path)
+        if self.validate:
+            self.vocabulary.validate(semantic, path)
+        meta: dict[str, Any] = {
+            "id": key,
+            "source": self.kind,
+            "file": str(path),
+            "size": (int(semantic.shape[0]), int(semantic.shape[1])),
+            **extra,
+        }
+        return semantic, meta
 
     def photo(self, index: int) -> np.ndarray | None:
         """The paired ``H×W×3`` uint8 RGB photo of sample ``index``, or ``None``."""

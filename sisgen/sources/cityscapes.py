@@ -218,17 +218,8 @@ class CityscapesSource(Source):
         path = self.files[index]
         if self.annotations == "polygons":
             return self._load_polygons(index)
-        semantic = read_label_png(path)
-        if self.validate:
-            self.vocabulary.validate(semantic, path)
-        meta: dict = {
-            "id": self._keys[index],
-            "source": self.kind,
-            "file": str(path),
-            "size": (int(semantic.shape[0]), int(semantic.shape[1])),
-            "city": path.parent.name,
-            "split": self.split,
-        }
+        semantic, meta = self.read_semantic(self._keys[index], path, city=path.parent.name,
+                                            split=self.split)
         instance: np.ndarray | None = None
         ipath = self.instance_path(index)
         if ipath.is_file():

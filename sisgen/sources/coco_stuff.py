@@ -74,9 +74,7 @@ def spade_instances_to_ids(
 
     """
     raw = raw.astype(np.int32)
-    is_thing_class = np.zeros(256, dtype=bool)
-    is_thing_class[vocabulary.thing_ids] = True
-    thing = is_thing_class[np.clip(semantic, 0, 255)]
+    thing = vocabulary.thing_table()[np.clip(semantic, 0, 255)]
     present = np.zeros(int(raw.max(initial=0)) + 2, dtype=bool)
     present[np.unique(raw[thing])] = True
     n_counter = int(np.argmin(present))  # first value missing from the run 0, 1, 2, ...
@@ -134,16 +132,7 @@ class CocoStuffSource(Source):
     def load(self, index: int) -> LabelMap:
         """Read label map ``index`` and, when present, its instance map."""
         path = self.files[index]
-        semantic = read_label_png(path)
-        if self.validate:
-            self.vocabulary.validate(semantic, path)
-        meta: dict = {
-            "id": self._keys[index],
-            "source": self.kind,
-            "file": str(path),
-            "size": (int(semantic.shape[0]), int(semantic.shape[1])),
-            "split": self.split,
-        }
+        semantic, meta = self.read_semantic(self._keys[index], path, split=self.split)
         if path.stem.isdigit():
             meta["image_id"] = int(path.stem)
         instance: np.ndarray | None = None

@@ -179,15 +179,7 @@ class FolderSource(Source):
     def load(self, index: int) -> LabelMap:
         """Read label map ``index`` (and its instance map, when there is one)."""
         path = self.files[index]
-        semantic = read_label_png(path)
-        if self.validate:
-            self.vocabulary.validate(semantic, path)
-        meta: dict = {
-            "id": self._keys[index],
-            "source": self.kind,
-            "file": str(path),
-            "size": (int(semantic.shape[0]), int(semantic.shape[1])),
-        }
+        semantic, meta = self.read_semantic(self._keys[index], path)
         instance: np.ndarray | None = None
         ipath = self._instance_path(index)
         if ipath is not None:

@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..errors import SisgenInputError
 from ..vocab import Vocabulary, get_vocabulary
 from . import cityscapes, coco, folder, hf, mmseg, yolo  # noqa: F401  (registration)
-from .base import _WRITERS, Writer, register_writer, safe_stem
+from .base import WRITERS, Writer, register_writer, safe_stem
 from .cityscapes import CityscapesWriter
 from .coco import CocoWriter
 from .folder import FolderWriter
@@ -44,7 +43,7 @@ __all__ = [
 
 def available_writers() -> list[str]:
     """Return the registered writer kinds."""
-    return sorted(_WRITERS)
+    return WRITERS.names()
 
 
 def get_writer(
@@ -65,8 +64,4 @@ def get_writer(
         SisgenInputError: Unknown kind or option.
 
     """
-    if kind not in _WRITERS:
-        raise SisgenInputError(
-            f"unknown writer kind {kind!r}; available: {', '.join(available_writers())}"
-        )
-    return _WRITERS[kind](root, get_vocabulary(vocabulary), **options)
+    return WRITERS.get(kind)(root, get_vocabulary(vocabulary), **options)

@@ -20,9 +20,11 @@ import numpy as np
 
 from ..errors import SisgenInputError
 from ..labelmap import LabelMap
+from ..registry import Registry
 from ..vocab import Vocabulary
 
-_WRITERS: dict[str, type[Writer]] = {}
+#: Writer classes by kind, for :func:`sisgen.writers.get_writer`.
+WRITERS: Registry[type[Writer]] = Registry("writer kind")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -42,10 +44,8 @@ def register_writer(kind: str) -> Callable[[type[Writer]], type[Writer]]:
     """
 
     def deco(cls: type[Writer]) -> type[Writer]:
-        if kind in _WRITERS:
-            raise ValueError(f"writer kind {kind!r} registered twice")
+        WRITERS.add(kind, cls)
         cls.kind = kind
-        _WRITERS[kind] = cls
         return cls
 
     return deco
@@ -79,14 +79,10 @@ def pixel_kinds(semantic: np.ndarray, vocabulary: Vocabulary
         is a thing / a stuff class of ``vocabulary`` (ignore and unknown ids are in neither).
     """
     sem = semantic.astype(np.int64)
-    is_thing = np.zeros(256, dtype=bool)
-    is_thing[vocabulary.thing_ids] = True
-    valid = np.zeros(256, dtype=bool)
-    valid[vocabulary.ids] = True
     inside = (sem >= 0) & (sem < 256)
     sem_c = np.clip(sem, 0, 255)
-    thing_px = inside & is_thing[sem_c]
-    return sem, thing_px, inside & valid[sem_c] & ~thing_px
+    thing_px = inside & vocabulary.thing_table()[sem_c]
+    return sem, thing_px, inside & vocabulary.valid_table()[sem_c] & ~thing_px
 
 
 def instance_masks(sem: np.ndarray, instance: np.ndarray | None, thing_px: np.ndarray

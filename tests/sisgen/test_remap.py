@@ -11,7 +11,8 @@ import sisgen.sources as sources
 from sisgen.errors import SisgenInputError
 from sisgen.io import write_image
 from sisgen.labelmap import LabelMap
-from sisgen.remap import Remap, RemappedSource, available_remaps, get_remap, load_remap, remap
+from sisgen.remap import Remap, available_remaps, get_remap, load_remap, remap
+from sisgen.sources import RemappedSource
 from sisgen.vocab import get_vocabulary
 
 BUILTIN = {"cityscapes->cityscapes_trainid", "cityscapes_trainid->cityscapes",
