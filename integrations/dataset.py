@@ -26,7 +26,7 @@ from sisgen.edits import Recipe
 from sisgen.engines import Generator
 from sisgen.errors import SisgenInputError
 from sisgen.generate import sample_seed
-from sisgen.labelmap import LabelMap
+from sisgen.labelmap import SOURCE_INDEX_KEY, LabelMap
 from sisgen.sources import Source
 from sisgen.vocab import require_same_ids
 
@@ -251,7 +251,7 @@ class SynthesisDataset(IterableDataset):
         base = lm.id if self.samples_per_map == 1 else f"{lm.id}_s{k}"
         cycle = int(index) // (len(self.source) * self.samples_per_map)
         edited.meta["id"] = base if cycle == 0 else f"{base}_c{cycle}"
-        edited.meta["source_index"] = i
+        edited.meta[SOURCE_INDEX_KEY] = i
         return edited
 
     def _check_vocabulary(self, gen: Generator) -> None:
