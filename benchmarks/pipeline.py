@@ -1,0 +1,184 @@
+"""Host pipeline throughput of ``sisgen generate``: images/s and busy seconds per stage, as JSON.
+
+Examples::
+
+    # host work only: an instant engine that returns a real photo (the issue's configuration)
+    python benchmarks/pipeline.py --engine null --source cityscapes \
+        --root ../shared/samples/cityscapes --split val --size 256x512 --samples-per-map 4 \
+        --cores 1
+    python benchmarks/pipeline.py --engine null ... --cores 2
+    # a real engine: ToyCity through onnxruntime (an untrained tiny SPADE unless --model)
+    python benchmarks/pipeline.py --engine onnx --source toycity --size 64x128 --limit 200
+
+``--engine null`` measures only what the host does (load, validate, edit, resize, engine
+inputs, uint8 images, encoding, RLE, writing, the manifest): it returns, instantly, a fixed
+photo from ``../shared/samples`` (or a textured image when the samples are absent) resized
+to the run's resolution, so JPEG/PNG costs are those of a real image. ``--cores N`` pins the
+process (and the worker processes it starts) to N cores and, unless given, picks
+``--workers`` / ``--write-threads`` for that many cores. ``stage_s`` are busy seconds per
+stage summed over workers and threads; the stage with the largest share limits throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = Path(os.environ.get("SISGEN_SAMPLES", REPO.parent / "shared" / "samples"))
+DATASET_OF = {"cityscapes": "cityscapes", "coco": "coco_stuff", "coco_stuff": "coco_stuff",
+              "toycity": "toycity", "folder": "cityscapes"}
+DEFAULT_RECIPE = """\
+edits:
+  - {op: hflip, p: 0.5}
+  - {op: swap, a: car, b: truck, p: 0.5}
+"""
+TOYCITY_RECIPE = """\
+edits:
+  - {op: hflip, p: 0.5}
+  - {op: swap, a: car, b: person, p: 0.5}
+"""
+
+
+def _photo(size: tuple[int, int]) -> np.ndarray:
+    """A real photo from the samples at ``size`` (a smooth textured image without them)."""
+    import cv2
+
+    photos = sorted((SAMPLES / "cityscapes" / "leftImg8bit").rglob("*.png"))
+    h, w = size
+    if photos:
+        img = cv2.cvtColor(cv2.imread(str(photos[0]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    noise = cv2.resize(rng.integers(0, 255, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8),
+                       (w, h), interpolation=cv2.INTER_CUBIC)
+    return noise
+
+
+class NullEngine:
+    """An engine that costs nothing: the same uint8 ``[B,H,W,3]`` photo for every sample."""
+
+    def __init__(self, photo: np.ndarray):
+        self.photo = photo
+
+    def __call__(self, labels, edges=None, noise=None, **named):  # noqa: D102
+        return np.broadcast_to(self.photo, (labels.shape[0], *self.photo.shape))
+
+
+def null_generator(vocabulary, size: tuple[int, int]):
+    """A :class:`~sisgen.engines.Generator` around :class:`NullEngine`."""
+    from sisgen.engines import Generator
+
+    return Generator(NullEngine(_photo(size)), vocabulary, size, {}, model_name="null",
+                     model_hash="", uses_edges=True, backend="null")
+
+
+def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
+    """The ``--model`` given, or an untrained SPADE of ``--ngf`` exported for the engine."""
+    import sisgen
+    from sisgen.models import build_model
+
+    path = args.model
+    if path is None:
+        model = build_model("spade", dataset=dataset, ngf=args.ngf, height=size[0],
+                            width=size[1], num_upsampling_layers="normal")
+        if args.engine == "onnx":
+            path, _ = model.export(format="onnx", file=os.path.join(tmp, "model.onnx"))
+        else:
+            path = os.path.join(tmp, "model")
+            model.save(path)
+    return sisgen.load(path)  # a folder opens with torch, an .onnx file with onnxruntime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engine", default="null", choices=["null", "onnx", "torch"])
+    ap.add_argument("--model", help="model folder or .onnx (default: untrained SPADE)")
+    ap.add_argument("--source", default="cityscapes", choices=sorted(DATASET_OF))
+    ap.add_argument("--root", help="dataset root (default: the samples folder of the source)")
+    ap.add_argument("--split", default=None)
+    ap.add_argument("--size", default="256x512", help="engine resolution HxW")
+    ap.add_argument("--ngf", type=int, default=16)
+    ap.add_argument("--limit", type=int, default=None, help="label maps (default: all)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run over the maps this many times (each a fresh output folder)")
+    ap.add_argument("--samples-per-map", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--cores", type=int, default=None, help="pin to this many cores")
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--write-threads", type=int, default=None)
+    ap.add_argument("--writers", default="cityscapes,coco")
+    ap.add_argument("--recipe", default=None, help="YAML text or file")
+    ap.add_argument("--out", default=None, help="output folder (default: a temporary one)")
+    args = ap.parse_args()
+
+    if args.cores:
+        cpus = sorted(os.sched_getaffinity(0))[: args.cores]
+        os.sched_setaffinity(0, cpus)
+    cores = len(os.sched_getaffinity(0))
+    workers = args.workers if args.workers is not None else (0 if cores == 1 else cores - 1)
+    threads = args.write_threads if args.write_threads is not None else max(1, cores)
+    import cv2
+    import torch
+
+    torch.set_num_threads(1 if args.engine == "null" else cores)
+    cv2.setNumThreads(1)
+
+    from sisgen import sources
+    from sisgen.generate import generate
+
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    dataset = DATASET_OF[args.source]
+    kwargs = {}
+    if args.source == "toycity":
+        kwargs = {"size": (h, w), "length": args.limit or 200}
+        split = args.split or "val"
+        root = None
+    else:
+        sub = {"cityscapes": "cityscapes", "coco": "coco_stuff", "coco_stuff": "coco_stuff",
+               "folder": "folder"}[args.source]
+        root = args.root or str(SAMPLES / sub)
+        split = args.split or {"cityscapes": "val", "coco": "val2017",
+                               "coco_stuff": "val2017"}.get(args.source, "train")
+    src = sources.open(args.source, root, split=split, **kwargs)
+    recipe = args.recipe or (TOYCITY_RECIPE if args.source == "toycity" else DEFAULT_RECIPE)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = (null_generator(src.vocabulary, (h, w)) if args.engine == "null"
+               else real_generator(args, dataset, (h, w), tmp))
+        runs = []
+        for r in range(args.repeat):
+            out = Path(args.out or tmp) / f"run{r}"
+            if out.exists():
+                shutil.rmtree(out)
+            t0 = time.perf_counter()
+            report = generate(gen, src, out, writers=tuple(args.writers.split(",")),
+                              recipe=recipe, seed=r, samples_per_map=args.samples_per_map,
+                              batch_size=args.batch_size, limit=args.limit, workers=workers,
+                              write_threads=threads, progress=False)
+            runs.append({**report.to_dict(), "process_wall_s": round(time.perf_counter() - t0,
+                                                                      3)})
+        best = max(runs, key=lambda d: d["images_per_s"])
+        print(json.dumps({
+            "engine": args.engine, "source": args.source, "split": split, "maps": len(src)
+            if args.limit is None else min(args.limit, len(src)),
+            "size": [h, w], "samples_per_map": args.samples_per_map,
+            "batch_size": args.batch_size, "writers": args.writers, "cores": cores,
+            "workers": workers, "write_threads": threads,
+            "images_per_s": best["images_per_s"], "runs": runs,
+            "python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "argv": sys.argv[1:],
+        }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
