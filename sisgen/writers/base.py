@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,17 +95,106 @@ def instance_masks(sem: np.ndarray, instance: np.ndarray | None, thing_px: np.nd
     """
     if instance is None:
         return
+    group, classes = _instance_groups(sem, instance, thing_px)
+    for g, cls in enumerate(classes):
+        yield int(cls), group == g + 1
+
+
+def _instance_groups(sem: np.ndarray, instance: np.ndarray, thing_px: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Number the (instance id, class) pairs of thing pixels 1..K in sorted order.
+
+    Returns:
+        ``(group, classes)``: an ``H×W`` int64 map (0 outside every instance) and the
+        class of each group. One 1-D sort of ``instance * 256 + class`` (classes are
+        below 256), not a row-wise ``unique`` over pairs.
+    """
     inst = instance.astype(np.int64)
-    flat = np.flatnonzero(thing_px & (inst != 0))
-    if not len(flat):
-        return
-    keys = np.stack([inst.ravel()[flat], sem.ravel()[flat]], axis=1)
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
-    group = np.full(sem.size, -1, dtype=np.int64)
-    group[flat] = inverse.reshape(-1)
-    group = group.reshape(sem.shape)
-    for g, (_, cls) in enumerate(uniq):
-        yield int(cls), group == g
+    sel = thing_px & (inst != 0)
+    key = inst[sel] * 256 + sem[sel]
+    uniq, inverse = np.unique(key, return_inverse=True)
+    group = np.zeros(sem.shape, np.int64)
+    group[sel] = inverse.reshape(-1) + 1
+    return group, uniq % 256
+
+
+@dataclass
+class Segments:
+    """Every annotated segment of one image, as one id map.
+
+    Segments are numbered ``1..K`` in the order COCO files list them: one per thing
+    instance in (instance id, class) order, then one crowd region per thing class whose
+    pixels have no instance (by class), then one per stuff class present (by class).
+    Ignored and unknown ids belong to no segment (0).
+
+    Attributes:
+        ids: ``H×W`` int64 segment ids, 0 = void.
+        classes: ``[K]`` class id of each segment.
+        crowd: ``[K]`` bool, the crowd regions.
+        thing: ``[K]`` bool, thing (instance or crowd) segments as opposed to stuff.
+    """
+
+    ids: np.ndarray
+    classes: np.ndarray
+    crowd: np.ndarray
+    thing: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+
+def segments(semantic: np.ndarray, instance: np.ndarray | None, vocabulary: Vocabulary
+             ) -> Segments:
+    """Split a label map into its COCO segments (see :class:`Segments`), in one pass."""
+    sem, thing_px, stuff_px = pixel_kinds(semantic, vocabulary)
+    sem_c = np.clip(sem, 0, 255)
+    if instance is not None:
+        ids, inst_classes = _instance_groups(sem, instance, thing_px)
+        crowd_px = thing_px & (ids == 0)
+    else:
+        ids, inst_classes = np.zeros(sem.shape, np.int64), np.zeros(0, np.int64)
+        crowd_px = thing_px
+    parts = [inst_classes]
+    for px in (crowd_px, stuff_px):
+        present = np.flatnonzero(np.bincount(sem_c[px], minlength=256))
+        number = np.zeros(256, np.int64)
+        number[present] = np.arange(1, len(present) + 1) + sum(len(p) for p in parts)
+        ids[px] = number[sem_c[px]]
+        parts.append(present)
+    n_inst, n_crowd, n_stuff = (len(p) for p in parts)
+    return Segments(
+        ids=ids,
+        classes=np.concatenate(parts).astype(np.int64),
+        crowd=np.repeat([False, True, False], [n_inst, n_crowd, n_stuff]),
+        thing=np.repeat([True, True, False], [n_inst, n_crowd, n_stuff]),
+    )
+
+
+def segment_runs(ids: np.ndarray, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The column-major runs of each segment of an id map, in one pass over the pixels.
+
+    COCO run-length encoding, areas and boxes all follow from these runs, so no segment
+    needs a full-frame mask of its own.
+
+    Args:
+        ids: ``H×W`` segment ids (0 = void).
+        count: The number of segments ``K`` (ids ``1..K``).
+
+    Returns:
+        For each segment ``1..K``: ``(starts, lengths)`` of its runs in the column-major
+        (Fortran-order) pixel sequence, ascending.
+    """
+    flat = ids.ravel(order="F")
+    n = flat.size
+    if n == 0:
+        return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in range(count)]
+    starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
+    lengths = np.diff(np.append(starts, n))
+    values = flat[starts]
+    order = np.argsort(values, kind="stable")
+    bounds = np.searchsorted(values[order], np.arange(1, count + 2))
+    return [(starts[order[bounds[k]:bounds[k + 1]]], lengths[order[bounds[k]:bounds[k + 1]]])
+            for k in range(count)]
 
 
 class Writer:

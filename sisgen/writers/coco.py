@@ -54,22 +54,44 @@ from ..errors import SisgenInputError
 from ..io import write_image, write_json
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, instance_masks, pixel_kinds, register_writer
+from .base import Writer, register_writer, segment_runs, segments
 
 SEGMENTATIONS = ("rle", "polygon")
 
 
-def _rle(mask: np.ndarray) -> dict[str, Any]:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+def runs_to_rle(starts: np.ndarray, lengths: np.ndarray, height: int, width: int
+                ) -> dict[str, Any]:
+    """COCO compressed RLE of a mask given by its column-major runs (see ``segment_runs``).
+
+    The counts alternate background / mask run lengths from the first pixel on, as
+    pycocotools' ``encode`` counts them; pycocotools compresses them to its string form.
+    """
+    ends = starts + lengths
+    counts = np.empty(2 * len(starts), np.int64)
+    counts[0::2] = starts - np.concatenate(([0], ends[:-1]))
+    counts[1::2] = lengths
+    tail = height * width - (int(ends[-1]) if len(ends) else 0)
+    values = counts.tolist() + ([tail] if tail else [])
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": values}, height, width)
     rle["counts"] = rle["counts"].decode("ascii")
     return rle
 
 
-def _bbox_area(mask: np.ndarray) -> tuple[list[float], int]:
-    ys, xs = np.nonzero(mask)
-    x0, y0 = int(xs.min()), int(ys.min())
-    bbox = [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
-    return bbox, int(len(xs))
+def runs_to_bbox_area(starts: np.ndarray, lengths: np.ndarray, height: int
+                      ) -> tuple[list[float], int]:
+    """``([x, y, w, h], area)`` of a mask given by its column-major runs.
+
+    A run that continues into the next column covers the bottom row of one column and the
+    top row of the next, so it spans the full height in the box.
+    """
+    last = starts + lengths - 1
+    x0, x1 = starts // height, last // height
+    wraps = x1 > x0
+    top = int(np.where(wraps, 0, starts % height).min())
+    bottom = int(np.where(wraps, height - 1, last % height).max())
+    left, right = int(x0.min()), int(x1.max())
+    return ([float(left), float(top), float(right - left + 1), float(bottom - top + 1)],
+            int(lengths.sum()))
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
@@ -110,6 +132,9 @@ def image_records(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Build one image's COCO annotation records (without ``id`` and ``image_id``).
 
+    RLE, area and box of every segment come from one column-major pass over the segment
+    map (:func:`~sisgen.writers.base.segment_runs`); only polygons need a mask per instance.
+
     Args:
         semantic: ``H×W`` class ids.
         instance: ``H×W`` instance ids (0 = none) or ``None``.
@@ -121,35 +146,20 @@ def image_records(
         crowd regions by class; stuff by class.
 
     """
-    sem, thing_px, stuff_px = pixel_kinds(semantic, vocabulary)
-    inst = np.zeros(sem.shape, np.int64) if instance is None else instance.astype(np.int64)
-
+    seg = segments(semantic, instance, vocabulary)
+    h, w = seg.ids.shape
     things: list[dict[str, Any]] = []
-    for cls, mask in instance_masks(sem, instance, thing_px):
-        bbox, area = _bbox_area(mask)
-        seg: Any = None
-        if segmentation == "polygon":
-            seg = mask_to_polygons(mask) or None
-        things.append({
-            "category_id": cls + 1,
-            "segmentation": seg if seg is not None else _rle(mask),
-            "area": area,
-            "bbox": bbox,
-            "iscrowd": 0,
-        })
-    crowd = thing_px & (inst == 0)
-    for cls in np.unique(sem[crowd]):
-        mask = crowd & (sem == cls)
-        bbox, area = _bbox_area(mask)
-        things.append({"category_id": int(cls) + 1, "segmentation": _rle(mask), "area": area,
-                       "bbox": bbox, "iscrowd": 1})
-
     stuff: list[dict[str, Any]] = []
-    for cls in np.unique(sem[stuff_px]):
-        mask = sem == cls
-        bbox, area = _bbox_area(mask)
-        stuff.append({"category_id": int(cls) + 1, "segmentation": _rle(mask), "area": area,
-                      "bbox": bbox, "iscrowd": 0})
+    for k, (starts, lengths) in enumerate(segment_runs(seg.ids, len(seg))):
+        bbox, area = runs_to_bbox_area(starts, lengths, h)
+        shape: Any = None
+        if segmentation == "polygon" and seg.thing[k] and not seg.crowd[k]:
+            shape = mask_to_polygons(seg.ids == k + 1) or None
+        record = {"category_id": int(seg.classes[k]) + 1,
+                  "segmentation": shape if shape is not None else runs_to_rle(starts, lengths,
+                                                                              h, w),
+                  "area": area, "bbox": bbox, "iscrowd": int(seg.crowd[k])}
+        (things if seg.thing[k] else stuff).append(record)
     return things, stuff
 
 
@@ -178,29 +188,15 @@ def panoptic_segments(
         entry per segment (see the module docstring for the numbering).
 
     """
-    sem, thing_px, stuff_px = pixel_kinds(semantic, vocabulary)
-    inst = np.zeros(sem.shape, np.int64) if instance is None else instance.astype(np.int64)
-
-    ids = np.zeros(sem.shape, np.int64)
+    seg = segments(semantic, instance, vocabulary)
+    if len(seg) >= 256**3:
+        raise SisgenInputError(f"{len(seg)} segments do not fit a COCO panoptic PNG")
     infos: list[dict[str, Any]] = []
-
-    def add(mask: np.ndarray, cls: int, iscrowd: int) -> None:
-        seg_id = len(infos) + 1
-        ids[mask] = seg_id
-        bbox, area = _bbox_area(mask)
-        infos.append({"id": seg_id, "category_id": int(cls) + 1, "area": area,
-                      "bbox": [int(v) for v in bbox], "iscrowd": iscrowd})
-
-    for cls, mask in instance_masks(sem, instance, thing_px):
-        add(mask, cls, 0)
-    crowd = thing_px & (inst == 0)
-    for cls in np.unique(sem[crowd]):
-        add(crowd & (sem == cls), int(cls), 1)
-    for cls in np.unique(sem[stuff_px]):
-        add(sem == cls, int(cls), 0)
-    if len(infos) >= 256**3:
-        raise SisgenInputError(f"{len(infos)} segments do not fit a COCO panoptic PNG")
-    return ids, infos
+    for k, (starts, lengths) in enumerate(segment_runs(seg.ids, len(seg))):
+        bbox, area = runs_to_bbox_area(starts, lengths, seg.ids.shape[0])
+        infos.append({"id": k + 1, "category_id": int(seg.classes[k]) + 1, "area": area,
+                      "bbox": [int(v) for v in bbox], "iscrowd": int(seg.crowd[k])})
+    return seg.ids, infos
 
 
 def id2rgb(ids: np.ndarray) -> np.ndarray:

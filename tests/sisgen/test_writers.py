@@ -296,3 +296,29 @@ def test_coco_parts_resume_and_idempotent_close(tmp_path, coco_vocab):
     per_image = [len(ci.getAnnIds(imgIds=[i])) for i in (1, 2, 3)]
     assert per_image == [5, 5, 5]
     json.loads(inst_path.read_text())
+
+
+def test_one_pass_rle_area_bbox_match_pycocotools_per_mask():
+    from sisgen.writers.coco import image_records
+
+    vocab = get_vocabulary("toycity")
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        h, w = (int(v) for v in rng.integers(1, 24, 2))
+        sem = rng.choice([0, 1, 3, 8, 9, 255], size=(h, w)).astype(np.uint8)
+        inst = rng.integers(0, 4, size=(h, w)).astype(np.int32) if t % 3 else None
+        things, stuff = image_records(sem, inst, vocab)
+        covered = np.zeros((h, w), bool)
+        for rec in things + stuff:
+            mask = mask_utils.decode(rec["segmentation"]).astype(bool)
+            assert not (mask & covered).any()  # segments partition the annotated pixels
+            covered |= mask
+            assert (sem[mask] == rec["category_id"] - 1).all()
+            expected = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+            assert rec["segmentation"]["counts"] == expected["counts"].decode("ascii")
+            assert rec["area"] == int(mask.sum())
+            assert rec["bbox"] == [float(v) for v in mask_utils.toBbox(expected)]
+        assert (covered == (sem != 255)).all()
+        crowds = [r for r in things if r["iscrowd"]]
+        if inst is None:
+            assert len(crowds) == len(things)
