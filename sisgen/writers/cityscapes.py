@@ -60,10 +60,11 @@ def cityscapes_instance_ids(
             flat_idx = np.flatnonzero(sel)
             cls = sem.ravel()[flat_idx]
             inst = instance.astype(np.int64).ravel()[flat_idx]
-            keys = np.stack([cls, inst], axis=1)
-            uniq, first, inverse = np.unique(
-                keys, axis=0, return_index=True, return_inverse=True
-            )
+            # (class, instance) pairs as one int64 key, sorted like the pairs: a 1-D sort,
+            # not a row-wise unique (instance ids are int32, classes below 256)
+            key = (cls << 32) | (inst + (1 << 31))
+            ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            uniq = np.stack([ukey >> 32, (ukey & 0xFFFFFFFF) - (1 << 31)], axis=1)
             inverse = inverse.reshape(-1)
             if (uniq[:, 0] == 0).any():
                 raise SisgenInputError(
