@@ -176,11 +176,7 @@ class Vocabulary:
         Raises:
             SisgenInputError: Naming ``path`` and the offending ids.
         """
-        present = np.unique(semantic)
-        valid = np.zeros(256 if present.max(initial=0) < 256 else int(present.max()) + 1, bool)
-        valid[self.ids] = True
-        valid[self.ignore_id] = True
-        bad = [int(v) for v in present if v < 0 or not valid[int(v)]]
+        bad = [int(v) for v in self._outside(np.asarray(semantic))]
         if bad:
             shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
             raise SisgenInputError(
@@ -188,6 +184,30 @@ class Vocabulary:
                 f"{self.ids[-1]} and {self.ignore_id} = ignore)",
                 path,
             )
+
+    def _outside(self, semantic: np.ndarray) -> np.ndarray:
+        """The distinct values of ``semantic`` that are neither a class id nor ignore, sorted.
+
+        One ``bincount`` over the pixels (a histogram, no sort) whenever the values fit a
+        small table -- always for uint8 maps; ``np.unique`` only for exotic ranges.
+        """
+        if semantic.size == 0:
+            return np.zeros(0, np.int64)
+        known = self.valid_table().copy()
+        known[self.ignore_id] = True
+        if semantic.dtype == np.uint8:
+            counts = np.bincount(semantic.ravel(), minlength=256)
+            return np.flatnonzero((counts > 0) & ~known)
+        lo, hi = int(semantic.min()), int(semantic.max())
+        if lo >= 0 and hi < 1 << 16:
+            counts = np.bincount(semantic.ravel(), minlength=256)
+            present = np.flatnonzero(counts)
+        else:
+            present = np.unique(semantic).astype(np.int64)
+        inside = (present >= 0) & (present < 256)
+        ok = np.zeros(len(present), bool)
+        ok[inside] = known[present[inside]]
+        return present[~ok]
 
     # ---------------------------------------------------------------- serialization
     def to_dict(self) -> dict[str, Any]:
