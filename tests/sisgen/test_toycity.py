@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import sisgen
-from sisgen.toycity import CAR, PERSON, ToyCity, toycity_vocabulary
+from sisgen.sources.toycity import CAR, PERSON, ToyCity
 
 SIZE = (64, 128)
 
@@ -18,13 +18,14 @@ def samples():
 
 
 def test_vocabulary():
-    voc = toycity_vocabulary()
+    voc = sisgen.get_vocabulary("toycity")
     assert voc.name == "toycity"
     assert len(voc) >= 8
     assert voc.ids == list(range(len(voc)))
     assert len(voc.thing_ids) >= 2
     assert {CAR, PERSON} <= set(voc.thing_ids)
-    assert sisgen.get_vocabulary("toycity").names == voc.names
+    assert ToyCity(SIZE).vocabulary == voc
+    assert (voc[CAR].name, voc[PERSON].name) == ("car", "person")
     assert len({c.color for c in voc.classes}) == len(voc)
 
 
@@ -36,7 +37,7 @@ def test_sample_format(samples):
     assert lm.meta["id"] == "toycity_train_000000"
     assert lm.meta["source"] == "toycity"
     assert tuple(lm.meta["size"]) == SIZE
-    assert lm.semantic.max() < len(toycity_vocabulary())
+    assert lm.semantic.max() < len(sisgen.get_vocabulary("toycity"))
 
 
 def test_several_instances_per_image(samples):
@@ -50,7 +51,7 @@ def test_several_instances_per_image(samples):
 
 
 def test_instances_consistent_with_labels(samples):
-    things = set(toycity_vocabulary().thing_ids)
+    things = set(sisgen.get_vocabulary("toycity").thing_ids)
     for lm, _ in samples:
         sem, inst = lm.semantic, lm.instance
         is_thing = np.isin(sem, list(things))
@@ -83,13 +84,13 @@ def test_any_resolution(size):
     lm, photo = ToyCity(size).sample(1)
     assert lm.semantic.shape == size and photo.shape == (*size, 3)
     present = set(np.unique(lm.semantic).tolist())
-    assert present <= set(range(len(toycity_vocabulary())))
+    assert present <= set(range(len(sisgen.get_vocabulary("toycity"))))
     if min(size) >= 64:
         assert {0, 1, 3} <= present  # sky, road, building
 
 
 def test_photo_classes_distinct_but_varied(samples):
-    n = len(toycity_vocabulary())
+    n = len(sisgen.get_vocabulary("toycity"))
     total = np.zeros((n, 3))
     count = np.zeros(n)
     car_colours = []

@@ -6,14 +6,14 @@ import os
 
 import numpy as np
 
-from ..labelmap import LabelMap
-from ..toycity import ToyCity
-from .base import Source, register_source
+from ...labelmap import LabelMap
+from ..base import Source, register_source
+from .render import ToyCity
 
 
 @register_source("toycity")
 class ToyCitySource(Source):
-    """ToyCity label maps with their paired photos (see :mod:`sisgen.toycity`).
+    """ToyCity label maps with their paired photos (see :mod:`sisgen.sources.toycity`).
 
     Samples are rendered on demand and are a pure function of ``(seed, split, index,
     size)``; the last few renders are kept so that ``load(i)`` followed by ``photo(i)``
