@@ -81,11 +81,34 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def _process_umask() -> int:
+    """The process's file-creation mask (read without changing it where Linux allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting, then restore at once
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then a rename.
+
+    A reader (or a run resumed after a crash) sees the old file or the whole new one,
+    never a part. The file gets the mode an ordinary ``open(path, "w")`` would give it
+    (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``, so a dataset written
+    for a team is readable by the team.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_process_umask())
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -112,17 +135,17 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, jpeg_quality: int
     maps), ``H×W×3`` uint8 arrays as RGB images.
     """
     path = Path(path)
-    _atomic_write_bytes(path, encode_image(image, path.suffix, jpeg_quality=jpeg_quality))
+    atomic_write_bytes(path, encode_image(image, path.suffix, jpeg_quality=jpeg_quality))
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> None:
     """Atomically write ``obj`` as JSON."""
-    _atomic_write_bytes(Path(path), json.dumps(obj, indent=indent).encode("utf-8"))
+    atomic_write_bytes(Path(path), json.dumps(obj, indent=indent).encode("utf-8"))
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write a text file."""
-    _atomic_write_bytes(Path(path), text.encode("utf-8"))
+    atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -1,0 +1,36 @@
+"""Atomic file writing: whole files only, and the modes the user's umask asks for."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from sisgen.io import atomic_write_bytes, write_image, write_json
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        write_json(tmp_path / "b.json", {"a": 1})
+        write_image(tmp_path / "c.png", np.zeros((2, 3), np.uint8))
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.json", "c.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    atomic_write_bytes(tmp_path / "a.bin", b"old")
+
+    def fail(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(tmp_path / "a.bin", b"new")
+    assert (tmp_path / "a.bin").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
