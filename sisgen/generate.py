@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 
 from .edits import Recipe, ResampleNoise
+from .edits.photo import attach_photo, track_source_pixels
 from .engines import Generator, images_to_uint8
 from .errors import SisgenInputError
 from .filtering import QualityFilter
 from .labelmap import LabelMap
-from .photo_edits import attach_photo, track_source_pixels
 from .sources import Source
 from .vocab import require_same_ids
 from .writers import Writer, get_writer
@@ -348,6 +348,7 @@ def generate(
     vocab = source.vocabulary
     require_same_ids(vocab, generator.vocabulary)
     recipe.validate(vocab)
+    recipe.load_banks()
     context = dict(context or {})
     if recipe.needs_bank() and "bank" not in context:
         from .instance_bank import InstanceBank

@@ -410,8 +410,9 @@ def test_paste_determinism_and_bank_sources(vocab, bank, tmp_path):
     with pytest.raises(SisgenInputError, match=r"step 0 \(paste\).*instance bank"):
         r_ctx(lm, 0, vocab)
     missing = Recipe.load([{"one_of": [{"op": "paste", "bank": str(tmp_path / "nope.npz")}]}])
+    missing.validate(vocab)  # class names only: validate reads no file
     with pytest.raises(SisgenInputError, match=r"step 0 \(one_of\).*nope.npz.*not found"):
-        missing.validate(vocab)  # a bad bank file fails before the run starts
+        missing.load_banks()  # a bad bank file fails before the run starts
     other = InstanceBank(list(bank), vocabulary="ade20k")
     with pytest.raises(SisgenInputError, match="ade20k"):
         r_ctx(lm, 0, vocab, context={"bank": other})

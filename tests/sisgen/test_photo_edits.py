@@ -11,12 +11,12 @@ import torch
 from sisgen import sources
 from sisgen.cli import main
 from sisgen.edits import Recipe
+from sisgen.edits.photo import attach_photo, track_source_pixels
 from sisgen.engines.base import Generator
 from sisgen.engines.torch_engine import TorchEngine
 from sisgen.generate import prepare_map
 from sisgen.labelmap import LabelMap
 from sisgen.models import build_model
-from sisgen.photo_edits import attach_photo, track_source_pixels
 from sisgen.vocab import get_vocabulary
 
 H, W = 32, 64

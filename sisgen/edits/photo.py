@@ -15,12 +15,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .labelmap import LabelMap
+from ..labelmap import HOLE_KEY, PHOTO_KEY, SOURCE_PIXEL_KEY, LabelMap
 
-#: ``LabelMap.meta`` key of the source-pixel index map (moved by geometric edits).
-SOURCE_PIXEL_KEY = "source_pixel"
-#: ``LabelMap.meta`` keys of the aligned photo (uint8 H×W×3) and the hole (bool H×W).
-PHOTO_KEY, HOLE_KEY = "photo", "hole"
+__all__ = ["HOLE_KEY", "PHOTO_KEY", "SOURCE_PIXEL_KEY", "attach_photo", "track_source_pixels"]
 
 
 def track_source_pixels(labelmap: LabelMap) -> LabelMap:
