@@ -8,6 +8,7 @@ import torch
 
 from sisgen import LabelMap
 from sisgen.engines import Generator, noise_from_seeds
+from sisgen.labelmap import NOISE_MASK_KEY
 
 
 class EchoNoise:
@@ -27,7 +28,7 @@ def test_mask_resamples_only_inside_the_region():
     gen = spatial_generator()
     mask = np.zeros((8, 8), bool)
     mask[2:5, 3:7] = True
-    marked = LabelMap(np.zeros((8, 8), np.uint8), None, {"id": "a", "noise_mask": mask})
+    marked = LabelMap(np.zeros((8, 8), np.uint8), None, {"id": "a", NOISE_MASK_KEY: mask})
     plain = LabelMap(np.zeros((8, 8), np.uint8), None, {"id": "b"})
     _, _, noise = gen.prepare([marked, plain], seeds=[11, 12], base_seeds=[10, 10])
     base = noise_from_seeds(gen.noise_spec, [10])[0]
@@ -42,7 +43,7 @@ def test_mask_is_resized_to_the_noise_resolution():
     gen = spatial_generator()
     mask = np.zeros((16, 16), bool)
     mask[:8] = True  # top half at twice the resolution
-    lm = LabelMap(np.zeros((16, 16), np.uint8), None, {"id": "a", "noise_mask": mask})
+    lm = LabelMap(np.zeros((16, 16), np.uint8), None, {"id": "a", NOISE_MASK_KEY: mask})
     _, _, noise = gen.prepare([lm], seeds=[1], base_seeds=[0])
     base = noise_from_seeds(gen.noise_spec, [0])[0]
     assert torch.equal(noise[0][:, 4:], base[:, 4:])
@@ -51,7 +52,7 @@ def test_mask_is_resized_to_the_noise_resolution():
 
 def test_vector_noise_models_refuse_marks():
     gen = Generator(EchoNoise(), None, (8, 8), {"shape": [4], "distribution": "normal"})
-    meta = {"id": "a", "noise_mask": np.ones((8, 8), bool)}
+    meta = {"id": "a", NOISE_MASK_KEY: np.ones((8, 8), bool)}
     lm = LabelMap(np.zeros((8, 8), np.uint8), None, meta)
     with pytest.raises(ValueError, match="spatial noise"):
         gen.prepare([lm], seeds=[1], base_seeds=[0])
