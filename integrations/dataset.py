@@ -185,6 +185,7 @@ class SynthesisDataset(IterableDataset):
         self.generator = LazyGenerator(generator, load_kwargs)
         self.recipe = Recipe.load(recipe)
         self.recipe.validate(source.vocabulary)
+        self.recipe.load_banks()
         self.seed = int(seed)
         self.samples_per_map = int(samples_per_map)
         self.batch_size = int(batch_size)

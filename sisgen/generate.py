@@ -143,7 +143,7 @@ def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map
     exception. ``context`` holds run-wide objects of the edits (the instance bank).
     ``with_photo`` (photo-editing models such as SESAME) also loads the map's photo and
     gives every sample the aligned photo and the hole the edits opened
-    (:mod:`sisgen.photo_edits`).
+    (:mod:`sisgen.edits.photo`).
     """
     secs = {"source": 0.0, "edit": 0.0}
     t0 = time.perf_counter()
