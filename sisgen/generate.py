@@ -46,22 +46,16 @@ from .engines import Generator, images_to_uint8
 from .errors import SisgenInputError
 from .filtering import QualityFilter
 from .labelmap import LabelMap
+from .manifest import MANIFEST, ManifestAppender, manifest_name, read_manifest, sample_entry
 from .sources import Source
 from .vocab import require_same_ids
 from .writers import Writer, get_writer
-
-MANIFEST = "manifest.jsonl"
 
 
 def sample_seed(run_seed: int, index: int) -> int:
     """The seed of sample ``index`` of a run: a hash of ``(run_seed, index)``, 63 bits."""
     state = np.random.SeedSequence([int(run_seed), int(index)]).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
-
-
-def manifest_name(shard: tuple[int, int] | None) -> str:
-    """The manifest file of a run or of one shard of it."""
-    return MANIFEST if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.jsonl"
 
 
 def resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
@@ -261,23 +255,6 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def read_manifest(path: str | os.PathLike, repair: bool = False) -> list[dict[str, Any]]:
-    """Read a JSONL manifest; with ``repair``, cut a torn last line left by a killed run."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    good_end = data.rfind(b"\n") + 1
-    if repair and good_end != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    entries = []
-    for line in data[:good_end].splitlines():
-        if line.strip():
-            entries.append(json.loads(line))
-    return entries
-
-
 def _done_indices(entries: list[dict[str, Any]], samples_per_map: int) -> set[int]:
     done: set[int] = set()
     for e in entries:
@@ -397,19 +374,14 @@ def generate(
         bar = tqdm(total=sum(1 for b in blocks for i in b if i not in done), desc="generate",
                    unit="img")
     recipe_data = recipe.to_list()
-    manifest_lock = threading.Lock()
     stats_lock = threading.Lock()
     dataset = _PrepareDataset(source, recipe, generator.resolution, blocks, seed,
                               samples_per_map, failed_maps, context,
                               with_photo=generator.takes_photo)
 
-    with open(manifest_path, "a", encoding="utf-8") as manifest, \
+    with ManifestAppender(manifest_path) as manifest, \
             ThreadPoolExecutor(max(1, write_threads)) as pool:
-
-        def record(entry: dict[str, Any]) -> None:
-            with manifest_lock:
-                manifest.write(json.dumps(entry) + "\n")
-                manifest.flush()
+        record = manifest.append
 
         def write_sample(item: PreparedSample, image: np.ndarray,
                          quality: dict[str, Any] | None) -> None:
@@ -430,14 +402,11 @@ def generate(
                 return
             lm = item.labelmap
             extra = {} if quality is None else {"quality": quality}
-            record({
-                "status": "ok", "sample": item.name, "index": item.index,
-                "source": source.kind, "source_index": item.source_index,
-                "source_id": lm.id, "source_file": lm.meta.get("file"),
-                "seed": item.seed, "recipe": recipe_data, "edits": lm.meta.get("edits", []),
-                "model": generator.model_name, "model_hash": generator.model_hash,
-                "backend": generator.backend, "outputs": outputs, **extra,
-            })
+            record(sample_entry(
+                name=item.name, index=item.index, labelmap=lm, source_kind=source.kind,
+                source_index=item.source_index, seed=item.seed, recipe=recipe_data,
+                model_name=generator.model_name, model_hash=generator.model_hash,
+                backend=generator.backend, outputs=outputs, **extra))
             with stats_lock:
                 report.written += 1
                 report.seconds["write"] += time.perf_counter() - t0
