@@ -109,8 +109,8 @@ def parity_inputs(model: SISGenerator, batch: int = 2, seed: int = 0,
     inputs beyond the compact three (SESAME's photo and mask) come from the model's
     ``example_inputs`` and exist at its own resolution only.
     """
-    from sisgen.engines.base import noise_from_seeds
     from sisgen.labelmap import instance_edges
+    from sisgen.noise import noise_from_seeds
 
     h, w = size or model.resolution
     labels, instances = random_label_maps(model.num_classes, batch, h, w, seed)

@@ -181,7 +181,7 @@ def export_metadata(model: SISGenerator, *, uint8_output: bool = False, half: bo
         "sisgen.dynamic_hw": str(int(dynamic_hw)),
     }
     if model.feature_clusters is not None:
-        from sisgen.models.pix2pixhd_encoder import clusters_to_dict
+        from sisgen.models.style_features import clusters_to_dict
 
         meta["sisgen.feature_clusters"] = json.dumps(clusters_to_dict(model.feature_clusters))
     return meta

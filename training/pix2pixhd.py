@@ -34,8 +34,8 @@ from torch import nn
 from sisgen.errors import SisgenInputError
 from sisgen.models.base import SISGenerator
 from sisgen.models.pix2pixhd import P2PNorm, Pix2PixHDGenerator, p2p_init_weights
-from sisgen.models.pix2pixhd_encoder import (
-    Pix2PixHDEncoder,
+from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder
+from sisgen.models.style_features import (
     cluster_features,
     encode_features,
     merge_features,

@@ -36,9 +36,9 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sisgen.engines.base import draw_noise
 from sisgen.errors import SisgenInputError
 from sisgen.models import SISGenerator, build_model
+from sisgen.noise import draw_noise
 
 from . import data
 from . import distributed as dist_utils

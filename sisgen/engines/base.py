@@ -18,47 +18,13 @@ import cv2
 import numpy as np
 import torch
 
-from ..labelmap import LabelMap, instance_edges
-from ..photo_edits import HOLE_KEY, PHOTO_KEY
+from ..labelmap import HOLE_KEY, PHOTO_KEY, LabelMap, instance_edges
+from ..noise import draw_noise, noise_from_seeds
 from ..vocab import Vocabulary
 
-
-def draw_noise(spec: dict[str, Any], batch: int, generator: torch.Generator | None = None
-               ) -> torch.Tensor | None:
-    """``batch`` standard-normal noise tensors of the spec's shape, from ``generator``.
-
-    ``layout: replicated`` (OASIS: one vector per image over every pixel) draws ``C``
-    values per sample and repeats them over the ``H×W`` of a ``[C,H,W]`` shape; the
-    default ``pixel`` layout draws every element.
-    """
-    shape = tuple(spec.get("shape") or ())
-    if not shape:
-        return None
-    if spec.get("distribution", "normal") != "normal":
-        raise ValueError(f"unsupported noise distribution {spec['distribution']!r}")
-    layout = spec.get("layout", "pixel")
-    if layout == "replicated":
-        if len(shape) != 3:
-            raise ValueError(f"replicated noise needs a [C,H,W] shape, got {list(shape)}")
-        z = torch.randn((batch, shape[0], 1, 1), generator=generator)
-        return z.expand(batch, *shape).contiguous()
-    if layout != "pixel":
-        raise ValueError(f"unknown noise layout {layout!r} (pixel, replicated)")
-    return torch.randn((batch, *shape), generator=generator)
-
-
-def noise_from_seeds(spec: dict[str, Any], seeds: Sequence[int],
-                     device: torch.device | str = "cpu") -> torch.Tensor | None:
-    """Standard-normal noise, one tensor per seed, stacked to ``[B, *shape]``.
-
-    Drawn on the CPU with a per-seed ``torch.Generator`` (bit-identical across machines),
-    then moved to ``device``. Returns ``None`` for models without noise. See
-    :func:`draw_noise` for the spec's ``layout``.
-    """
-    if not spec.get("shape"):
-        return None
-    out = [draw_noise(spec, 1, torch.Generator().manual_seed(int(s))) for s in seeds]
-    return torch.cat(out).to(device)
+# draw_noise / noise_from_seeds live in sisgen.noise; re-exported for older imports
+__all__ = ["Engine", "Generator", "compact_instance_ids", "draw_noise", "images_to_uint8",
+           "noise_from_seeds"]
 
 
 class Engine(Protocol):
@@ -233,7 +199,7 @@ class Generator:
     def _features(self, labels: torch.Tensor, instances: torch.Tensor, seeds: Sequence[int]
                   ) -> torch.Tensor:
         """One cluster centre per object and sample, drawn from the sample's seed."""
-        from ..models.pix2pixhd_encoder import sample_feature_map
+        from ..models.style_features import sample_feature_map
 
         if not self.feature_clusters:
             raise ValueError(

@@ -77,7 +77,7 @@ def generator_from_metadata(engine: Engine, metadata: dict[str, str], path: str 
     except json.JSONDecodeError as e:
         raise SisgenInputError(f"malformed sisgen metadata ({e})", path) from e
     if clusters is not None:
-        from ..models.pix2pixhd_encoder import clusters_from_dict
+        from ..models.style_features import clusters_from_dict
 
         clusters = clusters_from_dict(clusters, path)
     return Generator(

@@ -22,7 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import SisgenInputError
+from ..noise import noise_from_seeds
 from ..vocab import Vocabulary, get_vocabulary
+from .style_features import clusters_from_dict, clusters_to_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -117,9 +119,7 @@ class SISGenerator(nn.Module):
         return {"shape": list(shape), "distribution": "normal"} if shape else {}
 
     def sample_noise(self, seeds: list[int], device: torch.device | str = "cpu") -> torch.Tensor:
-        """Per-sample noise from seeds (see :func:`sisgen.engines.noise_from_seeds`)."""
-        from ..engines.base import noise_from_seeds
-
+        """Per-sample noise from seeds (see :func:`sisgen.noise.noise_from_seeds`)."""
         return noise_from_seeds(self.noise_spec(), seeds, device=device)
 
     def example_inputs(self, batch_size: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -152,8 +152,6 @@ class SISGenerator(nn.Module):
             "sisgen_version": _version(),
         }
         if self.feature_clusters is not None:
-            from .pix2pixhd_encoder import clusters_to_dict
-
             cfg["feature_clusters"] = clusters_to_dict(self.feature_clusters)
         return cfg
 
@@ -181,8 +179,6 @@ class SISGenerator(nn.Module):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         if self.feature_clusters is not None:  # they shape the images as much as weights
-            from .pix2pixhd_encoder import clusters_to_dict
-
             h.update(json.dumps(clusters_to_dict(self.feature_clusters)).encode())
         return h.hexdigest()[:16]
 
@@ -297,8 +293,6 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         model.vocabulary = Vocabulary.from_dict(cfg["vocabulary"], source=str(cfg_path))
     model.model_name = cfg.get("model_name", "")
     if cfg.get("feature_clusters") is not None:
-        from .pix2pixhd_encoder import clusters_from_dict
-
         model.feature_clusters = clusters_from_dict(cfg["feature_clusters"], cfg_path)
     return model.eval()
 

@@ -65,7 +65,7 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | N
                    ) -> torch.Tensor:
     """``z = mu + eps * exp(logvar / 2)``; ``eps`` standard normal (drawn here if omitted).
 
-    Pass ``eps`` (e.g. from :func:`sisgen.engines.noise_from_seeds`) for reproducible
+    Pass ``eps`` (e.g. from :func:`sisgen.noise.noise_from_seeds`) for reproducible
     styles; ``eps = 0`` gives the mean style.
     """
     if eps is None:

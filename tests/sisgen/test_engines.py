@@ -7,9 +7,10 @@ import pytest
 import torch
 
 import sisgen
-from sisgen.engines import Generator, images_to_uint8, noise_from_seeds
+from sisgen.engines import Generator, images_to_uint8
 from sisgen.engines.torch_engine import TorchEngine
 from sisgen.models import build_model
+from sisgen.noise import draw_noise, noise_from_seeds
 
 SPEC = {"shape": [6], "distribution": "normal"}
 
@@ -68,6 +69,15 @@ def test_noise_multidim_and_absent():
 
 def test_model_sample_noise_uses_seeds(model):
     assert torch.equal(model.sample_noise([9]), noise_from_seeds(model.noise_spec(), [9]))
+
+
+def test_noise_functions_still_importable_from_engines():
+    import sisgen.engines
+    import sisgen.engines.base
+
+    assert sisgen.engines.noise_from_seeds is noise_from_seeds
+    assert sisgen.engines.base.noise_from_seeds is noise_from_seeds
+    assert sisgen.engines.base.draw_noise is draw_noise
 
 
 # --------------------------------------------------------------------------- uint8 images

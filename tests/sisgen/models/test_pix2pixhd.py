@@ -8,11 +8,10 @@ import torch
 
 from sisgen.models import build_model, load_model
 from sisgen.models.pix2pixhd import Pix2PixHDGenerator
-from sisgen.models.pix2pixhd_encoder import (
-    Pix2PixHDEncoder,
+from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder, instance_average
+from sisgen.models.style_features import (
     cluster_features,
     encode_features,
-    instance_average,
     kmeans,
     merge_features,
     object_ids,
