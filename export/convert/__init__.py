@@ -19,22 +19,22 @@ import torch
 
 from sisgen.errors import SisgenInputError
 from sisgen.models.base import SISGenerator
+from sisgen.registry import Registry
 
 #: Converter functions by architecture name: ``fn(state_dict, dataset, **options) -> model``.
-CONVERTERS: dict[str, Callable[..., SISGenerator]] = {}
+CONVERTERS: Registry[Callable[..., SISGenerator]] = Registry("converter")
 
 _MODULES = ("spade", "clade", "oasis", "pix2pixhd")
 
 
 def register_converter(name: str) -> Callable[[Callable[..., SISGenerator]],
                                                Callable[..., SISGenerator]]:
-    """Decorator: register ``fn(state_dict, dataset, **options)`` under ``name``."""
+    """Decorator: register ``fn(state_dict, dataset, **options)`` under ``name``.
 
-    def deco(fn: Callable[..., SISGenerator]) -> Callable[..., SISGenerator]:
-        CONVERTERS[name] = fn
-        return fn
-
-    return deco
+    Raises:
+        ValueError: ``name`` already has a converter.
+    """
+    return CONVERTERS.register(name)
 
 
 def _import_all() -> None:
@@ -49,7 +49,7 @@ def _import_all() -> None:
 def available_converters() -> list[str]:
     """Names accepted by :func:`convert`."""
     _import_all()
-    return sorted(CONVERTERS)
+    return CONVERTERS.names()
 
 
 def load_official_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -99,12 +99,10 @@ def convert(arch: str, ckpt: str | os.PathLike | dict[str, torch.Tensor], datase
             match the official layout (naming the file and the first offending key).
     """
     _import_all()
-    if arch not in CONVERTERS:
-        raise SisgenInputError(f"no converter for {arch!r}; available: "
-                               f"{', '.join(sorted(CONVERTERS)) or 'none'}")
+    converter = CONVERTERS.get(arch)
     state = ckpt if isinstance(ckpt, dict) else load_official_state_dict(ckpt)
     try:
-        return CONVERTERS[arch](state, dataset, **options)
+        return converter(state, dataset, **options)
     except SisgenInputError as e:
         if isinstance(ckpt, dict) or e.path is not None:
             raise

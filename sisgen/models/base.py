@@ -23,18 +23,20 @@ from torch import nn
 
 from ..errors import SisgenInputError
 from ..noise import noise_from_seeds
+from ..registry import Registry
 from ..vocab import Vocabulary, get_vocabulary
 from .style_features import clusters_from_dict, clusters_to_dict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
-_ARCHITECTURES: dict[str, type[SISGenerator]] = {}
+#: Generator classes by class name: what ``config.json``'s ``architecture`` names.
+_ARCHITECTURES: Registry[type[SISGenerator]] = Registry("architecture")
 
 
 def register_architecture(cls: type[SISGenerator]) -> type[SISGenerator]:
     """Make a generator class loadable by name from ``config.json``."""
-    _ARCHITECTURES[cls.__name__] = cls
+    _ARCHITECTURES.add(cls.__name__, cls)
     return cls
 
 
@@ -274,14 +276,12 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     cfg = read_json(cfg_path)
     arch = cfg.get("architecture") if isinstance(cfg, dict) else None
     if arch not in _ARCHITECTURES:
-        raise SisgenInputError(
-            f"unknown architecture {arch!r} (known: {', '.join(sorted(_ARCHITECTURES))})", cfg_path
-        )
+        raise SisgenInputError(_ARCHITECTURES.unknown(arch), cfg_path)
     args = cfg.get("args", {})
     if not isinstance(args, dict):
         raise SisgenInputError("'args' must be a mapping of constructor arguments", cfg_path)
     try:
-        model = _ARCHITECTURES[arch](**args)
+        model = _ARCHITECTURES.get(arch)(**args)
     except (TypeError, ValueError) as e:  # unknown/missing arguments or invalid values
         raise SisgenInputError(f"invalid {arch} arguments ({e})", cfg_path) from e
     state = read_weights(weights_path, map_location)

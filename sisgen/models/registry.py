@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SisgenInputError
+from ..registry import Registry
 from ..vocab import Vocabulary, get_vocabulary
 from .base import SISGenerator
 
-_MODELS: dict[str, Callable[..., SISGenerator]] = {}
+#: Configuration functions by name: ``fn(spec=..., vocab=..., **overrides) -> generator``.
+_MODELS: Registry[Callable[..., SISGenerator]] = Registry("model")
 
 #: Constructor overrides that shrink each registered configuration for ``dataset="tiny"``.
 TINY_OVERRIDES: dict[str, dict[str, Any]] = {}
@@ -68,9 +70,7 @@ def register_model(fn: Callable[..., SISGenerator] | None = None, *,
     """
 
     def deco(f: Callable[..., SISGenerator]) -> Callable[..., SISGenerator]:
-        if f.__name__ in _MODELS:
-            raise ValueError(f"model {f.__name__!r} registered twice")
-        _MODELS[f.__name__] = f
+        _MODELS.add(f.__name__, f)  # ValueError if the name is taken
         if reference:
             REFERENCE[f.__name__] = dict(reference)
         if tiny:
@@ -82,7 +82,7 @@ def register_model(fn: Callable[..., SISGenerator] | None = None, *,
 
 def available_models() -> list[str]:
     """The registered model names."""
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def dataset_spec(dataset: str | Vocabulary) -> tuple[DatasetSpec, Vocabulary]:
@@ -112,14 +112,11 @@ def build_model(name: str, dataset: str | Vocabulary = "cityscapes", **overrides
     Raises:
         SisgenInputError: Unknown name (listing the known ones) or dataset.
     """
-    if name not in _MODELS:
-        raise SisgenInputError(
-            f"unknown model {name!r}; available: {', '.join(available_models())}"
-        )
+    factory = _MODELS.get(name)
     spec, vocab = dataset_spec(dataset)
     if spec.vocabulary == "tiny":
         overrides = {**TINY_OVERRIDES.get(name, {}), **overrides}
-    model = _MODELS[name](spec=spec, vocab=vocab, **overrides)
+    model = factory(spec=spec, vocab=vocab, **overrides)
     model.vocabulary = vocab
     model.model_name = name
     return model

@@ -133,7 +133,7 @@ def test_build_model_unknown_name_lists_names():
     with pytest.raises(SisgenInputError) as ei:
         build_model("no_such_model", dataset="toycity")
     msg = str(ei.value)
-    assert "no_such_model" in msg
+    assert msg.startswith("unknown model 'no_such_model'; known: ")
     for name in available_models():
         assert name in msg
     assert {"spade", "clade"} <= set(available_models())
@@ -237,6 +237,7 @@ def test_load_corrupt_config(tmp_path):
     cfg_path.write_text(json.dumps({"architecture": "Nope", "args": {}}))
     with pytest.raises(SisgenInputError, match="config.json") as ei:
         load_model(tmp_path)
+    assert "unknown architecture 'Nope'; known: " in str(ei.value)
     assert "SPADEGenerator" in str(ei.value)
 
 
