@@ -65,6 +65,7 @@ from sisgen import sources
 from sisgen.errors import SisgenInputError
 from sisgen.labelmap import IGNORE_ID, LabelMap, instance_edges
 from sisgen.sources import Source
+from sisgen.sources.base import SOURCES
 from sisgen.vocab import Vocabulary
 
 MODES = ("fixed", "resize", "resize_and_crop", "scale_width_and_crop",
@@ -581,17 +582,44 @@ class _Checker(Dataset):
         return None
 
 
+def open_source(spec: dict[str, Any], size: tuple[int, int], seed: int = 0,
+                evaluation: bool = False) -> Source:
+    """Open the source a run's settings describe: ``{"kind": ..., **arguments}``.
+
+    Arguments the settings leave out come from the source's ``run_defaults(size, seed,
+    evaluation)`` where its kind has one: a procedural source renders at the run's size
+    (:meth:`~sisgen.sources.toycity.ToyCitySource.run_defaults`).
+
+    Args:
+        spec: ``kind`` and the other arguments of :func:`sisgen.sources.open`.
+        size: The run's ``(H, W)``.
+        seed: The run's seed.
+        evaluation: Open the evaluation source (other defaults) instead of the training one.
+
+    Raises:
+        SisgenInputError: No ``kind``, an unknown one, or a bad source.
+    """
+    args = dict(spec)
+    kind = args.pop("kind", None)
+    if kind is None:
+        raise SisgenInputError(f"training source needs a 'kind' (one of "
+                               f"{', '.join(sources.available_sources())}), got {spec!r}")
+    run_defaults = getattr(SOURCES.get(kind), "run_defaults", None)
+    if run_defaults is not None:
+        args = {**run_defaults(tuple(size), seed, evaluation), **args}
+    return sources.open(kind, **args)
+
+
 def build_dataset(source: dict | Source, size: tuple[int, int], augment: dict | None = None,
                   seed: int = 0, cache: bool = False, validate: bool = True) -> PairedDataset:
     """Open a training source and wrap it in a :class:`PairedDataset`.
 
     Args:
-        source: ``{"kind": ..., "root": ..., "split": ..., **options}``: the arguments of
-            :func:`sisgen.sources.open` (``toycity`` defaults to ``size`` and ``seed``), or
-            an opened :class:`~sisgen.sources.Source`.
+        source: ``{"kind": ..., "root": ..., "split": ..., **options}`` (see
+            :func:`open_source`), or an opened :class:`~sisgen.sources.Source`.
         size: Training ``(H, W)``.
         augment: The papers' preprocessing (module docstring); ``None``: resize + flip.
-        seed: Seed of the crops and flips (and of ToyCity).
+        seed: Seed of the crops and flips (and of a procedural source such as ToyCity).
         cache: Keep decoded pairs in memory.
         validate: Check every label map and photo before returning.
 
@@ -602,13 +630,5 @@ def build_dataset(source: dict | Source, size: tuple[int, int], augment: dict | 
         SisgenInputError: No ``kind``, a bad source or augment, or a bad sample.
     """
     if not isinstance(source, Source):
-        args = dict(source)
-        kind = args.pop("kind", None)
-        if kind is None:
-            raise SisgenInputError(f"training source needs a 'kind' (one of "
-                                   f"{', '.join(sources.available_sources())}), got {source!r}")
-        if kind == "toycity":
-            args["size"] = tuple(args.get("size", size))
-            args.setdefault("seed", seed)
-        source = sources.open(kind, **args)
+        source = open_source(source, size, seed)
     return PairedDataset(source, size, augment, seed=seed, cache=cache, validate=validate)

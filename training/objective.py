@@ -33,6 +33,7 @@ from sisgen.registry import Registry
 
 from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from .perceptual import perceptual_distance
 
 Batch = dict[str, torch.Tensor]
 Terms = dict[str, torch.Tensor]
@@ -174,11 +175,7 @@ class Objective(nn.Module):
 
     def perceptual_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """VGG19 feature L1 (pix2pixHD/SPADE weights ``1/32 .. 1``) on images in [-1, 1]."""
-        weights = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
-        loss = fake.new_zeros(())
-        for w, f, r in zip(weights, self.perceptual(fake), self.perceptual(real), strict=True):
-            loss = loss + w * F.l1_loss(f, r.detach())
-        return loss
+        return perceptual_distance(self.perceptual, fake, real)
 
 
 def compact_ids(instances: torch.Tensor) -> torch.Tensor:

@@ -9,15 +9,21 @@
   the real side detached), on images in [-1, 1] as the official implementations feed them.
 * :func:`with_paper_vgg` -- an objective's loss weights with the perceptual term switched off
   when no feature extractor was given and the config did not ask for it.
+* :func:`load_perceptual` -- the feature extractor with weights from the config's
+  ``perceptual_weights`` file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from sisgen.errors import SisgenInputError
 
 #: VGG19 ``features`` layout (torchvision indices): conv widths and ``M`` max-pools.
 VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -123,3 +129,24 @@ def with_paper_vgg(losses: Mapping[str, float], perceptual: nn.Module | None
     if perceptual is None and "vgg" not in out:
         out["vgg"] = 0.0
     return out
+
+
+def load_perceptual(path: str | os.PathLike) -> VGG19Features:
+    """VGG19 features for the perceptual loss, from a local torchvision state-dict file.
+
+    Raises:
+        SisgenInputError: No such file, an unreadable one, or not a vgg19 state dict.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SisgenInputError("perceptual_weights file not found", p)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file
+        raise SisgenInputError(f"cannot read VGG19 weights ({e})", p) from e
+    vgg = VGG19Features()
+    try:
+        vgg.load_torchvision_state_dict(state)
+    except (RuntimeError, KeyError) as e:
+        raise SisgenInputError(f"not a torchvision vgg19 state dict ({e})", p) from e
+    return vgg.eval()

@@ -5,32 +5,33 @@ The generator knows nothing of losses or optimizers. A per-architecture
 losses; :class:`Trainer` owns what is common: TTUR Adam optimizers with an optional linear
 decay, mixed precision (bf16, or fp16 with loss scaling), channels-last, EMA of the
 generator with BatchNorm re-calibration, gradient clipping and non-finite guards,
-data-parallel training under ``torchrun``, atomic checkpoints with exact resume, and
-logging (progress bar, JSONL, sample grids, optional TensorBoard).
+data-parallel training under ``torchrun``, atomic checkpoints with exact resume
+(:mod:`~sisgen.training.checkpoint`), and logging (progress bar, JSONL, sample grids,
+optional TensorBoard; :mod:`~sisgen.training.runlog`).
 
 Exact resume: the checkpoint holds model, EMA, optimizers, schedulers, loss scalers,
 the step, every RNG (torch, CUDA, the noise generator; per rank) and the data position
 (epoch and batch within it). Dataset items depend only on ``(seed, epoch, index)`` and the
 sampler's order only on ``(seed, epoch)``, so a run killed at any point and resumed from
 its last checkpoint reproduces the uninterrupted run bit for bit on the CPU.
+
+The data layer decides what a source needs from the run (ToyCity renders at the run's
+size; :func:`~sisgen.training.data.open_source`); the loop knows no source kinds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
 import os
-import random
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -40,41 +41,17 @@ from sisgen.errors import SisgenInputError
 from sisgen.models import SISGenerator, build_model
 from sisgen.noise import draw_noise
 
-from . import data
+from . import checkpoint, data
 from . import distributed as dist_utils
+from .checkpoint import CHECKPOINT
 from .config import TrainConfig
 from .ema import ema_decay, has_batchnorm, recalibrate_batchnorm, update_ema
 from .objective import Objective, objective_for
+from .perceptual import load_perceptual
+from .runlog import RunLog, sample_grid
 from .sampler import ResumableSampler
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_perceptual(path: str | os.PathLike) -> nn.Module:
-    """VGG19 features for the perceptual loss, from a local torchvision state-dict file."""
-    from .perceptual import VGG19Features
-
-    p = Path(path)
-    if not p.is_file():
-        raise SisgenInputError("perceptual_weights file not found", p)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file
-        raise SisgenInputError(f"cannot read VGG19 weights ({e})", p) from e
-    vgg = VGG19Features()
-    try:
-        vgg.load_torchvision_state_dict(state)
-    except (RuntimeError, KeyError) as e:
-        raise SisgenInputError(f"not a torchvision vgg19 state dict ({e})", p) from e
-    return vgg.eval()
 
 
 class Trainer:
@@ -97,10 +74,10 @@ class Trainer:
         self.device = torch.device(f"cuda:{self.dist.local_rank}" if cuda else "cpu")
         if cuda:
             torch.cuda.set_device(self.device)
-        self.progress = progress and self.dist.is_main
         self.out = Path(cfg.out_dir)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+        self.runlog = RunLog(self.out, self.dist.is_main, cfg.tensorboard, progress)
         world = self.dist.world_size
         if cfg.batch_size % world:
             raise SisgenInputError(f"batch_size {cfg.batch_size} is not divisible by the "
@@ -162,7 +139,6 @@ class Trainer:
         # per-rank randomness after the (shared) initialization
         torch.manual_seed(cfg.seed * 1009 + 17 + self.dist.rank)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 1 + self.dist.rank)
-        self._tb = None
 
     # ---------------------------------------------------------------- schedule
     def _total_steps(self) -> float:
@@ -183,44 +159,21 @@ class Trainer:
         return max(0.0, 1.0 - (step - begin) / max(1.0, self.total_steps - begin))
 
     # ------------------------------------------------------------- checkpoints
-    def _rng_state(self) -> dict[str, Any]:
-        # numpy's key array travels as a tensor: checkpoints load with weights_only=True
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        st = {"torch": torch.get_rng_state(), "noise": self.noise_gen.get_state(),
-              "python": random.getstate(),
-              "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
-        if torch.cuda.is_available():
-            st["cuda"] = torch.cuda.get_rng_state(self.device)
-        return st
-
-    def _set_rng_state(self, st: dict[str, Any]) -> None:
-        torch.set_rng_state(st["torch"])
-        self.noise_gen.set_state(st["noise"])
-        random.setstate(st["python"])
-        kind, keys, pos, has_gauss, gauss = st["numpy"]
-        np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
-        if "cuda" in st and torch.cuda.is_available():
-            torch.cuda.set_rng_state(st["cuda"], self.device)
+    def _stateful(self) -> dict[str, Any]:
+        """The checkpoint's parts with a ``state_dict``, by their key in the file."""
+        return {"G": self.G, "d_nets": self.objective.d_nets, "g_nets": self.objective.g_nets,
+                "G_ema": self.G_ema, "opt_g": self.opt_g, "opt_d": self.opt_d,
+                "sched_g": self.sched_g, "sched_d": self.sched_d, "scaler_g": self.scaler_g,
+                "scaler_d": self.scaler_d}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the run (RNG states of every rank)."""
+        rng = checkpoint.rng_state(self.noise_gen, self.device)
         return {
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "bad_steps": self.bad_steps,
-            "skipped": self.skipped,
-            "G": self.G.state_dict(),
-            "d_nets": self.objective.d_nets.state_dict(),
-            "g_nets": self.objective.g_nets.state_dict(),
-            "G_ema": None if self.G_ema is None else self.G_ema.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "sched_g": self.sched_g.state_dict(),
-            "sched_d": self.sched_d.state_dict(),
-            "scaler_g": self.scaler_g.state_dict(),
-            "scaler_d": self.scaler_d.state_dict(),
-            "rng": dist_utils.gather_objects(self._rng_state(), self.dist.world_size),
+            **{key: getattr(self, key) for key in checkpoint.POSITION},
+            **{key: None if part is None else part.state_dict()
+               for key, part in self._stateful().items()},
+            "rng": dist_utils.gather_objects(rng, self.dist.world_size),
             "config": self.cfg.to_dict(),
         }
 
@@ -229,51 +182,21 @@ class Trainer:
         path = self.out / CHECKPOINT
         state = self.state_dict()  # a collective under torchrun: all ranks take part
         if self.dist.is_main:
-            _atomic_torch_save(state, path)
+            checkpoint.atomic_torch_save(state, path)
         dist_utils.barrier()
         return path
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
         """Restore a run from its checkpoint (weights-only load: no pickle code runs)."""
-        path = Path(path) if path else self.out / CHECKPOINT
-        try:
-            st = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - torn or foreign file
-            raise SisgenInputError(f"cannot read the training checkpoint ({e})", path) from e
-        self.G.load_state_dict(st["G"])
-        self.objective.d_nets.load_state_dict(st["d_nets"])
-        self.objective.g_nets.load_state_dict(st["g_nets"])
-        if self.G_ema is not None and st.get("G_ema") is not None:
-            self.G_ema.load_state_dict(st["G_ema"])
-        for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler_g", "scaler_d"):
-            getattr(self, name).load_state_dict(st[name])
-        rngs = st["rng"]
-        if len(rngs) != self.dist.world_size:
-            raise SisgenInputError(f"checkpoint was written by {len(rngs)} ranks, this run has "
-                                   f"{self.dist.world_size}: exact resume needs the same count",
-                                   path)
-        self._set_rng_state(rngs[self.dist.rank])
-        self.step, self.epoch = int(st["step"]), int(st["epoch"])
-        self.batch_in_epoch = int(st["batch_in_epoch"])
-        self.bad_steps, self.skipped = int(st["bad_steps"]), int(st["skipped"])
-        if self.dist.is_main:
-            self._truncate_log()
-
-    def _truncate_log(self) -> None:
-        """Drop log lines of steps after the checkpoint (a killed run logged them already)."""
-        path = self.out / "log.jsonl"
-        if not path.is_file():
-            return
-        keep = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line)["step"] <= self.step:
-                    keep.append(line)
-            except (ValueError, KeyError, TypeError):  # a torn last line
-                continue
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
-        os.replace(tmp, path)
+        st = checkpoint.read_checkpoint(path or self.out / CHECKPOINT, self.device,
+                                        self.dist.world_size)
+        for key, part in self._stateful().items():
+            if part is not None and (key != "G_ema" or st.get(key) is not None):
+                part.load_state_dict(st[key])
+        checkpoint.set_rng_state(st["rng"][self.dist.rank], self.noise_gen, self.device)
+        for key in checkpoint.POSITION:
+            setattr(self, key, int(st[key]))
+        self.runlog.truncate(self.step)
 
     # ------------------------------------------------------------------ models
     def final_generator(self) -> SISGenerator:
@@ -434,36 +357,16 @@ class Trainer:
                           drop_last=True, num_workers=self.cfg.num_workers,
                           pin_memory=self.device.type == "cuda")
 
-    def _log(self, record: dict[str, Any], handle: Any) -> None:
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        if self._tb is not None:
-            for k, v in record.items():
-                if k not in ("step", "epoch") and isinstance(v, (int, float)):
-                    self._tb.add_scalar(k, v, record["step"])
-
-    def _open_tensorboard(self) -> None:
-        if not (self.cfg.tensorboard and self.dist.is_main):
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # the tensorboard package is optional
-            log.warning("tensorboard is not installed; logging to log.jsonl only")
-            return
-        self._tb = SummaryWriter(str(self.out / "tensorboard"))
-
     def fit(self) -> Path:
         """Train until ``steps`` / ``epochs`` / ``max_minutes``; returns the model folder."""
         cfg = self.cfg
         main = self.dist.is_main
         if main:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        self._open_tensorboard()
         budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
-        bar = self._progress_bar(budget)
+        self.runlog.start(self.total_steps, self.step, budget)
         start = time.time()
         last_t, last_step = start, self.step
-        handle = open(self.out / "log.jsonl", "a", encoding="utf-8") if main else None
         try:
             done = self.step >= self.total_steps
             while not done:
@@ -475,16 +378,15 @@ class Trainer:
                     out_of_time = budget is not None and dist_utils.all_true(
                         elapsed > budget, self.device)
                     done = self.step >= self.total_steps or out_of_time
-                    if bar is not None:
-                        self._advance(bar, elapsed, scalars)
+                    self.runlog.advance(self.step, elapsed, scalars)
                     if main and self.step % cfg.log_every == 0:
                         now = time.time()
                         ips = (self.step - last_step) * cfg.batch_size / max(now - last_t, 1e-9)
                         last_t, last_step = now, self.step
-                        self._log({"step": self.step, "epoch": self.epoch,
-                                   "time": round(elapsed, 2), "img_per_s": round(ips, 2),
-                                   "lr_g": self.sched_g.get_last_lr()[0],
-                                   "skipped": self.skipped, **scalars}, handle)
+                        self.runlog.log({"step": self.step, "epoch": self.epoch,
+                                         "time": round(elapsed, 2), "img_per_s": round(ips, 2),
+                                         "lr_g": self.sched_g.get_last_lr()[0],
+                                         "skipped": self.skipped, **scalars})
                     if cfg.sample_every and self.step % cfg.sample_every == 0:
                         self.save_samples(batch)
                     if main and cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -497,10 +399,7 @@ class Trainer:
                     self.epoch += 1
                     self.batch_in_epoch = 0
         finally:
-            if handle is not None:
-                handle.close()
-            if bar is not None:
-                bar.close()
+            self.runlog.stop()
         if self.dist.enabled:  # end with rank 0's BatchNorm statistics everywhere
             dist_utils.broadcast_state([self.G, self.objective.d_nets, self.objective.g_nets],
                                        buffers_only=True)
@@ -509,8 +408,7 @@ class Trainer:
         final = self.final_generator()
         if main:
             self._finalize(final).save(model_dir)
-            if self._tb is not None:
-                self._tb.close()
+            self.runlog.close()
         dist_utils.barrier()
         return model_dir
 
@@ -519,86 +417,39 @@ class Trainer:
 
         Runs on the caller's rank only (rank 0 in the loop) and touches no training state.
         """
-        from sisgen import sources
-
         from .metrics import compute_metrics
 
         opts = dict(self.cfg.eval)
         names = opts.pop("metrics")
-        src_args = dict(opts.pop("source", None) or self.cfg.source)
-        kind = src_args.pop("kind")
-        if kind == "toycity":
-            src_args.setdefault("size", (self.cfg.height, self.cfg.width))
-            src_args.setdefault("split", "val")
+        source = data.open_source(opts.pop("source", None) or self.cfg.source,
+                                  (self.cfg.height, self.cfg.width), self.cfg.seed,
+                                  evaluation=True)
         limit = opts.pop("limit", 200)
         g = self._finalize(self.final_generator(), math.ceil(limit / self.local_batch))
         was_training = g.training
         try:
-            scores = compute_metrics(names, generator=g, source=sources.open(kind, **src_args),
-                                     limit=limit, device=str(self.device), **opts)
+            scores = compute_metrics(names, generator=g, source=source, limit=limit,
+                                     device=str(self.device), **opts)
         finally:
             g.train(was_training)
-        record = {"step": self.step, **{k: v for k, v in scores.items()
-                                         if isinstance(v, (int, float, str))}}
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self._tb.add_scalar(f"eval/{k}", v, self.step)
+        self.runlog.log_metrics({"step": self.step, **{
+            k: v for k, v in scores.items() if isinstance(v, (int, float, str))}})
         return scores
-
-    def _progress_bar(self, budget: float | None) -> Any:
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        if math.isfinite(self.total_steps):
-            return tqdm(total=int(self.total_steps), initial=self.step, desc="train",
-                        unit="step")
-        # time-budgeted run: the bar tracks seconds of the budget, not steps
-        return tqdm(total=round(budget), desc="train", unit="s",
-                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt}s [{elapsed}<{remaining}"
-                               "{postfix}]")
-
-    def _advance(self, bar: Any, elapsed: float, scalars: dict[str, float]) -> None:
-        post = {k: f"{v:.3f}" for k, v in scalars.items()}
-        if bar.unit == "s":
-            bar.n = min(elapsed, bar.total)
-            bar.set_postfix({"step": self.step, **post}, refresh=False)
-            bar.refresh()
-        else:
-            bar.update(1)
-            bar.set_postfix(post, refresh=False)
 
     @torch.no_grad()
     def save_samples(self, batch: dict[str, torch.Tensor], n: int = 4) -> Path | None:
         """Write a grid ``label | generated | real`` for the first ``n`` items (rank 0)."""
-        from sisgen.io import write_image
-
         if not self.dist.is_main:
             return None
         g = self.final_generator()
-        path = self.out / "samples" / f"step_{self.step:07d}.png"
         was_training = g.training
         g.eval()
         small = self._to_device({k: v[:n] for k, v in batch.items()})
         gen = torch.Generator().manual_seed(self.cfg.seed + 777)
         fake = self.objective.sample(g, small, self._noise(small["labels"].shape[0], gen))
         g.train(was_training)
-        pal = self.dataset.vocabulary
-        rows = []
-        for i in range(small["labels"].shape[0]):
-            lab = pal.colorize(small["labels"][i].cpu().numpy())
-            img = ((fake[i].float().permute(1, 2, 0).cpu().numpy() + 1) * 127.5).clip(0, 255)
-            real = ((small["image"][i].float().permute(1, 2, 0).cpu().numpy() + 1) * 127.5
-                    ).clip(0, 255)
-            rows.append(np.concatenate([lab, img.astype(np.uint8), real.astype(np.uint8)], 1))
-        grid = np.concatenate(rows, 0)
-        write_image(path, grid)
-        if self._tb is not None:
-            self._tb.add_image("samples", grid, self.step, dataformats="HWC")
-        return path
+        grid = sample_grid(self.dataset.vocabulary, small["labels"], fake, small["image"])
+        return self.runlog.write_samples(grid, self.step)
 
 
 def init_generator(G: SISGenerator, path: str | os.PathLike) -> tuple[int, int]:

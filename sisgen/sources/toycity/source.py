@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,24 @@ class ToyCitySource(Source):
         self.city = ToyCity(size, seed=seed, split=self.split)
         self.vocabulary = self.city.vocabulary
         self._cache: dict[int, tuple[LabelMap, np.ndarray]] = {}
+
+    @staticmethod
+    def run_defaults(size: tuple[int, int], seed: int, evaluation: bool = False
+                     ) -> dict[str, Any]:
+        """Arguments a training run fills in when its source settings leave them out.
+
+        ToyCity renders at any resolution, so a run renders it at its own ``size``: for
+        training with the run's ``seed``; for evaluation from the ``val`` split (with the
+        source's default seed), scenes the generator never trained on.
+
+        Args:
+            size: The run's ``(H, W)``.
+            seed: The run's seed.
+            evaluation: Defaults of the evaluation source, not the training source.
+        """
+        if evaluation:
+            return {"size": size, "split": "val"}
+        return {"size": size, "seed": seed}
 
     @property
     def size(self) -> tuple[int, int]:
