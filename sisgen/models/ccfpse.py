@@ -31,14 +31,8 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import (
-    SPADE,
-    build_spade_trunk,
-    labels_to_onehot,
-    maybe_sn,
-    resize_nearest,
-    run_spade_trunk,
-)
+from .blocks import build_spade_trunk, run_spade_trunk
+from .layers import SPADE, labels_to_onehot, maybe_sn, resize_nearest
 from .registry import DatasetSpec, register_model
 
 UpsamplingMode = Literal["normal", "more"]

@@ -36,7 +36,8 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import NormKind, SPADEResBlock, build_spade_trunk, labels_to_onehot, run_spade_trunk
+from .blocks import SPADEResBlock, build_spade_trunk, run_spade_trunk
+from .layers import NormKind, labels_to_onehot
 from .registry import DatasetSpec, register_model
 
 UpsamplingMode = Literal["normal", "more", "most"]

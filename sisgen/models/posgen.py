@@ -26,14 +26,8 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import (
-    NormKind,
-    SPADEResBlock,
-    build_spade_trunk,
-    labels_to_onehot,
-    resize_nearest,
-    run_spade_trunk,
-)
+from .blocks import SPADEResBlock, build_spade_trunk, run_spade_trunk
+from .layers import NormKind, labels_to_onehot, resize_nearest
 from .registry import DatasetSpec, register_model
 
 #: Upsamplings of the trunk: the latent tensor is ``1/2^5`` of the label resolution.

@@ -36,15 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SISGenerator, capture_config, register_architecture
+from .blocks import build_spade_trunk, run_spade_trunk
 from .layers import (
     SPADE,
     NormKind,
-    build_spade_trunk,
     example_instances,
     labels_to_onehot,
     maybe_sn,
     param_free_norm,
-    run_spade_trunk,
 )
 from .registry import DatasetSpec, register_model
 

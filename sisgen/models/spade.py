@@ -34,17 +34,15 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
+from .blocks import SPADEResBlock, build_spade_trunk, run_spade_trunk
 from .layers import (
     CondKind,
     NormKind,
     PaddingMode,
-    SPADEResBlock,
-    build_spade_trunk,
     example_instances,
     intra_class_position_map,
     labels_to_onehot,
     resize_nearest,
-    run_spade_trunk,
 )
 from .registry import DatasetSpec, register_model
 from .vasis import NoiseMode, PositionChannels, parse_position, uses_relative_position

@@ -44,13 +44,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import NormKind, intra_class_position_map, param_free_norm, resize_nearest
+from .layers import (
+    NormKind,
+    PaddingMode,
+    intra_class_position_map,
+    param_free_norm,
+    resize_nearest,
+)
 
 NoiseMode = Literal["semantic", "one_channel", "plus", "rand"]
 #: One position code; a switch may join several with ``+`` (``"absolute+learnable"``).
 PositionMode = Literal["absolute", "learnable", "relative"]
 PositionChannels = Literal["all", "one"]
-PaddingMode = Literal["zeros", "reflect"]
 
 _NOISE_MODES = ("semantic", "one_channel", "plus", "rand")
 _POSITION_MODES = ("absolute", "learnable", "relative")  # official concatenation order
