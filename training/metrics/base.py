@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sisgen.errors import SisgenInputError
 from sisgen.labelmap import LabelMap
+from sisgen.registry import Registry
 from sisgen.vocab import Vocabulary
 
-_METRICS: dict[str, type[Metric]] = {}
+#: Metric classes by name (``@register_metric``).
+_METRICS: Registry[type[Metric]] = Registry("metric")
 
 
 @dataclass
@@ -130,13 +131,11 @@ class Metric:
 
 
 def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
-    """Class decorator: make a :class:`Metric` available by ``name``."""
+    """Class decorator: make a :class:`Metric` available by ``name`` (its ``name``)."""
 
     def deco(cls: type[Metric]) -> type[Metric]:
-        if name in _METRICS:
-            raise ValueError(f"metric {name!r} registered twice")
+        _METRICS.add(name, cls)
         cls.name = name
-        _METRICS[name] = cls
         return cls
 
     return deco
@@ -144,20 +143,16 @@ def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
 
 def available_metrics() -> list[str]:
     """Names of the registered metrics."""
-    return sorted(_METRICS)
+    return _METRICS.names()
 
 
 def get_metric(name: str) -> type[Metric]:
     """The metric class registered as ``name``.
 
     Raises:
-        SisgenInputError: Unknown name (the message lists the known ones).
+        SisgenInputError: ``unknown metric 'name'; known: ...``.
     """
-    try:
-        return _METRICS[name]
-    except KeyError:
-        raise SisgenInputError(f"unknown metric {name!r}; available: "
-                         f"{', '.join(available_metrics())}") from None
+    return _METRICS.get(name)
 
 
 def images_to_tensor(images: Sequence[np.ndarray], device: str | torch.device = "cpu"
