@@ -2,7 +2,8 @@
 
 Each scale is a PatchGAN over ``concat(one-hot label map, image)``; the scales see the
 input at full, half, quarter... resolution. Intermediate features are returned for the
-feature-matching loss.
+feature-matching loss. :func:`discriminate` runs any such conditional discriminator on
+generated and real images in one batch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from sisgen.models.layers import maybe_sn
+
+#: A multi-scale discriminator's output: per scale, its features (the logits last).
+Features = list[list[torch.Tensor]]
+
+
+def discriminate(discriminator: nn.Module, seg: torch.Tensor, fake: torch.Tensor,
+                 real: torch.Tensor) -> tuple[Features, Features]:
+    """Run ``discriminator(seg, image)`` on fake and real in one batch and split.
+
+    One batch gives both halves the same normalization statistics, as the official SPADE,
+    SESAME, LGGAN and SAFM trainers do.
+
+    Returns:
+        ``(pred_fake, pred_real)``: the features of each half, per scale.
+    """
+    out = discriminator(torch.cat([seg, seg]), torch.cat([fake, real]))
+    n = fake.shape[0]
+    return ([[t[:n] for t in scale] for scale in out],
+            [[t[n:] for t in scale] for scale in out])
 
 
 class PatchDiscriminator(nn.Module):
@@ -68,7 +88,7 @@ class MultiScaleDiscriminator(nn.Module):
             PatchDiscriminator(in_channels, ndf, n_layers, spectral) for _ in range(num_d)
         )
 
-    def forward(self, seg: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
+    def forward(self, seg: torch.Tensor, image: torch.Tensor) -> Features:
         """Features per scale for ``seg`` [B,S,H,W] and ``image`` [B,3,H,W]."""
         x = torch.cat([seg, image], dim=1)
         out = []

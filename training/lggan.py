@@ -27,12 +27,10 @@ from torch import nn
 from sisgen.models.base import SISGenerator
 from sisgen.models.lggan import LGGANGenerator, LGGANOutputs
 
-from .discriminator import MultiScaleDiscriminator
+from .discriminator import MultiScaleDiscriminator, discriminate
 from .losses import feature_matching_loss, hinge_g_loss
 from .objective import Batch, Objective, Terms, condition_map, register_objective
 from .perceptual import with_paper_vgg
-
-Features = list[list[torch.Tensor]]
 
 
 class LGGANClassifier(nn.Module):
@@ -100,15 +98,6 @@ def local_l1_loss(class_images: torch.Tensor, masks: torch.Tensor, real: torch.T
     return (class_images - target).abs().mean(dim=(0, 2, 3, 4)).sum()
 
 
-def _discriminate(discriminator: nn.Module, seg: torch.Tensor, fake: torch.Tensor,
-                  real: torch.Tensor) -> tuple[Features, Features]:
-    """D on fake and real in one batch (shared norm statistics); returns (fake, real)."""
-    out = discriminator(torch.cat([seg, seg]), torch.cat([fake, real]))
-    b = fake.shape[0]
-    return ([[t[:b] for t in scale] for scale in out],
-            [[t[b:] for t in scale] for scale in out])
-
-
 def lggan_generator_losses(
     out: LGGANOutputs,
     real: torch.Tensor,
@@ -150,7 +139,7 @@ def lggan_generator_losses(
     gan = torch.zeros((), device=real.device)
     feat = torch.zeros((), device=real.device)
     for img in images:
-        fake_feats, real_feats = _discriminate(discriminator, seg, img, real)
+        fake_feats, real_feats = discriminate(discriminator, seg, img, real)
         gan = gan + hinge_g_loss(fake_feats)
         feat = feat + feature_matching_loss(real_feats, fake_feats)
     losses = {"GAN": gan, "GAN_Feat": feat * lambda_feat}
@@ -176,7 +165,7 @@ def lggan_discriminator_losses(out: LGGANOutputs, real: torch.Tensor, seg: torch
     d_fake = torch.zeros((), device=real.device)
     d_real = torch.zeros((), device=real.device)
     for img in (out.image, out.global_image, out.local_image):
-        fake_feats, real_feats = _discriminate(discriminator, seg, img.detach(), real)
+        fake_feats, real_feats = discriminate(discriminator, seg, img.detach(), real)
         d_fake = d_fake + sum(F.relu(1 + f[-1]).mean() for f in fake_feats) / len(fake_feats)
         d_real = d_real + sum(F.relu(1 - r[-1]).mean() for r in real_feats) / len(real_feats)
     return {"D_Fake": d_fake, "D_real": d_real}

@@ -33,7 +33,7 @@ from torch import nn
 
 from sisgen.errors import SisgenInputError
 from sisgen.models.base import SISGenerator
-from sisgen.models.pix2pixhd import P2PNorm, Pix2PixHDGenerator, p2p_init_weights
+from sisgen.models.pix2pixhd import P2PNorm, Pix2PixHDGenerator, p2p_init_weights, p2p_norm
 from sisgen.models.pix2pixhd_encoder import Pix2PixHDEncoder
 from sisgen.models.style_features import (
     cluster_features,
@@ -42,18 +42,9 @@ from sisgen.models.style_features import (
     object_ids,
 )
 
+from .discriminator import Features
 from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import VGGLoss, with_paper_vgg
-
-DiscriminatorOutput = list[list[torch.Tensor]]
-
-
-def _d_norm(kind: P2PNorm, channels: int) -> nn.Module:
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=False)
-    if kind == "batch":
-        return nn.BatchNorm2d(channels, affine=True)
-    raise ValueError(f"unknown norm {kind!r} (instance, batch)")
 
 
 def _patchgan_groups(input_nc: int, ndf: int, n_layers: int, norm: P2PNorm
@@ -65,7 +56,7 @@ def _patchgan_groups(input_nc: int, ndf: int, n_layers: int, norm: P2PNorm
     for n in range(1, n_layers + 1):
         nf_prev, nf = nf, min(2 * nf, 512)
         stride = 2 if n < n_layers else 1  # the last hidden layer keeps the resolution
-        groups.append([nn.Conv2d(nf_prev, nf, 4, stride=stride, padding=2), _d_norm(norm, nf),
+        groups.append([nn.Conv2d(nf_prev, nf, 4, stride=stride, padding=2), p2p_norm(norm, nf),
                        nn.LeakyReLU(0.2)])
     groups.append([nn.Conv2d(nf, 1, 4, stride=1, padding=2)])
     return groups
@@ -144,7 +135,7 @@ class MultiscaleDiscriminator(nn.Module):
             out.append(x)
         return out
 
-    def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
+    def forward(self, x: torch.Tensor) -> Features:
         """Per scale (finest first) the list of layer outputs (last: logits)."""
         results = []
         for k in range(self.num_d):
@@ -163,7 +154,7 @@ def discriminator_for(generator: Pix2PixHDGenerator, ndf: int = 64, n_layers: in
 
 
 # ------------------------------------------------------------------------ losses
-def gan_loss(preds: DiscriminatorOutput, target_is_real: bool, use_lsgan: bool = True
+def gan_loss(preds: Features, target_is_real: bool, use_lsgan: bool = True
              ) -> torch.Tensor:
     """Adversarial loss on each scale's logits, summed over scales.
 
@@ -182,7 +173,7 @@ def gan_loss(preds: DiscriminatorOutput, target_is_real: bool, use_lsgan: bool =
     return loss
 
 
-def feature_matching_loss(pred_fake: DiscriminatorOutput, pred_real: DiscriminatorOutput,
+def feature_matching_loss(pred_fake: Features, pred_real: Features,
                           n_layers: int = 3, lambda_feat: float = 10.0) -> torch.Tensor:
     """pix2pixHD's discriminator feature matching (logits excluded, real side detached).
 

@@ -40,13 +40,11 @@ from torch import nn
 from sisgen.models.base import SISGenerator
 from sisgen.models.layers import labels_to_onehot
 
-from .discriminator import MultiScaleDiscriminator
+from .discriminator import Features, MultiScaleDiscriminator, discriminate
 from .losses import feature_matching_loss, hinge_g_loss
 from .oasis import OASISDiscriminator, init_oasis_weights
 from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import with_paper_vgg
-
-Features = list[list[torch.Tensor]]
 
 #: Official ``--segepoch`` per dataset (``Fake_seg`` starts once ``epoch > segepoch``);
 #: the option's own default is 50.
@@ -204,14 +202,6 @@ class SAFMLoss:
         """Whether ``Fake_seg`` is part of the generator loss at ``epoch``."""
         return epoch > self.segepoch
 
-    def discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
-                     ) -> tuple[Features, Features]:
-        """Run D on fake and real in one batch and split its features."""
-        out = self.discriminator(torch.cat([seg, seg]), torch.cat([fake, real]))
-        n = fake.shape[0]
-        return ([[t[:n] for t in scale] for scale in out],
-                [[t[n:] for t in scale] for scale in out])
-
     # ---------------------------------------------------------------- objectives
     def generator_loss(self, generator: nn.Module, labels: torch.Tensor,
                        edges: torch.Tensor | None, real: torch.Tensor, epoch: int,
@@ -232,7 +222,7 @@ class SAFMLoss:
         """
         onehot, seg = self.semantics(generator, labels, edges)
         fake = generator(labels, edges, None, instances)
-        pred_fake, pred_real = self.discriminate(seg, fake, real)
+        pred_fake, pred_real = discriminate(self.discriminator, seg, fake, real)
         losses = {
             "GAN": hinge_g_loss(pred_fake),
             "GAN_Feat": self.lambda_feat * feature_matching_loss(pred_real, pred_fake),
@@ -266,7 +256,7 @@ class SAFMLoss:
         if fake is None:
             with torch.no_grad():
                 fake = generator(labels, edges, None, instances)
-        pred_fake, pred_real = self.discriminate(seg, fake.detach(), real)
+        pred_fake, pred_real = discriminate(self.discriminator, seg, fake.detach(), real)
         return {"D_Fake": _hinge_fake(pred_fake), "D_real": _hinge_real(pred_real)}
 
 

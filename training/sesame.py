@@ -25,11 +25,10 @@ from torch import nn
 from sisgen.models.base import SISGenerator
 from sisgen.models.layers import maybe_sn
 
+from .discriminator import Features, discriminate
 from .losses import feature_matching_loss
 from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import VGGLoss, with_paper_vgg
-
-Features = list[list[torch.Tensor]]
 
 
 def _stream(in_channels: int, ndf: int, n_layers: int, max_channels: int, spectral: bool
@@ -169,14 +168,6 @@ class SESAMELoss:
         self.lambda_feat = lambda_feat
         self.lambda_vgg = lambda_vgg
 
-    def discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
-                     ) -> tuple[Features, Features]:
-        """Run D on fake and real in one batch (shared norm statistics) and split."""
-        out = self.discriminator(torch.cat([seg, seg]), torch.cat([fake, real]))
-        n = fake.shape[0]
-        return ([[t[:n] for t in scale] for scale in out],
-                [[t[n:] for t in scale] for scale in out])
-
     @staticmethod
     def generate(generator: nn.Module, labels: torch.Tensor, edges: torch.Tensor | None,
                  image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +192,7 @@ class SESAMELoss:
             mask: ``[B,1,H,W]`` hole (1 = re-synthesize).
         """
         seg, fake = self.generate(generator, labels, edges, image, mask)
-        pred_fake, pred_real = self.discriminate(seg, fake, image)
+        pred_fake, pred_real = discriminate(self.discriminator, seg, fake, image)
         losses = {
             "GAN": hinge_terms(pred_fake, True, for_discriminator=False),
             "GAN_Feat": self.lambda_feat * feature_matching_loss(pred_real, pred_fake),
@@ -216,7 +207,7 @@ class SESAMELoss:
         """D's hinge terms ``D_Fake`` and ``D_real`` (the generator is not differentiated)."""
         with torch.no_grad():
             seg, fake = self.generate(generator, labels, edges, image, mask)
-        pred_fake, pred_real = self.discriminate(seg, fake.detach(), image)
+        pred_fake, pred_real = discriminate(self.discriminator, seg, fake.detach(), image)
         return {"D_Fake": hinge_terms(pred_fake, False), "D_real": hinge_terms(pred_real, True)}
 
 
@@ -305,7 +296,7 @@ class SESAMEObjective(Objective):
         mask = training_masks(batch["instances"], self.box_prob).to(real.dtype)
         crit = self._criterion()
         seg, fake = crit.generate(G, batch["labels"], self._edges(G, batch), real, mask)
-        pred_fake, pred_real = crit.discriminate(seg.to(fake.dtype), fake, real)
+        pred_fake, pred_real = discriminate(crit.discriminator, seg.to(fake.dtype), fake, real)
         terms: Terms = {"g_gan": w["gan"] * hinge_terms(pred_fake, True,
                                                         for_discriminator=False)}
         if w["fm"] > 0:
@@ -326,7 +317,7 @@ class SESAMEObjective(Objective):
             with torch.no_grad():
                 _, fake = SESAMELoss.generate(G, batch["labels"], edges, real, mask)
         seg = G.condition(batch["labels"], edges, mask).to(fake.dtype)
-        pred_fake, pred_real = self._criterion().discriminate(seg, fake.detach(), real)
+        pred_fake, pred_real = discriminate(self.d_nets["D"], seg, fake.detach(), real)
         terms = {"d_fake": hinge_terms(pred_fake, False), "d_real": hinge_terms(pred_real, True)}
         return terms["d_fake"] + terms["d_real"], terms
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sisgen.models import build_model
-from sisgen.training.discriminator import MultiScaleDiscriminator
+from sisgen.training.discriminator import MultiScaleDiscriminator, discriminate
 from sisgen.training.losses import hinge_d_loss
 from sisgen.training.safm import (
     SEGEPOCH,
@@ -105,6 +105,6 @@ def test_generator_and_discriminator_step_tiny():
     assert all(p.grad is None for p in g.parameters())  # fake regenerated without grad
     with torch.no_grad():  # the split terms add up to the repo's hinge loss
         _, seg = loss.semantics(g, labels, edges)
-        pf, pr = loss.discriminate(seg, fake.detach(), real)
+        pf, pr = discriminate(loss.discriminator, seg, fake.detach(), real)
         split = loss.discriminator_loss(g, labels, edges, real, fake=fake)
         assert torch.isclose(split["D_Fake"] + split["D_real"], hinge_d_loss(pr, pf))
