@@ -1,0 +1,1 @@
+"""The scene editor: a local web app over the library (``sisgen edit``)."""
