@@ -192,9 +192,8 @@ def compact_ids(instances: torch.Tensor) -> torch.Tensor:
 
 def condition_map(G: SISGenerator, labels: torch.Tensor, edges: torch.Tensor | None
                   ) -> torch.Tensor:
-    """The one-hot (+ edge) map a conditional discriminator reads, as ``G`` builds it."""
-    out = G.condition(labels, edges)
-    return out[0] if isinstance(out, tuple) else out
+    """The one-hot (+ edge) map a conditional discriminator reads: ``G.condition``."""
+    return G.condition(labels, edges)
 
 
 @register_objective("spade", "clade", "clade_icpe", "va_spade", "va_clade", "posgen")

@@ -25,7 +25,7 @@ Both are per-pixel cross-entropies weighted by the batch's inverse label frequen
 * :class:`SAFMObjective` -- the trainer's objective for ``safm``.
 
 Labels are the compact ``[B,H,W]`` ids; the one-hot map is the generator's
-(:func:`~sisgen.models.layers.labels_to_onehot`, dontcare channel last, as in the official
+(:meth:`~sisgen.models.base.SISGenerator.onehot`, dontcare channel last, as in the official
 loaders, which move "unknown" -- 255, or 0 on ADE20K -- to channel ``label_nc``).
 """
 
@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from sisgen.models.base import SISGenerator
-from sisgen.models.layers import labels_to_onehot
 
 from .discriminator import Features, MultiScaleDiscriminator, discriminate
 from .losses import feature_matching_loss, hinge_g_loss
@@ -182,16 +181,15 @@ class SAFMLoss:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def semantics(generator: nn.Module, labels: torch.Tensor, edges: torch.Tensor | None
+    def semantics(generator: SISGenerator, labels: torch.Tensor, edges: torch.Tensor | None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The one-hot labels ``[B,C,H,W]`` and D's conditioning map (one-hot + edges)."""
-        onehot = labels_to_onehot(labels, generator.label_nc, generator.dontcare)
-        seg = onehot
-        if generator.use_edges:
-            if edges is None:
-                raise ValueError("the generator uses edges: pass them")
-            seg = torch.cat([onehot, edges.to(onehot.dtype)], dim=1)
-        return onehot, seg
+        """The one-hot labels ``[B,C,H,W]`` and D's conditioning map (one-hot + edges).
+
+        Both from the generator's :meth:`~sisgen.models.base.SISGenerator.condition`: the
+        one-hot part is a view of the map, not a second one-hot.
+        """
+        seg = generator.condition(labels, edges)
+        return seg[:, : seg.shape[1] - int(generator.use_edges)], seg
 
     def _dontcare(self, generator: nn.Module) -> int | None:
         if self.dontcare_index == "auto":

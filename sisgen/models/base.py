@@ -1,4 +1,4 @@
-"""What every sisgen generator shares: config, save/load, noise, export form.
+"""What every sisgen generator shares: config, conditioning, save/load, noise, export form.
 
 A generator is a ``torch.nn.Module`` whose constructor takes typed, explicit arguments.
 ``config.json`` holds exactly those arguments plus the vocabulary, the resolution and the
@@ -25,6 +25,7 @@ from ..errors import SisgenInputError
 from ..noise import noise_from_seeds
 from ..registry import Registry
 from ..vocab import Vocabulary, get_vocabulary
+from .layers import labels_to_onehot
 from .style_features import clusters_from_dict, clusters_to_dict
 
 CONFIG_NAME = "config.json"
@@ -96,6 +97,60 @@ class SISGenerator(nn.Module):
     def uses_edges(self) -> bool:
         """Whether the instance-edge map is an input."""
         return self.use_edges
+
+    # ----------------------------------------------------------------- conditioning
+    # The label conditioning map is built here once, on the device, from the compact
+    # labels: ``label_channels`` one-hot class channels, the dontcare channel when
+    # ``dontcare`` is set, the instance-edge channel when ``use_edges`` is set. Generators
+    # that read more (SESAME's hole, SAFM's shape descriptor, spatial noise, pix2pixHD's
+    # style features) extend :meth:`condition` or append to its result.
+    #: Whether ignore pixels (255) get their own one-hot channel, after the class channels.
+    dontcare: bool = False
+
+    @property
+    def label_channels(self) -> int:
+        """One-hot class channels of :meth:`onehot`, the dontcare channel not counted.
+
+        ``num_classes`` unless the official configuration has more (the extra channels,
+        for ids the vocabulary does not have, stay zero); generators with a ``label_nc``
+        argument override this.
+        """
+        return self.num_classes
+
+    def onehot(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class one-hot map ``[B,label_channels(+1),H,W]`` float32, dontcare channel last.
+
+        See :func:`sisgen.models.layers.labels_to_onehot`: ignore pixels (255) take the
+        dontcare channel when there is one, other ids outside the channels give zeros.
+        """
+        return labels_to_onehot(labels, self.label_channels, self.dontcare)
+
+    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """The label conditioning map: :meth:`onehot`, then the edge channel with edges.
+
+        Also what a conditional discriminator reads next to the image.
+
+        Args:
+            labels: ``[B,H,W]`` integer class ids (255 = ignore).
+            edges: ``[B,1,H,W]`` instance-edge map (required when :attr:`use_edges`).
+
+        Returns:
+            ``[B,C,H,W]`` with ``C = label_channels + dontcare + use_edges`` (subclasses
+            may pad or append channels), float32.
+
+        Raises:
+            ValueError: ``labels`` not ``[B,H,W]``, or no ``edges`` for a generator
+                built with ``use_edges=True``.
+        """
+        if labels.dim() != 3:
+            raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
+        seg = self.onehot(labels)
+        if self.use_edges:
+            if edges is None:
+                raise ValueError("this generator was built with use_edges=True: pass edges")
+            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
+        return seg
 
     def noise_shape(self, height: int | None = None, width: int | None = None) -> tuple[int, ...]:
         """The per-sample noise shape (``()`` when the model takes no noise)."""

@@ -32,7 +32,7 @@ from torch import nn
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
 from .blocks import build_spade_trunk, run_spade_trunk
-from .layers import SPADE, labels_to_onehot, maybe_sn, resize_nearest
+from .layers import SPADE, maybe_sn, resize_nearest
 from .registry import DatasetSpec, register_model
 
 UpsamplingMode = Literal["normal", "more"]
@@ -247,17 +247,28 @@ class CCFPSEGenerator(SISGenerator):
         return (self.z_dim,) if self.z_dim > 0 else ()
 
     # -------------------------------------------------------------------- forward
-    def semantics(self, labels: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
-        """The official input map ``[B,label_nc(+dontcare)(+edge),H,W]``."""
-        if self.zero_is_dontcare:  # id 0 joins the ignore pixels, the rest move down one
+    @property
+    def label_channels(self) -> int:
+        """``label_nc``: the official one-hot class channels."""
+        return self.label_nc
+
+    def onehot(self, labels: torch.Tensor) -> torch.Tensor:
+        """The official one-hot ``[B,label_nc(+dontcare),H,W]``.
+
+        With ``zero_is_dontcare`` id 0 joins the ignore pixels (the dontcare channel) and
+        the other ids move down one channel first.
+        """
+        if self.zero_is_dontcare:
             ignore = (labels == 0) | (labels == 255)
             labels = torch.where(ignore, torch.full_like(labels, 255), labels - 1)
-        seg = labels_to_onehot(labels, self.label_nc, self.dontcare)
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
-        return seg
+        return super().onehot(labels)
+
+    def semantics(self, labels: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
+        """The official input map ``[B,label_nc(+dontcare)(+edge),H,W]``.
+
+        The same as :meth:`condition` (kept for callers of the old name).
+        """
+        return self.condition(labels, edges)
 
     def layout_pyramid(self, seg: torch.Tensor) -> list[torch.Tensor]:
         """The weight-prediction network's layout features, coarsest first.
@@ -289,7 +300,7 @@ class CCFPSEGenerator(SISGenerator):
         """
         if labels.dim() != 3:
             raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
-        seg = self.semantics(labels, edges)
+        seg = self.condition(labels, edges)
         if self.z_dim > 0:
             if noise is None or noise.shape[-1] != self.z_dim:
                 raise ValueError(f"noise [B,{self.z_dim}] required, got "

@@ -37,7 +37,7 @@ from torch import nn
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
 from .blocks import SPADEResBlock, build_spade_trunk, run_spade_trunk
-from .layers import NormKind, labels_to_onehot
+from .layers import NormKind
 from .registry import DatasetSpec, register_model
 
 UpsamplingMode = Literal["normal", "more", "most"]
@@ -207,17 +207,6 @@ class LGGANGenerator(SISGenerator):
         return self.num_local - 1 if self.num_local < self._num_classes else self.num_local
 
     # -------------------------------------------------------------------- forward
-    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
-        """The input map ``[B,S,H,W]``: one-hot classes (+ dontcare) (+ edge channel)."""
-        if labels.dim() != 3:
-            raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
-        seg = labels_to_onehot(labels, self._num_classes, self.dontcare)
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
-        return seg
-
     def class_masks(self, seg: torch.Tensor) -> torch.Tensor:
         """The masks ``[B,K,H,W]`` driving the K local sub-generators."""
         onehot = seg[:, : self._num_classes]

@@ -288,6 +288,15 @@ class OASISGenerator(SISGenerator):
         return spec
 
     # -------------------------------------------------------------------- forward
+    @property
+    def label_channels(self) -> int:
+        """``semantic_nc``: OASIS's dontcare is one of them (``dontcare_channel``)."""
+        return self.semantic_nc
+
+    def onehot(self, labels: torch.Tensor) -> torch.Tensor:
+        """The official layout, :meth:`semantic_map` (so :meth:`condition` is that map too)."""
+        return self.semantic_map(labels)
+
     def channel_index(self, labels: torch.Tensor) -> torch.Tensor:
         """The one-hot channel of every pixel ``[B,1,H,W]`` (-1: none, i.e. all zeros)."""
         lab = labels.long().unsqueeze(1)  # [B,1,H,W]

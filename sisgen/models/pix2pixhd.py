@@ -6,7 +6,7 @@ per-instance style features of the instance-wise encoder
 (:mod:`sisgen.models.pix2pixhd_encoder`). There is no noise: the generator is
 deterministic; its one source of variety is the ``features`` input, which at test time is
 built by sampling k-means cluster centres per object
-(:func:`sisgen.models.pix2pixhd_encoder.sample_feature_map`).
+(:func:`sisgen.models.style_features.sample_feature_map`).
 
 * ``n_local_enhancers == 0``: the *global* generator ``G1`` (``netG=global``): a 7x7 conv,
   ``n_downsample_global`` stride-2 convs, ``n_blocks_global`` residual blocks, as many
@@ -31,7 +31,6 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import labels_to_onehot
 from .registry import DatasetSpec, register_model
 
 P2PNorm = Literal["instance", "batch"]
@@ -233,24 +232,17 @@ class Pix2PixHDGenerator(SISGenerator):
         return labels, edges, noise, features
 
     # -------------------------------------------------------------------- forward
-    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None = None) -> torch.Tensor:
-        """The official ``input_label``: one-hot (padded to ``label_nc``) + edge channel.
+    def onehot(self, labels: torch.Tensor) -> torch.Tensor:
+        """One-hot classes (+ dontcare), padded with always-zero channels to ``label_nc``.
 
-        The discriminator reads this map too (:mod:`sisgen.training.pix2pixhd`).
-
-        Returns:
-            ``[B,label_nc(+1),H,W]``.
+        With the edge channel (:meth:`condition`) this is the official ``input_label``,
+        which the discriminator reads too (:mod:`sisgen.training.pix2pixhd`):
+        ``[B,label_nc(+1),H,W]``.
         """
-        if labels.dim() != 3:
-            raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
-        seg = labels_to_onehot(labels, self._num_classes, self.dontcare)
+        seg = super().onehot(labels)
         extra = self.label_nc - seg.shape[1]
         if extra:
             seg = F.pad(seg, (0, 0, 0, 0, 0, extra))  # always-zero official channels
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
         return seg
 
     def forward(self, labels: torch.Tensor, edges: torch.Tensor | None = None,

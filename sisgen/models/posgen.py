@@ -27,7 +27,7 @@ from torch import nn
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
 from .blocks import SPADEResBlock, build_spade_trunk, run_spade_trunk
-from .layers import NormKind, labels_to_onehot, resize_nearest
+from .layers import NormKind, resize_nearest
 from .registry import DatasetSpec, register_model
 
 #: Upsamplings of the trunk: the latent tensor is ``1/2^5`` of the label resolution.
@@ -182,15 +182,6 @@ class PosGenGenerator(SISGenerator):
         return (self.z_dim,) if self.z_dim > 0 else ()
 
     # -------------------------------------------------------------------- forward
-    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
-        """The SPADE conditioning map ``[B,S,H,W]``: one-hot (+dontcare) (+edges)."""
-        seg = labels_to_onehot(labels, self._num_classes, self.dontcare)
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
-        return seg
-
     def features(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
                  noise: torch.Tensor | None = None) -> torch.Tensor:
         """The trunk's feature map ``[B,ngf,H,W]`` at the label resolution."""

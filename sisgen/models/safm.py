@@ -37,14 +37,7 @@ from torch import nn
 
 from .base import SISGenerator, capture_config, register_architecture
 from .blocks import build_spade_trunk, run_spade_trunk
-from .layers import (
-    SPADE,
-    NormKind,
-    example_instances,
-    labels_to_onehot,
-    maybe_sn,
-    param_free_norm,
-)
+from .layers import SPADE, NormKind, example_instances, maybe_sn, param_free_norm
 from .registry import DatasetSpec, register_model
 
 ModulationKind = Literal["safm", "spade"]
@@ -440,15 +433,20 @@ class SAFMGenerator(SISGenerator):
         labels, edges, noise = super().example_inputs(batch_size, seed)
         return labels, edges, noise, example_instances(labels)
 
+    @property
+    def label_channels(self) -> int:
+        """``label_nc``: the official one-hot class channels."""
+        return self.label_nc
+
     # -------------------------------------------------------------------- forward
-    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None,
-                  instances: torch.Tensor | None) -> torch.Tensor:
-        """The conditioning map ``[B, seg + 72, H, W]``: one-hot, edge, descriptor."""
-        seg = labels_to_onehot(labels, self.label_nc, self.dontcare)
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
+    def descriptor(self, labels: torch.Tensor, instances: torch.Tensor | None
+                   ) -> torch.Tensor:
+        """The shape descriptor ``[B, nbins_r * nbins_theta, H, W]`` of the objects.
+
+        The generator reads it after :meth:`condition` (one-hot, edge). Objects are the
+        instances, or the class regions for ``instances=None`` and for an image whose
+        instance map is all zeros.
+        """
         lab = labels.long()
         regions = torch.where((lab >= 0) & (lab < self._num_classes), lab + 1,
                               torch.zeros_like(lab))  # each class region is one shape
@@ -457,9 +455,8 @@ class SAFMGenerator(SISGenerator):
         else:  # per image: an all-zero instance map means there was none
             given = (instances != 0).flatten(1).any(1).view(-1, 1, 1)
             instances = torch.where(given, instances.long(), regions)
-        desc = shape_descriptor(instances, self.max_contour_points, self.nbins_r,
+        return shape_descriptor(instances, self.max_contour_points, self.nbins_r,
                                 self.nbins_theta)
-        return torch.cat([seg, desc.to(seg.dtype)], dim=1)
 
     def forward(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
                 noise: torch.Tensor | None = None, instances: torch.Tensor | None = None
@@ -481,7 +478,8 @@ class SAFMGenerator(SISGenerator):
             raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
         if noise is not None:
             raise ValueError("SAFM takes no noise")
-        cond = self.condition(labels, edges, instances)
+        seg = self.condition(labels, edges)
+        cond = torch.cat([seg, self.descriptor(labels, instances).to(seg.dtype)], dim=1)
         x = self.fc(F.interpolate(cond, size=(self.sh, self.sw), mode="nearest"))
         if self.modulation == "spade":
             cond = self._global_branch(cond)

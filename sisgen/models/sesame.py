@@ -27,7 +27,7 @@ from torch import nn
 
 from ..vocab import Vocabulary
 from .base import SISGenerator, capture_config, register_architecture
-from .layers import SPADE, NormKind, labels_to_onehot, maybe_sn
+from .layers import SPADE, NormKind, maybe_sn
 from .registry import DatasetSpec, register_model
 
 
@@ -238,19 +238,21 @@ class SESAMEGenerator(SISGenerator):
         mask = inside.unsqueeze(1).float()  # [B,1,H,W], 1 = re-synthesize
         return labels, edges, None, image, mask
 
+    @property
+    def label_channels(self) -> int:
+        """``label_nc``: the official one-hot label channels."""
+        return self.label_nc
+
     # -------------------------------------------------------------------- forward
-    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None,
-                  mask: torch.Tensor | None) -> torch.Tensor:
+    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None = None,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
         """The semantic map SPADE and the discriminator read: ``[B,semantic_nc,H,W]``.
 
-        One-hot labels (+ dontcare) (+ edges), zeroed outside the hole when
-        ``segmentation_mask``, then the hole channel (1 = re-synthesize) last.
+        The base map (one-hot labels (+ dontcare) (+ edges)), zeroed outside the hole when
+        ``segmentation_mask``, then the hole channel (1 = re-synthesize) last; without a
+        ``mask`` the whole frame is the hole.
         """
-        sem = labels_to_onehot(labels, self.label_nc, self.dontcare)
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            sem = torch.cat([sem, edges.to(sem.dtype)], dim=1)
+        sem = super().condition(labels, edges)
         hole = torch.ones_like(sem[:, :1]) if mask is None else mask.to(sem.dtype)
         if self.segmentation_mask:
             sem = sem * hole

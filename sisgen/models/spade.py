@@ -41,7 +41,6 @@ from .layers import (
     PaddingMode,
     example_instances,
     intra_class_position_map,
-    labels_to_onehot,
     resize_nearest,
 )
 from .registry import DatasetSpec, register_model
@@ -204,19 +203,16 @@ class SPADEGenerator(SISGenerator):
         return (self.z_dim,) if self.z_dim > 0 else ()
 
     # -------------------------------------------------------------------- forward
-    def condition(self, labels: torch.Tensor, edges: torch.Tensor | None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conditioning map ``[B,S,H,W]`` and the table indices ``[B,1,H,W]``."""
-        seg = labels_to_onehot(labels, self._num_classes, self.dontcare)
-        if self.use_edges:
-            if edges is None:
-                raise ValueError("this generator was built with use_edges=True: pass edges")
-            seg = torch.cat([seg, edges.to(seg.dtype)], dim=1)
+    def table_index(self, labels: torch.Tensor) -> torch.Tensor:
+        """The rows of the per-class tables (CLADE, VASIS) ``[B,1,H,W]`` int64.
+
+        The conditioning map itself is :meth:`~sisgen.models.base.SISGenerator.condition`.
+        """
         idx = labels.long().unsqueeze(1)
         # ignore (and any id beyond the table) -> the dontcare row, or row 0 without one
         oob = (idx < 0) | (idx >= self._num_classes)
-        idx = torch.where(oob, torch.full_like(idx, self._num_classes if self.dontcare else 0), idx)
-        return seg, idx
+        return torch.where(oob, torch.full_like(idx, self._num_classes if self.dontcare else 0),
+                           idx)
 
     def _check_noise(self, noise: torch.Tensor | None, want: tuple[int, ...]) -> torch.Tensor:
         if noise is None or tuple(noise.shape[1:]) != want:
@@ -252,7 +248,7 @@ class SPADEGenerator(SISGenerator):
         """
         if labels.dim() != 3:
             raise ValueError(f"labels must be [B,H,W], got {tuple(labels.shape)}")
-        seg, idx = self.condition(labels, edges)
+        seg, idx = self.condition(labels, edges), self.table_index(labels)
         dist = None
         if self.needs_dist:  # per instance / per class region, [B,2,H,W]
             dist = intra_class_position_map(labels, instances, self._num_classes).to(seg.dtype)

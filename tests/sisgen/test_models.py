@@ -102,7 +102,7 @@ def test_ignore_labels_on_coco_stuff_with_dontcare(name):
     labels = blocky_labels(2, 32, 32, 182)
     labels[:, :16] = 255
     edges = torch.from_numpy(sisgen.instance_edges(labels.numpy()))[:, None]
-    seg, idx = m.condition(labels, edges)
+    seg, idx = m.condition(labels, edges), m.table_index(labels)
     assert seg.shape == (2, seg_nc, 32, 32)
     assert (seg[:, 182, :16] == 1).all() and (seg[:, 182, 16:] == 0).all()
     assert (idx[:, 0, :16] == 182).all()
@@ -124,8 +124,36 @@ def test_ignore_labels_without_dontcare(name):
     out = m(labels, edges, noise)
     out.sum().backward()
     assert torch.isfinite(out).all()
-    _, idx = m.condition(labels, edges)
+    idx = m.table_index(labels)
     assert idx.max() < m.num_classes and idx.min() >= 0
+
+
+# ------------------------------------------------------------------------- conditioning
+@pytest.mark.parametrize("name", available_models())
+@pytest.mark.parametrize("dontcare", [False, True])
+def test_condition_is_onehot_then_edges(name, dontcare):
+    torch.manual_seed(0)
+    m = build_model(name, dataset="tiny")
+    if dontcare:
+        if "dontcare" not in m.config:
+            pytest.skip("no dontcare argument (OASIS has a dontcare channel of its own)")
+        m = build_model(name, dataset="tiny", dontcare=True)
+    labels, edges, *_ = m.example_inputs(2)
+    labels[:, :4, :4] = 255
+    seg = m.condition(labels, edges)
+    n = m.label_channels + int(m.dontcare)
+    hole = int(name == "sesame")  # SESAME appends its hole channel
+    assert seg.dtype == torch.float32
+    assert seg.shape == (2, n + int(m.uses_edges) + hole, *labels.shape[-2:])
+    assert torch.equal(seg[:, :n], m.onehot(labels))
+    if m.dontcare:
+        assert (seg[:, n - 1, :4, :4] == 1).all()  # ignore -> the dontcare channel, last
+    if m.uses_edges:
+        assert torch.equal(seg[:, n], edges[:, 0])
+        with pytest.raises(ValueError, match="use_edges=True: pass edges"):
+            m.condition(labels, None)
+    with pytest.raises(ValueError, match=r"\[B,H,W\]"):
+        m.condition(labels[0], edges)
 
 
 # ----------------------------------------------------------------------------- registry

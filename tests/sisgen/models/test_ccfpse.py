@@ -53,20 +53,20 @@ def test_semantic_channels_padding_dontcare_and_edges():
                         dontcare=True, label_nc=5, hidden=4)
     labels = torch.tensor([[[0, 2], [255, 1]]])
     edges = torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]])
-    seg = g.semantics(labels, edges)
+    seg = g.condition(labels, edges)
     assert seg.shape == (1, 7, 2, 2)  # 5 class channels + dontcare + edge
     assert seg[0, :5].sum() == 3 and seg[0, 3:5].sum() == 0  # padded channels stay zero
     assert seg[0, 5, 1, 0] == 1 and seg[0, 5].sum() == 1  # ignore -> dontcare channel
     assert torch.equal(seg[0, 6], edges[0, 0])
     with pytest.raises(ValueError, match="edges"):
-        g.semantics(labels, None)
+        g.condition(labels, None)
 
 
 def test_zero_is_dontcare_official_ade20k_layout():
     g = CCFPSEGenerator(num_classes=4, height=32, width=32, ngf=2, z_dim=4, use_edges=False,
                         dontcare=True, zero_is_dontcare=True, hidden=4)
     assert g.label_nc == 3
-    seg = g.semantics(torch.tensor([[[0, 1, 3, 255]]]), None)  # [1,4,1,4]
+    seg = g.condition(torch.tensor([[[0, 1, 3, 255]]]), None)  # [1,4,1,4]
     assert seg[0, :, 0].argmax(0).tolist() == [3, 0, 2, 3]  # 0 and ignore -> last channel
     assert seg.sum() == 4
     with pytest.raises(ValueError, match="dontcare"):
@@ -79,7 +79,7 @@ def test_layout_pyramid_matches_decoder_scales(mode, levels):
     g = CCFPSEGenerator(num_classes=5, height=64, width=128, ngf=4, z_dim=8, hidden=8,
                         num_upsampling_layers=mode).eval()
     labels, edges, noise = g.example_inputs(batch_size=1)
-    pyr = g.layout_pyramid(g.semantics(labels, edges))
+    pyr = g.layout_pyramid(g.condition(labels, edges))
     assert len(pyr) == levels
     for k, t in enumerate(pyr):
         assert t.shape == (1, 4, g.sh * 2**k, g.sw * 2**k)

@@ -130,28 +130,28 @@ def test_layouts_forward_and_every_parameter_learns(modulation, unconnected):
         assert g.head_0.norm_0.mlp_shared[0].in_channels == 8 + 72 + 3
 
 
-def test_instance_map_changes_the_condition():
+def test_instance_map_changes_the_descriptor():
     g = _layout_model("safm").eval()
     g.max_contour_points = 384  # every contour pixel of these maps counts
     labels, edges, _, instances = g.example_inputs(batch_size=2)
     assert (instances > 0).any() and (instances == 0).any()
     with torch.no_grad():
-        regions = g.condition(labels, edges, None)
-        zeros = g.condition(labels, edges, torch.zeros_like(labels))
-        given = g.condition(labels, edges, instances)
+        regions = g.descriptor(labels, None)
+        zeros = g.descriptor(labels, torch.zeros_like(labels))
+        given = g.descriptor(labels, instances)
         a = g(labels, edges, None, instances)
         b = g(labels, edges)
-    assert regions[:, 8:].sum(1).min() > 0.99  # class regions: every labelled pixel has one
+    assert regions.sum(1).min() > 0.99  # class regions: every labelled pixel has one
     assert torch.equal(zeros, regions)  # an all-zero instance map: there was none
     stuff = (instances == 0).unsqueeze(1)
-    assert given[:, 8:].masked_select(stuff).abs().max() == 0  # no instance: zero descriptor
-    assert given[:, 8:].sum(1)[instances > 0].min() > 0.99
+    assert given.masked_select(stuff).abs().max() == 0  # no instance: zero descriptor
+    assert given.sum(1)[instances > 0].min() > 0.99
     assert not torch.equal(a, b)
     # per image: only the image without an instance map falls back to class regions
     mixed = instances.clone()
     mixed[1] = 0
     with torch.no_grad():
-        m = g.condition(labels, edges, mixed)
+        m = g.descriptor(labels, mixed)
     assert torch.equal(m[0], given[0]) and torch.equal(m[1], regions[1])
     with pytest.raises(ValueError):
         g(labels, edges, torch.zeros(1, 8))
