@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SisgenInputError
-from .base import Engine, Generator, images_to_uint8, noise_from_seeds
+from ..noise import noise_from_seeds
+from .base import Engine, Generator, images_to_uint8
 from .metadata import generator_from_metadata, read_sidecar
 
+# noise_from_seeds lives in sisgen.noise; re-exported here for older imports
 __all__ = ["Engine", "Generator", "images_to_uint8", "load_generator", "noise_from_seeds"]
 
 #: File suffixes of serialized TensorRT engines.
