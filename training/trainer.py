@@ -139,6 +139,7 @@ class Trainer:
         # per-rank randomness after the (shared) initialization
         torch.manual_seed(cfg.seed * 1009 + 17 + self.dist.rank)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1009 + 1 + self.dist.rank)
+        self._resumed_torch_rng: torch.Tensor | None = None
 
     # ---------------------------------------------------------------- schedule
     def _total_steps(self) -> float:
@@ -194,6 +195,7 @@ class Trainer:
             if part is not None and (key != "G_ema" or st.get(key) is not None):
                 part.load_state_dict(st[key])
         checkpoint.set_rng_state(st["rng"][self.dist.rank], self.noise_gen, self.device)
+        self._resumed_torch_rng = st["rng"][self.dist.rank]["torch"]
         for key in checkpoint.POSITION:
             setattr(self, key, int(st[key]))
         self.runlog.truncate(self.step)
@@ -357,6 +359,20 @@ class Trainer:
                           drop_last=True, num_workers=self.cfg.num_workers,
                           pin_memory=self.device.type == "cuda")
 
+    def _epoch_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        """An iterator over the rest of the current epoch's batches.
+
+        Making a DataLoader iterator draws its base seed from torch's global generator. A
+        checkpoint is taken after the draw of its epoch's iterator, so the first iterator
+        of a resumed run gets its draw undone: the global generator continues as in the
+        uninterrupted run (objectives draw from it: OASIS's LabelMix, SESAME's holes).
+        """
+        batches = iter(self._loader())
+        if self._resumed_torch_rng is not None:
+            torch.set_rng_state(self._resumed_torch_rng)
+            self._resumed_torch_rng = None
+        return batches
+
     def fit(self) -> Path:
         """Train until ``steps`` / ``epochs`` / ``max_minutes``; returns the model folder."""
         cfg = self.cfg
@@ -370,7 +386,7 @@ class Trainer:
         try:
             done = self.step >= self.total_steps
             while not done:
-                for batch in self._loader():
+                for batch in self._epoch_batches():
                     scalars = self.train_step(batch)
                     self.step += 1
                     self.batch_in_epoch += 1

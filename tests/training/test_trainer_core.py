@@ -90,6 +90,23 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path):
     assert steps_logged == list(range(1, steps + 1))
 
 
+@pytest.mark.parametrize("cut", [4, 3])  # mid-epoch, and at an epoch's end (3 steps each)
+def test_resume_keeps_the_global_torch_stream(tmp_path, cut):
+    # OASIS's LabelMix draws from torch's global generator, which the DataLoader's iterator
+    # also draws from: a resumed run must continue it as the uninterrupted one does
+    kw = dict(model="oasis", model_args={"ngf": 4, "z_dim": 4, "spade_hidden": 8,
+                                         "num_res_blocks": 3},
+              discriminator={"ndf": 4})
+    Trainer(_cfg(tmp_path / "ref", steps=5, **kw), progress=False).fit()
+    Trainer(_cfg(tmp_path / "cut", steps=cut, **kw), progress=False).fit()
+    t = Trainer(_cfg(tmp_path / "cut", steps=5, **kw), progress=False)
+    t.load_checkpoint()
+    t.fit()
+    a, b = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def _g_loss_after_one_step(amp: str) -> tuple[float, float]:
     torch.manual_seed(0)
     cfg = _cfg("/tmp/unused-amp", amp=amp, ema_decay=0.0, lr_g=2e-3,
