@@ -582,7 +582,7 @@ class _Checker(Dataset):
         return None
 
 
-def open_source(spec: dict[str, Any], size: tuple[int, int], seed: int = 0,
+def open_run_source(spec: dict[str, Any], size: tuple[int, int], seed: int = 0,
                 evaluation: bool = False) -> Source:
     """Open the source a run's settings describe: ``{"kind": ..., **arguments}``.
 
@@ -616,7 +616,7 @@ def build_dataset(source: dict | Source, size: tuple[int, int], augment: dict | 
 
     Args:
         source: ``{"kind": ..., "root": ..., "split": ..., **options}`` (see
-            :func:`open_source`), or an opened :class:`~sisgen.sources.Source`.
+            :func:`open_run_source`), or an opened :class:`~sisgen.sources.Source`.
         size: Training ``(H, W)``.
         augment: The papers' preprocessing (module docstring); ``None``: resize + flip.
         seed: Seed of the crops and flips (and of a procedural source such as ToyCity).
@@ -630,5 +630,5 @@ def build_dataset(source: dict | Source, size: tuple[int, int], augment: dict | 
         SisgenInputError: No ``kind``, a bad source or augment, or a bad sample.
     """
     if not isinstance(source, Source):
-        source = open_source(source, size, seed)
+        source = open_run_source(source, size, seed)
     return PairedDataset(source, size, augment, seed=seed, cache=cache, validate=validate)

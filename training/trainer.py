@@ -16,7 +16,7 @@ sampler's order only on ``(seed, epoch)``, so a run killed at any point and resu
 its last checkpoint reproduces the uninterrupted run bit for bit on the CPU.
 
 The data layer decides what a source needs from the run (ToyCity renders at the run's
-size; :func:`~sisgen.training.data.open_source`); the loop knows no source kinds.
+size; :func:`~sisgen.training.data.open_run_source`); the loop knows no source kinds.
 """
 
 from __future__ import annotations
@@ -437,7 +437,7 @@ class Trainer:
 
         opts = dict(self.cfg.eval)
         names = opts.pop("metrics")
-        source = data.open_source(opts.pop("source", None) or self.cfg.source,
+        source = data.open_run_source(opts.pop("source", None) or self.cfg.source,
                                   (self.cfg.height, self.cfg.width), self.cfg.seed,
                                   evaluation=True)
         limit = opts.pop("limit", 200)

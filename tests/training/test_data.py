@@ -20,6 +20,7 @@ from sisgen.training.data import (
     PairedDataset,
     build_dataset,
     item_rng,
+    open_run_source,
     palette_to_ids,
     to_training_tensors,
 )
@@ -161,6 +162,18 @@ def test_toycity_defaults_and_cache() -> None:
     assert calls == []  # validation filled the cache
     fresh = build_dataset({"kind": "toycity", "length": 4}, (32, 64), seed=5, validate=False)
     assert _same(fresh[2], item)
+
+
+def test_run_source_defaults_come_from_the_source() -> None:
+    src = open_run_source({"kind": "toycity", "length": 2}, (32, 64), seed=5)
+    assert (src.size, src.split, src.city.seed) == ((32, 64), "train", 5)
+    ev = open_run_source({"kind": "toycity", "length": 2}, (32, 64), seed=5, evaluation=True)
+    assert (ev.size, ev.split, ev.city.seed) == ((32, 64), "val", 0)
+    given = open_run_source({"kind": "toycity", "size": [16, 16], "split": "test"}, (32, 64),
+                            evaluation=True)
+    assert (given.size, given.split) == ((16, 16), "test")
+    with pytest.raises(SisgenInputError, match="needs a 'kind'"):
+        open_run_source({"length": 2}, (32, 64))
 
 
 def test_folder_flip_and_crop_keep_everything_aligned(tmp_path: Path) -> None:
