@@ -61,14 +61,27 @@ Modules: :mod:`~sisgen.edits.base` (the protocol, registry and :func:`build_edit
 :mod:`~sisgen.edits.geometric`, :mod:`~sisgen.edits.noise`, :mod:`~sisgen.edits.paste`,
 :mod:`~sisgen.edits.composite`, :mod:`~sisgen.edits.recipe` and
 :mod:`~sisgen.edits.photo` (photo editing: source-pixel tracking, aligned photo and hole).
+The scene editor's tools are edits too: :mod:`~sisgen.edits.paint` (``stroke``, ``fill``,
+``flood_fill``, ``canvas``) and :mod:`~sisgen.edits.instance_ops` (``delete_instance``,
+``move_instance``, ``scale_instance``, ``flip_instance``, ``relabel_instance``,
+``paste_item``).
 """
 
 from ..labelmap import HOLE_KEY, NOISE_MASK_KEY, PHOTO_KEY, SOURCE_PIXEL_KEY
 from .base import Edit, available_edits, build_edit, register_edit
 from .composite import OneOf, SomeOf
 from .geometric import Crop, Flip, HFlip, Pad, Scale
+from .instance_ops import (
+    DeleteInstance,
+    FlipInstance,
+    MoveInstance,
+    PasteItem,
+    RelabelInstance,
+    ScaleInstance,
+)
 from .label import Dilate, Erode, Relabel, RemoveInstances, Swap
 from .noise import ResampleNoise
+from .paint import Canvas, Fill, FloodFill, Stroke
 from .paste import Paste
 from .photo import attach_photo, track_source_pixels
 from .recipe import Recipe
@@ -78,21 +91,31 @@ __all__ = [
     "NOISE_MASK_KEY",
     "PHOTO_KEY",
     "SOURCE_PIXEL_KEY",
+    "Canvas",
     "Crop",
+    "DeleteInstance",
     "Dilate",
     "Edit",
     "Erode",
+    "Fill",
     "Flip",
+    "FlipInstance",
+    "FloodFill",
     "HFlip",
+    "MoveInstance",
     "OneOf",
     "Pad",
     "Paste",
+    "PasteItem",
     "Recipe",
     "Relabel",
+    "RelabelInstance",
     "RemoveInstances",
     "ResampleNoise",
     "Scale",
+    "ScaleInstance",
     "SomeOf",
+    "Stroke",
     "Swap",
     "attach_photo",
     "available_edits",
