@@ -15,11 +15,10 @@ Quick use::
 from __future__ import annotations
 
 from . import sources
+from ._version import __version__ as __version__
 from .errors import SisgenInputError
 from .labelmap import IGNORE_ID, LabelMap, instance_edges
 from .vocab import ClassInfo, Vocabulary, available_vocabularies, get_vocabulary
-
-__version__ = "0.1.0"
 
 __all__ = [
     "IGNORE_ID",

@@ -288,7 +288,7 @@ def _syncbn_to_bn(module: nn.Module) -> nn.Module:
 
 
 def _version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 
