@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from sisgen.errors import SisgenInputError
 from sisgen.models import SISGenerator, build_model
 from sisgen.noise import draw_noise
+from sisgen.vocab import require_same_ids
 
 from . import checkpoint, data
 from . import distributed as dist_utils
@@ -106,10 +107,7 @@ class Trainer:
         self.dataset = data.build_dataset(cfg.source, (cfg.height, cfg.width), cfg.augment,
                                           seed=cfg.seed, cache=cfg.cache,
                                           validate=cfg.validate and self.dist.is_main)
-        if self.dataset.vocabulary.ids != self.G.vocabulary.ids:
-            raise SisgenInputError(
-                f"source vocabulary {self.dataset.vocabulary.name!r} does not match the "
-                f"model's {self.G.vocabulary.name!r}")
+        require_same_ids(self.dataset.vocabulary, self.G.vocabulary)
         self.sampler = ResumableSampler(len(self.dataset), cfg.seed, self.dist.rank, world)
         self.steps_per_epoch = len(self.sampler) // self.local_batch
         if self.steps_per_epoch < 1:
