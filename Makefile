@@ -29,7 +29,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q tests/test_layers.py  # import-linter on the installed layout
 
 # Re-resolve the newest versions allowed by pyproject.toml (+ constraints-cpu.txt) and
 # rewrite the lock with hashes. Review the diff, run `make test`, commit both files.

@@ -251,7 +251,7 @@ class CCFPSELoss:
             ``({"GAN", "GAN_Feat", ["VGG"], ["KLD"]}, fake)``; sum the dict to step.
         """
         fake, kld = self._generate(labels, edges, real, noise)
-        seg = self.G.semantics(labels, edges)
+        seg = self.G.condition(labels, edges)
         d_fake, d_real = self._discriminate(seg, fake, real)
         losses = {
             "GAN": hinge_loss(d_fake.scores, True, for_discriminator=False),
@@ -270,7 +270,7 @@ class CCFPSELoss:
         """The discriminator's hinge terms ``{"D_Fake", "D_real"}`` (G runs without grad)."""
         with torch.no_grad():
             fake, _ = self._generate(labels, edges, real, noise)
-            seg = self.G.semantics(labels, edges)
+            seg = self.G.condition(labels, edges)
         d_fake, d_real = self._discriminate(seg, fake.detach(), real)
         return {"D_Fake": hinge_loss(d_fake.scores, False),
                 "D_real": hinge_loss(d_real.scores, True)}
@@ -333,7 +333,7 @@ class CCFPSEObjective(Objective):
 
     @staticmethod
     def _semantics(G: SISGenerator, batch: Batch) -> torch.Tensor:
-        return G.semantics(batch["labels"], batch.get("edges") if G.use_edges else None)
+        return G.condition(batch["labels"], batch.get("edges") if G.use_edges else None)
 
     def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
                        ) -> tuple[torch.Tensor, Terms, torch.Tensor]:

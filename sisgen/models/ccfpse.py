@@ -263,13 +263,6 @@ class CCFPSEGenerator(SISGenerator):
             labels = torch.where(ignore, torch.full_like(labels, 255), labels - 1)
         return super().onehot(labels)
 
-    def semantics(self, labels: torch.Tensor, edges: torch.Tensor | None) -> torch.Tensor:
-        """The official input map ``[B,label_nc(+dontcare)(+edge),H,W]``.
-
-        The same as :meth:`condition` (kept for callers of the old name).
-        """
-        return self.condition(labels, edges)
-
     def layout_pyramid(self, seg: torch.Tensor) -> list[torch.Tensor]:
         """The weight-prediction network's layout features, coarsest first.
 

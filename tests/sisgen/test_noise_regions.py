@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from sisgen import LabelMap
-from sisgen.engines import Generator, noise_from_seeds
+from sisgen.engines import Generator
 from sisgen.labelmap import NOISE_MASK_KEY
+from sisgen.noise import noise_from_seeds
 
 
 class EchoNoise:
@@ -59,8 +60,8 @@ def test_vector_noise_models_refuse_marks():
 
 
 def test_oasis_noise_is_one_vector_per_image_as_the_paper_draws_it():
-    from sisgen.engines.base import noise_from_seeds
     from sisgen.models import build_model
+    from sisgen.noise import noise_from_seeds
 
     oasis = build_model("oasis", dataset="tiny")
     spec = oasis.noise_spec()

@@ -21,7 +21,7 @@ from sisgen.engines.torch_engine import TorchEngine
 from sisgen.errors import SisgenInputError
 from sisgen.labelmap import LabelMap
 from sisgen.models import build_model, load_model
-from sisgen.models.pix2pixhd_encoder import clusters_from_dict
+from sisgen.models.style_features import clusters_from_dict
 from sisgen.training import Trainer, load_config
 
 H, W = 32, 64
