@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
+from ..io import atomic_write_bytes, encode_image
 from ..labelmap import LabelMap
 from ..registry import Registry
 from ..vocab import Vocabulary
@@ -197,6 +198,93 @@ def segment_runs(ids: np.ndarray, count: int) -> list[tuple[np.ndarray, np.ndarr
             for k in range(count)]
 
 
+IMAGE_FORMATS = ("jpg", "png")
+
+
+def check_image_format(image_format: str) -> str:
+    """Normalise an ``image_format`` option to ``jpg`` or ``png``.
+
+    Args:
+        image_format: ``jpg``, ``jpeg`` or ``png`` (case and a leading dot ignored).
+
+    Returns:
+        ``jpg`` or ``png``.
+
+    Raises:
+        SisgenInputError: Any other value.
+
+    """
+    fmt = str(image_format).lower().lstrip(".")
+    fmt = "jpg" if fmt == "jpeg" else fmt
+    if fmt not in IMAGE_FORMATS:
+        raise SisgenInputError(f"image_format must be 'jpg' or 'png', got {image_format!r}")
+    return fmt
+
+
+class SampleImage:
+    """A generated image that several writers write: encoded at most once per format.
+
+    Args:
+        array: ``H×W×3`` uint8 RGB.
+    """
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.asarray(array)
+        self._encoded: dict[tuple[str, int], bytes] = {}
+
+    def encoded(self, image_format: str, jpeg_quality: int = 95) -> bytes:
+        """The image as ``jpg`` or ``png`` bytes (quality only matters for ``jpg``)."""
+        key = (image_format, int(jpeg_quality) if image_format == "jpg" else 0)
+        if key not in self._encoded:
+            self._encoded[key] = encode_image(self.array, f".{image_format}",
+                                              jpeg_quality=int(jpeg_quality))
+        return self._encoded[key]
+
+
+def write_photo(folder: Path, stem: str, image: np.ndarray | SampleImage, image_format: str,
+                jpeg_quality: int = 95, suffix: str = "") -> Path:
+    """Atomically write ``folder/{stem}{suffix}.{image_format}``; drop the other format's file.
+
+    Removing ``{stem}.png`` when writing ``{stem}.jpg`` (and the reverse) keeps one image per
+    sample when a resumed run changes ``image_format``.
+
+    Args:
+        folder: The image folder.
+        stem: The safe file stem.
+        image: ``H×W×3`` uint8 RGB, or a shared :class:`SampleImage`.
+        image_format: ``jpg`` or ``png``.
+        jpeg_quality: JPEG quality for ``jpg``.
+        suffix: Appended to the stem (Cityscapes' ``_leftImg8bit``).
+
+    Returns:
+        The written path.
+
+    """
+    if not isinstance(image, SampleImage):
+        image = SampleImage(image)
+    path = folder / f"{stem}{suffix}.{image_format}"
+    atomic_write_bytes(path, image.encoded(image_format, jpeg_quality))
+    for other in IMAGE_FORMATS:
+        if other != image_format:
+            (folder / f"{stem}{suffix}.{other}").unlink(missing_ok=True)
+    return path
+
+
+@dataclass
+class Written:
+    """One sample's files, as :meth:`Writer.write_files` wrote them.
+
+    Attributes:
+        name: The sample name.
+        paths: ``{role: path relative to the writer's root}``.
+        record: What :meth:`Writer.commit` records in the dataset's index (or ``None``).
+    """
+
+    name: str
+    paths: dict[str, str]
+    record: Any = None
+
+
 class Writer:
     """Base class of dataset writers.
 
@@ -231,30 +319,61 @@ class Writer:
         self.root.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ protocol
-    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
-        """Write one sample.
+    def write(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+              ) -> dict[str, str]:
+        """Write one sample: :meth:`write_files`, then :meth:`commit`.
 
         Args:
             name: The sample name; sanitised to a safe file stem (:func:`safe_stem`).
-            image: The generated ``H×W×3`` uint8 RGB image.
+            image: The generated ``H×W×3`` uint8 RGB image (or a :class:`SampleImage`
+                that several writers share, so it is encoded once per format).
             labelmap: Its labels, the same ``H×W``.
 
         Returns:
             ``{role: path relative to root}`` of every file written.
 
         """
+        return self.commit(self.write_files(name, image, labelmap))
+
+    def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+                    ) -> Written:
+        """Encode and atomically write a sample's files; return what :meth:`commit` needs.
+
+        Touches nothing but the sample's own files, so samples can be written in parallel
+        (threads or processes, each with a pickled copy of the writer) with no lock.
+        """
         raise NotImplementedError
+
+    def commit(self, written: Written) -> dict[str, str]:
+        """Record a written sample in the dataset's shared files (in sample order).
+
+        The default has nothing to record. Writers with an append-only index (the COCO
+        part file) append here; a run calls it in sample order from one thread, so the
+        index is the same however the files were written.
+
+        Returns:
+            The sample's ``{role: path}``.
+        """
+        return written.paths
+
+    def recover(self, names: set[str]) -> None:
+        """Forget index records of samples a resumed run will write again.
+
+        ``names`` are the sample names the run's manifest records as written; index
+        records of any other sample (written by a killed run after its last manifest
+        line) are dropped, so the resumed run's index equals an uninterrupted run's.
+        """
 
     def close(self) -> None:
         """Finalise the dataset (write index files); safe to call more than once."""
         self.closed = True
 
     # ------------------------------------------------------------------ helpers
-    def _check(self, name: str, image: np.ndarray, labelmap: LabelMap) -> str:
+    def _check(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap) -> str:
         """Validate one sample and return its safe stem."""
         if self.closed:
             raise RuntimeError(f"{self.kind} writer at {self.root} is closed")
-        image = np.asarray(image)
+        image = image.array if isinstance(image, SampleImage) else np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise SisgenInputError(
                 f"image must be an H×W×3 uint8 RGB array, got {image.dtype} {image.shape}",

@@ -3,7 +3,7 @@
 Tools written for Cityscapes (its scripts, mmsegmentation, detectron2) read the output
 unchanged::
 
-    root/leftImg8bit/{split}/{city}/{name}_leftImg8bit.png
+    root/leftImg8bit/{split}/{city}/{name}_leftImg8bit.jpg    (or .png, image_format=png)
     root/gtFine/{split}/{city}/{name}_gtFine_labelIds.png      uint8 class ids
     root/gtFine/{split}/{city}/{name}_gtFine_instanceIds.png   uint16, see below
     root/gtFine/{split}/{city}/{name}_gtFine_color.png         vocabulary colours
@@ -24,7 +24,7 @@ from ..errors import SisgenInputError
 from ..io import write_image
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, register_writer
+from .base import SampleImage, Writer, Written, check_image_format, register_writer, write_photo
 
 
 def cityscapes_instance_ids(
@@ -111,7 +111,8 @@ class CityscapesWriter(Writer):
         vocabulary: The id space of the label maps (usually ``cityscapes``).
         split: The split folder (``train``, ``val``, ...).
         city: The city folder the samples go in.
-        image_format: ``png`` (as Cityscapes ships) or ``jpg``.
+        image_format: ``jpg`` (default: a tenth of the encoding time and size) or ``png``
+            (lossless, as Cityscapes ships its photos; tools then read ``_leftImg8bit.png``).
         jpeg_quality: JPEG quality when ``image_format="jpg"``.
 
     """
@@ -122,15 +123,12 @@ class CityscapesWriter(Writer):
         vocabulary: Vocabulary,
         split: str = "train",
         city: str = "sisgen",
-        image_format: str = "png",
+        image_format: str = "jpg",
         jpeg_quality: int = 95,
         **options: Any,
     ):
         super().__init__(root, vocabulary, **options)
-        fmt = image_format.lower().lstrip(".")
-        fmt = "jpg" if fmt == "jpeg" else fmt
-        if fmt not in ("png", "jpg"):
-            raise SisgenInputError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        fmt = check_image_format(image_format)
         self.split = split
         self.city = city
         self.image_format = fmt
@@ -150,17 +148,17 @@ class CityscapesWriter(Writer):
                 self.root,
             )
 
-    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+    def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+                    ) -> Written:
         """Write the image and its three ``gtFine`` PNGs.
 
         Returns:
-            ``{"image", "label", "instance", "color"}`` paths relative to the root.
+            Paths ``{"image", "label", "instance", "color"}`` relative to the root.
 
         """
         stem = self._check(name, image, labelmap)
         semantic = labelmap.semantic
         paths = {
-            "image": self.image_dir / f"{stem}_leftImg8bit.{self.image_format}",
             "label": self.gt_dir / f"{stem}_gtFine_labelIds.png",
             "instance": self.gt_dir / f"{stem}_gtFine_instanceIds.png",
             "color": self.gt_dir / f"{stem}_gtFine_color.png",
@@ -169,5 +167,7 @@ class CityscapesWriter(Writer):
         write_image(paths["label"], semantic.astype(np.uint8))
         write_image(paths["instance"], instance_ids)
         write_image(paths["color"], self.vocabulary.colorize(semantic))
-        write_image(paths["image"], np.asarray(image), jpeg_quality=self.jpeg_quality)
-        return {role: self._rel(p) for role, p in paths.items()}
+        image_path = write_photo(self.image_dir, stem, image, self.image_format,
+                                 self.jpeg_quality, suffix="_leftImg8bit")
+        paths = {"image": image_path, **paths}
+        return Written(name, {role: self._rel(p) for role, p in paths.items()})

@@ -51,10 +51,20 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ..errors import SisgenInputError
-from ..io import write_image, write_json
+from ..io import write_image, write_json, write_text
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, register_writer, segment_runs, segments
+from .base import (
+    SampleImage,
+    Writer,
+    Written,
+    check_image_format,
+    register_writer,
+    safe_stem,
+    segment_runs,
+    segments,
+    write_photo,
+)
 
 SEGMENTATIONS = ("rle", "polygon")
 
@@ -373,10 +383,7 @@ class CocoWriter(Writer):
         **options: Any,
     ):
         super().__init__(root, vocabulary, **options)
-        fmt = image_format.lower().lstrip(".")
-        fmt = "jpg" if fmt == "jpeg" else fmt
-        if fmt not in ("png", "jpg"):
-            raise SisgenInputError(f"image_format must be 'png' or 'jpg', got {image_format!r}")
+        fmt = check_image_format(image_format)
         if segmentation not in SEGMENTATIONS:
             raise SisgenInputError(
                 f"segmentation must be one of {', '.join(SEGMENTATIONS)}, got {segmentation!r}"
@@ -407,15 +414,13 @@ class CocoWriter(Writer):
                 with open(self.parts_path, "a", encoding="utf-8") as f:
                     f.write("\n")
 
-    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
-        """Write the image and label PNG and append the image's records to the part file.
-
-        A file name written before (in this run or, on resume, an earlier one) keeps its
-        image id; the new record replaces the old one.
+    def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+                    ) -> Written:
+        """Write the image and label PNG (and panoptic PNG); build the image's records.
 
         Returns:
-            ``{"image", "label"}`` (and ``"panoptic"`` with ``panoptic=True``) paths
-            relative to the root.
+            Paths ``{"image", "label"}`` (and ``"panoptic"`` with ``panoptic=True``)
+            relative to the root, and the part-file record without its image id.
 
         """
         stem = self._check(name, image, labelmap)
@@ -425,14 +430,10 @@ class CocoWriter(Writer):
         things, stuff = image_records(semantic, labelmap.instance, self.vocabulary,
                                       self.segmentation)
         write_image(paths["label"], semantic.astype(np.uint8))
-        write_image(paths["image"], np.asarray(image), jpeg_quality=self.jpeg_quality)
-        image_id = self._ids.get(file_name)
-        if image_id is None:
-            image_id = self._ids[file_name] = self._next_id
-            self._next_id += 1
+        write_photo(self.image_dir, stem, image, self.image_format, self.jpeg_quality)
         h, w = labelmap.shape
         record = {
-            "image": {"id": image_id, "file_name": file_name, "width": w, "height": h},
+            "image": {"file_name": file_name, "width": w, "height": h},
             "instances": things,
             "stuff": stuff,
         }
@@ -441,11 +442,36 @@ class CocoWriter(Writer):
             paths["panoptic"] = self.panoptic_dir / f"{stem}.png"
             write_image(paths["panoptic"], id2rgb(ids))
             record["panoptic"] = {"file_name": f"{stem}.png", "segments_info": segments}
+        return Written(name, {role: self._rel(p) for role, p in paths.items()}, record)
+
+    def commit(self, written: Written) -> dict[str, str]:
+        """Give the image its id and append its records to the part file (one line).
+
+        A file name written before (in this run or, on resume, an earlier one) keeps its
+        image id; the new record replaces the old one.
+        """
+        record = written.record
+        file_name = record["image"]["file_name"]
+        image_id = self._ids.get(file_name)
+        if image_id is None:
+            image_id = self._ids[file_name] = self._next_id
+            self._next_id += 1
+        record = {**record, "image": {"id": image_id, **record["image"]}}
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with open(self.parts_path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
-        return {role: self._rel(p) for role, p in paths.items()}
+        return written.paths
+
+    def recover(self, names: set[str]) -> None:
+        """Keep only the part records of ``names`` (see :meth:`Writer.recover`)."""
+        stems = {safe_stem(n) for n in names}
+        kept = [r for r in read_parts(self.parts_path)
+                if Path(r["image"]["file_name"]).stem in stems]
+        write_text(self.parts_path, "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                                            for r in kept))
+        self._ids = {r["image"]["file_name"]: int(r["image"]["id"]) for r in kept}
+        self._next_id = max(self._ids.values(), default=0) + 1
 
     def close(self) -> None:
         """Build ``instances_{split}.json`` and ``stuff_{split}.json`` from the part files.

@@ -38,7 +38,7 @@ import numpy as np
 from ..errors import SisgenInputError
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, register_writer
+from .base import SampleImage, Writer, Written, register_writer
 from .folder import FolderWriter
 
 
@@ -78,7 +78,7 @@ class HFWriter(Writer):
     Args:
         root: The output folder (``root/hf`` is the dataset, ``root/buffer`` the samples).
         vocabulary: The id space of the label maps.
-        image_format: ``png`` (default) or ``jpg`` for the ``image`` column.
+        image_format: ``jpg`` (default) or ``png`` for the ``image`` column.
         jpeg_quality: JPEG quality for ``jpg``.
 
     Raises:
@@ -91,7 +91,7 @@ class HFWriter(Writer):
         self,
         root: str | os.PathLike,
         vocabulary: Vocabulary,
-        image_format: str = "png",
+        image_format: str = "jpg",
         jpeg_quality: int = 95,
         **options: Any,
     ):
@@ -102,18 +102,28 @@ class HFWriter(Writer):
         self.image_format = self.buffer.image_format
         self.dataset_dir = self.root / "hf"
 
-    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+    def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+                    ) -> Written:
         """Write the sample to the buffer folder.
 
         Returns:
-            ``{"image", "label"[, "instance"]}`` paths of the buffered files relative to the
-            root (the dataset itself is built at :meth:`close`).
+            Paths ``{"image", "label"[, "instance"]}`` of the buffered files relative to
+            the root (the dataset itself is built at :meth:`close`).
 
         """
         if self.closed:
             raise RuntimeError(f"{self.kind} writer at {self.root} is closed")
-        paths = self.buffer.write(name, image, labelmap)
-        return {role: f"buffer/{p}" for role, p in paths.items()}
+        written = self.buffer.write_files(name, image, labelmap)
+        return Written(name, {role: f"buffer/{p}" for role, p in written.paths.items()})
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_datasets"] = None  # a module: re-imported where the copy is used
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._datasets = _require_datasets()
 
     def features(self) -> Any:
         """The ``datasets.Features`` of the dataset."""

@@ -46,8 +46,16 @@ import numpy as np
 from ..io import write_image, write_json, write_text
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, register_writer
-from .folder import IMAGE_FORMATS, check_image_format, check_vocabulary_file, write_photo
+from .base import (
+    IMAGE_FORMATS,
+    SampleImage,
+    Writer,
+    Written,
+    check_image_format,
+    register_writer,
+    write_photo,
+)
+from .folder import check_vocabulary_file
 
 
 def mmseg_metainfo(vocabulary: Vocabulary) -> dict[str, Any]:
@@ -181,18 +189,19 @@ class MMSegWriter(Writer):
         self.config_path = self.root / "dataset_config.py"
         check_vocabulary_file(self.meta_path, vocabulary)
 
-    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+    def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+                    ) -> Written:
         """Write the image and its annotation PNG.
 
         Returns:
-            ``{"image", "label"}`` paths relative to the root.
+            Paths ``{"image", "label"}`` relative to the root.
 
         """
         stem = self._check(name, image, labelmap)
         label = self.ann_dir / f"{stem}.png"
         write_image(label, labelmap.semantic.astype(np.uint8))
         img = write_photo(self.image_dir, stem, image, self.image_format, self.jpeg_quality)
-        return {"image": self._rel(img), "label": self._rel(label)}
+        return Written(name, {"image": self._rel(img), "label": self._rel(label)})
 
     def close(self) -> None:
         """Write ``meta.json`` and ``dataset_config.py`` for every split on disk."""

@@ -43,8 +43,16 @@ from ..errors import SisgenInputError
 from ..io import write_text
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import Writer, instance_masks, pixel_kinds, register_writer
-from .folder import check_image_format, write_photo
+from .base import (
+    SampleImage,
+    Writer,
+    Written,
+    check_image_format,
+    instance_masks,
+    pixel_kinds,
+    register_writer,
+    write_photo,
+)
 
 
 def part_polygons(mask: np.ndarray) -> list[np.ndarray]:
@@ -190,11 +198,12 @@ class YoloWriter(Writer):
                 self.yaml_path,
             )
 
-    def write(self, name: str, image: np.ndarray, labelmap: LabelMap) -> dict[str, str]:
+    def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
+                    ) -> Written:
         """Write the image and its label text file.
 
         Returns:
-            ``{"image", "label"}`` paths relative to the root.
+            Paths ``{"image", "label"}`` relative to the root.
 
         """
         stem = self._check(name, image, labelmap)
@@ -203,7 +212,7 @@ class YoloWriter(Writer):
         label = self.label_dir / f"{stem}.txt"
         write_text(label, "".join(line + "\n" for line in lines))
         img = write_photo(self.image_dir, stem, image, self.image_format, self.jpeg_quality)
-        return {"image": self._rel(img), "label": self._rel(label)}
+        return Written(name, {"image": self._rel(img), "label": self._rel(label)})
 
     def data_yaml(self) -> dict[str, Any]:
         """The ``data.yaml`` content for the splits on disk."""
