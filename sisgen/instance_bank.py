@@ -22,6 +22,7 @@ pasted mid-road looks cut in half). Maps without an instance map contribute the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -225,6 +226,20 @@ class InstanceBank:
             return list(range(len(self.items)))
         keep = set(class_ids)
         return [i for i, it in enumerate(self.items) if it.class_id in keep]
+
+    def digest(self) -> str:
+        """A content hash of the items (class, origin, box and mask of each, in order).
+
+        Two banks with the same digest paste the same instances for the same seeds; a run
+        records it so a manifest says exactly which bank its ``paste`` steps drew from.
+        """
+        h = hashlib.sha256(str(self.vocabulary).encode())
+        for it in self.items:
+            h.update(json.dumps([int(it.class_id), str(it.source_id),
+                                 [int(v) for v in it.bbox], [int(v) for v in it.source_shape],
+                                 int(it.instance_id)]).encode())
+            h.update(np.packbits(it.mask).tobytes() + str(it.mask.shape).encode())
+        return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
         return (f"InstanceBank(n={len(self)}, classes={self.counts()}, "

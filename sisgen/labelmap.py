@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,29 +83,54 @@ class LabelMap:
         return instance_edges(self.instance if self.instance is not None else self.semantic)
 
     def resized(self, size: tuple[int, int]) -> LabelMap:
-        """Nearest-neighbour resize to ``(H, W)``; class ids are never interpolated."""
-        import cv2
+        """Nearest-neighbour resize to ``(H, W)`` (:func:`resize_nearest`); ids never blend.
 
-        h, w = size
-        if (h, w) == self.shape:
+        Noise-region marks (``meta[NOISE_MASK_KEY]``) follow the labels.
+        """
+        size = (int(size[0]), int(size[1]))
+        if size == self.shape:
             return self.copy()
-
-        def _resize(a: np.ndarray) -> np.ndarray:
-            src = a.astype(np.int32) if a.dtype not in (np.uint8, np.uint16, np.int32) else a
-            if src.dtype == np.int32:  # cv2 resizes int32 only through float; ids stay exact
-                return cv2.resize(src.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST
-                                  ).astype(np.int32)
-            return cv2.resize(src, (w, h), interpolation=cv2.INTER_NEAREST)
-
         meta = copy.deepcopy(self.meta)
-        if meta.get(NOISE_MASK_KEY) is not None:  # noise-region marks follow the labels
-            meta[NOISE_MASK_KEY] = _resize(np.asarray(meta[NOISE_MASK_KEY], np.uint8)
-                                           ).astype(bool)
+        if meta.get(NOISE_MASK_KEY) is not None:
+            meta[NOISE_MASK_KEY] = resize_nearest(np.asarray(meta[NOISE_MASK_KEY], bool), size)
         return LabelMap(
-            _resize(self.semantic).astype(self.semantic.dtype),
-            None if self.instance is None else _resize(self.instance),
+            resize_nearest(self.semantic, size),
+            None if self.instance is None else resize_nearest(self.instance, size),
             meta,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def nearest_indices(src: int, dst: int) -> np.ndarray:
+    """Source index of each of ``dst`` output pixels for a nearest-neighbour resize.
+
+    Pixel centres aligned and ties rounded exactly as PIL's ``NEAREST`` (the official SPADE,
+    pix2pixHD and OASIS pipelines resize label maps with it): OpenCV's
+    ``INTER_NEAREST_EXACT`` applied to an index ramp (a plain ``floor((x + 0.5) * src /
+    dst)`` differs on some sizes). Read-only; cached per ``(src, dst)``.
+    """
+    if src == dst:
+        idx = np.arange(dst, dtype=np.intp)
+    else:
+        import cv2
+
+        ramp = np.arange(src, dtype=np.float32)[None]  # exact below 2**24
+        idx = cv2.resize(ramp, (dst, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0]
+        idx = idx.astype(np.intp)
+    idx.flags.writeable = False
+    return idx
+
+
+def resize_nearest(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an ``H×W[×C]`` array to ``size`` (:func:`nearest_indices`).
+
+    The one resize of label, instance and mask maps in sisgen -- generation, training
+    data, edits and the editor -- so a map resized anywhere has the same pixels. Any
+    dtype; values are copied, never interpolated.
+    """
+    rows = nearest_indices(a.shape[0], int(size[0]))
+    cols = nearest_indices(a.shape[1], int(size[1]))
+    return a[rows[:, None], cols[None, :]]
 
 
 def instance_edges(instance: np.ndarray) -> np.ndarray:

@@ -63,7 +63,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sisgen import sources
 from sisgen.errors import SisgenInputError
-from sisgen.labelmap import IGNORE_ID, LabelMap, instance_edges
+from sisgen.labelmap import IGNORE_ID, LabelMap, instance_edges, nearest_indices
 from sisgen.sources import Source
 from sisgen.sources.base import SOURCES
 from sisgen.vocab import Vocabulary
@@ -113,8 +113,8 @@ class Geometry:
 
     def label_indices(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Source row and column of every output pixel, for a map of ``shape``."""
-        rows = _nearest_indices(shape[0], self.resized[0])
-        cols = _nearest_indices(shape[1], self.resized[1])
+        rows = nearest_indices(shape[0], self.resized[0])
+        cols = nearest_indices(shape[1], self.resized[1])
         y, x = self.offset
         h, w = self.size
         rows, cols = rows[y:y + h], cols[x:x + w]
@@ -137,18 +137,6 @@ class Geometry:
         h, w = self.size
         photo = photo[y:y + h, x:x + w]
         return np.ascontiguousarray(photo[:, ::-1] if self.flip else photo)
-
-
-def _nearest_indices(src: int, dst: int) -> np.ndarray:
-    """Pixel-centre nearest-neighbour source index of each of ``dst`` output pixels.
-
-    OpenCV's ``INTER_NEAREST_EXACT`` applied to an index ramp: it rounds the ties exactly as
-    PIL's ``NEAREST`` does (a plain ``floor((x + 0.5) * src / dst)`` differs on some sizes).
-    """
-    if src == dst:
-        return np.arange(dst, dtype=np.int64)
-    ramp = np.arange(src, dtype=np.float32)[None]  # exact below 2**24
-    return cv2.resize(ramp, (dst, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0].astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import IGNORE_ID, NOISE_MASK_KEY, SOURCE_PIXEL_KEY, LabelMap
+from ..labelmap import IGNORE_ID, NOISE_MASK_KEY, SOURCE_PIXEL_KEY, LabelMap, resize_nearest
 from ..vocab import Vocabulary
 from .base import Edit, register_edit
 from .checks import check_choice, check_int, check_number, check_number_range, check_pair
@@ -53,15 +53,9 @@ def transform_pixels(
     )
 
 
-def _nn_index(n_src: int, n_dst: int) -> np.ndarray:
-    """Source index of each destination pixel, nearest neighbour with centres aligned."""
-    idx = np.floor((np.arange(n_dst) + 0.5) * (n_src / n_dst)).astype(np.intp)
-    return np.minimum(idx, n_src - 1)
-
-
 def nn_resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize (centre-aligned: ``src = floor((dst + 0.5) * in / out)``)."""
-    return a[np.ix_(_nn_index(a.shape[0], shape[0]), _nn_index(a.shape[1], shape[1]))]
+    """Nearest-neighbour resize: :func:`sisgen.labelmap.resize_nearest` (PIL's ``NEAREST``)."""
+    return resize_nearest(a, shape)
 
 
 def place(a: np.ndarray, fill: Any, shape: tuple[int, int], top: int, left: int

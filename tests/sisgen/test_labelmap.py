@@ -1,0 +1,33 @@
+"""The label-map data model: the one nearest-neighbour resize of sisgen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sisgen.labelmap import NOISE_MASK_KEY, LabelMap, resize_nearest
+
+
+def test_resize_nearest_is_pils_nearest():
+    image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        h, w, oh, ow = (int(v) for v in rng.integers(1, 120, 4))
+        a = rng.integers(0, 255, (h, w)).astype(np.uint8)
+        ref = np.asarray(image.fromarray(a).resize((ow, oh), image.NEAREST))
+        np.testing.assert_array_equal(resize_nearest(a, (oh, ow)), ref)
+
+
+def test_labelmap_resized_keeps_ids_dtypes_and_noise_marks():
+    sem = np.array([[0, 1], [2, 255]], np.uint8)
+    inst = np.array([[0, 70001], [5, 0]], np.int32)  # ids beyond float16 / uint16
+    mark = np.array([[True, False], [False, False]])
+    lm = LabelMap(sem, inst, {"id": "m", NOISE_MASK_KEY: mark})
+    big = lm.resized((4, 6))
+    assert big.semantic.dtype == np.uint8 and big.instance.dtype == np.int32
+    assert set(np.unique(big.semantic)) == {0, 1, 2, 255}
+    assert set(np.unique(big.instance)) == {0, 5, 70001}
+    assert big.meta[NOISE_MASK_KEY].dtype == bool and big.meta[NOISE_MASK_KEY].sum() == 6
+    back = big.resized((2, 2))
+    np.testing.assert_array_equal(back.semantic, sem)
+    np.testing.assert_array_equal(back.instance, inst)
