@@ -1,4 +1,4 @@
-"""The ``sisgen`` command line: quickstart, train, export, generate, eval, info.
+"""The ``sisgen`` command line: quickstart, train, export, generate, eval, edit, info.
 
 Sub-commands import their heavy dependencies (training, export) only when they run.
 """
@@ -210,6 +210,38 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edit(args: argparse.Namespace) -> int:
+    """Serve the scene editor (a local web app) on a model and a source."""
+    try:
+        from .editor.server import serve
+        from .editor.session import EditorSession
+    except ImportError as e:
+        raise SisgenInputError(f"the scene editor needs FastAPI and uvicorn ({e}): "
+                               "pip install 'sisgen[editor]'") from None
+    from . import load
+
+    gen = load(args.model, threads=args.threads)
+    src = _open_source(args, gen.resolution, remap=args.remap)
+    kinds = args.writers.split(",")
+    writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
+    if args.image_format:
+        for k in kinds:
+            writer_options[k]["image_format"] = args.image_format
+    for key, value in _key_values(args.writer_option, "--writer-option").items():
+        kind, _, opt = key.partition(".")
+        if kind not in writer_options or not opt:
+            raise SisgenInputError(f"--writer-option {key}: expected WRITER.OPTION with WRITER "
+                                   f"one of {', '.join(kinds)}")
+        writer_options[kind][opt] = value
+    reproduce = {"model": args.model, "root": args.root, "split": args.split,
+                 "vocabulary": args.vocabulary, "remap": args.remap,
+                 "source_options": args.source_option}
+    session = EditorSession(gen, src, args.out, writers=kinds, writer_options=writer_options,
+                            seed=args.seed, bank_maps=args.bank_maps, reproduce=reproduce)
+    serve(session, host=args.host, port=args.port)
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Print a model's metadata."""
     from . import load
@@ -353,6 +385,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="renders per label map for diversity")
     v.add_argument("--icv-reduction", choices=["present", "vasis"], default="present")
     v.set_defaults(func=cmd_eval)
+
+    ed = sub.add_parser("edit", help="scene editor: paint label maps, see the image, save "
+                        "labeled samples (a local web app)")
+    _add_source_arguments(ed, split="train")
+    ed.add_argument("--remap", help="vocabulary remap table (e.g. coco_stuff->cityscapes) or YAML")
+    ed.add_argument("--out", default="runs/edit", help="output folder of saved samples")
+    ed.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
+    ed.add_argument("--image-format", choices=["png", "jpg"], help="image format of every writer")
+    ed.add_argument("--writer-option", action="append", default=[], metavar="WRITER.KEY=VALUE",
+                    help="writer option, e.g. coco.panoptic=true (repeatable)")
+    ed.add_argument("--seed", type=int, default=0, help="initial run seed")
+    ed.add_argument("--limit", type=_positive_int,
+                    help="browse only the first N label maps (ToyCity: renders N, default 100)")
+    ed.add_argument("--bank-maps", type=_positive_int, default=500,
+                    help="maps the instance bank for pasting is built from")
+    ed.add_argument("--host", default="127.0.0.1",
+                    help="interface to listen on (default loopback; 0.0.0.0 exposes the editor "
+                    "to the network, with a warning)")
+    ed.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port)")
+    ed.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
+    ed.set_defaults(func=cmd_edit)
 
     i = sub.add_parser("info", help="describe a model folder or exported file")
     i.add_argument("model")
