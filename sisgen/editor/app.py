@@ -84,8 +84,8 @@ def state(session: EditorSession) -> dict[str, Any]:
         "semantic": pack(lm.semantic.astype(np.uint8)),
         "instance": None if lm.instance is None else pack(lm.instance.astype("<i4")),
         "restyled": None if mask is None else pack(mask.astype(np.uint8)),
-        "steps": session.recipe().to_list(), "can_undo": bool(session.steps),
-        "can_redo": bool(session.redo_steps), "seed": session.seed, "variant": session.variant,
+        "steps": session.steps, "can_undo": session.can_undo, "can_redo": session.can_redo,
+        "seed": session.seed, "variant": session.variant,
     }
 
 

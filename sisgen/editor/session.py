@@ -223,7 +223,7 @@ class EditorSession:
             for step in steps or []:
                 states.append(_apply(step, states[-1], self.vocab, context))
             self.index, self.base, self.photo = index, base, photo
-            self.steps, self.redo_steps = list(steps or []), []
+            self._edits, self._redo = list(steps or []), []
             self._states = states
             self._trim()
             self._changed()
@@ -232,7 +232,7 @@ class EditorSession:
     def current(self) -> LabelMap:
         """The map after every step (at the source's resolution)."""
         with self._lock:
-            return self._state(len(self.steps))
+            return self._state(len(self._edits))
 
     def _state(self, k: int) -> LabelMap:
         """The map after the first ``k`` steps, replayed from the nearest kept state."""
@@ -240,9 +240,9 @@ class EditorSession:
         while self._states[j] is None:
             j -= 1
         state = self._states[j]
-        context = self._context(self.steps[j:k])
+        context = self._context(self._edits[j:k])
         for i in range(j, k):
-            state = _apply(self.steps[i], state, self.vocab, context)
+            state = _apply(self._edits[i], state, self.vocab, context)
             self._states[i + 1] = state
         return state
 
@@ -275,9 +275,9 @@ class EditorSession:
             current = self.current()
             context = self._context([edit])
             new, record = edit.run(current, np.random.default_rng(0), self.vocab, context)
-            self.steps.append(edit)
-            self._states = self._states[:len(self.steps)] + [new]
-            self.redo_steps = []
+            self._edits.append(edit)
+            self._states = self._states[:len(self._edits)] + [new]
+            self._redo = []
             self._trim()
             self._changed()
             return record
@@ -314,33 +314,49 @@ class EditorSession:
     def undo(self) -> bool:
         """Take back the last step; ``False`` when there is none."""
         with self._lock:
-            if not self.steps:
+            if not self._edits:
                 return False
-            self.redo_steps.append(self.steps.pop())
-            self._states = self._states[:len(self.steps) + 1]
+            self._redo.append(self._edits.pop())
+            self._states = self._states[:len(self._edits) + 1]
             self._changed()
             return True
 
     def redo(self) -> bool:
         """Apply the last undone step again; ``False`` when there is none."""
         with self._lock:
-            if not self.redo_steps:
+            if not self._redo:
                 return False
-            edit = self.redo_steps.pop()
-            redo, self.redo_steps = self.redo_steps, []
+            edit = self._redo.pop()
+            redo, self._redo = self._redo, []
             self.apply(edit)
-            self.redo_steps = redo
+            self._redo = redo
             return True
 
     def recipe(self) -> Recipe:
-        """The session's steps as a recipe."""
+        """The session's steps as a recipe (new step objects: changing it changes nothing)."""
         with self._lock:
-            return self._recipe(self.steps)
+            return self._recipe(self._edits)
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The steps as data (the recipe's ``to_list()``)."""
+        with self._lock:
+            return [e.to_dict() for e in self._edits]
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether there is a step to take back."""
+        return bool(self._edits)
+
+    @property
+    def can_redo(self) -> bool:
+        """Whether there is an undone step to apply again."""
+        return bool(self._redo)
 
     @property
     def variant(self) -> int:
         """The sample of the map whose style the marked regions take (restyle count)."""
-        return sum(isinstance(e, ResampleNoise) for e in self.steps)
+        return sum(isinstance(e, ResampleNoise) for e in self._edits)
 
     # ------------------------------------------------------------------ style
     def set_seed(self, seed: int | None = None) -> int:
@@ -393,7 +409,7 @@ class EditorSession:
                 if hit is not None and hit.revision == self.revision and hit.seed == self.seed:
                     return hit
                 revision, seed, index = self.revision, self.seed, self.index
-                steps, k = list(self.steps), self.variant
+                steps, k = list(self._edits), self.variant
                 source = _OpenMap(self.source, index, self.base, self.photo)
                 recipe = self._recipe(steps)
                 context = self._context(steps)
@@ -456,7 +472,7 @@ class EditorSession:
             name = f"{sample.name}_edit{n}"
         elif name in taken:
             raise ConflictError(f"a sample named {name!r} is already saved")
-        recipe = self._recipe(self.steps)
+        recipe = self._recipe(self._edits)
         outputs: dict[str, dict[str, str]] = {}
         for kind in self.writers:
             with get_writer(kind, self.out_dir / kind, self.vocab,
@@ -539,12 +555,13 @@ class EditorSession:
         return {"bank": self.bank()} if self._recipe(steps).needs_bank() else {}
 
     def _recipe(self, steps: list[Edit]) -> Recipe:
-        """The steps as a recipe whose relative ``bank`` paths resolve from ``recipes/``.
+        """New step objects for ``steps``, relative ``bank`` paths resolved from ``recipes/``.
 
-        (``Recipe`` binds its steps to its source file's folder; the session's steps live
-        in ``recipes/`` once saved, so they are bound there again.)
+        (A :class:`Recipe` binds its steps to the folder of its source file, or to none;
+        the session's steps live in ``recipes/`` once saved, so the copies are bound there,
+        and the session's own step objects are never re-bound.)
         """
-        recipe = Recipe(list(steps))
+        recipe = Recipe([build_edit(e.to_dict()) for e in steps])
         for edit in recipe:
             edit.bind_base_dir(str(self.out_dir / "recipes"))
         return recipe

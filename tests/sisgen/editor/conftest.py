@@ -12,11 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
-
-import sisgen  # noqa: E402
-from sisgen.models import build_model  # noqa: E402
+import sisgen
+from sisgen.models import build_model
 
 SIZE = (64, 128)
 

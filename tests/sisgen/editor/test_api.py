@@ -11,7 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from sisgen.editor.app import STATIC, create_app
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from sisgen.editor.app import STATIC, create_app  # noqa: E402
 
 # toycity ids
 SKY, ROAD, SIDEWALK, BUILDING, VEG, TERRAIN, CAR, PERSON = 0, 1, 2, 3, 4, 5, 8, 9
