@@ -35,6 +35,13 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return v
+
+
 def _positive_float(text: str) -> float:
     v = float(text)
     if v <= 0:
@@ -127,6 +134,11 @@ def _key_values(items: list[str], what: str) -> dict[str, object]:
     return out
 
 
+#: Maps of a ToyCity source opened by the CLI without --limit (also what a run's automatic
+#: instance bank reads, so a sample never depends on --limit).
+TOYCITY_LENGTH = 1000
+
+
 def _open_source(args: argparse.Namespace, resolution: tuple[int, int],
                  remap: str | None = None) -> Source:
     """The label-map source of ``generate`` / ``eval`` (ToyCity at the model's size)."""
@@ -135,9 +147,9 @@ def _open_source(args: argparse.Namespace, resolution: tuple[int, int],
     src_kwargs = _key_values(args.source_option, "--source-option")
     if args.vocabulary:
         src_kwargs["vocabulary"] = args.vocabulary
-    if args.source == "toycity":
+    if args.source == "toycity":  # procedural: rendered at the model's size, as many as asked
         src_kwargs.setdefault("size", resolution)
-        src_kwargs.setdefault("length", args.limit or 100)
+        src_kwargs.setdefault("length", max(args.limit or 0, TOYCITY_LENGTH))
     return sources.open(args.source, args.root, split=args.split, remap=remap, **src_kwargs)
 
 
@@ -150,7 +162,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     src = _open_source(args, gen.resolution, remap=args.remap)
     kinds = args.writers.split(",")
     writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
-    if "coco" in writer_options:
+    if "coco" in writer_options and args.coco_segmentation:
         writer_options["coco"]["segmentation"] = args.coco_segmentation
     if args.image_format:
         for k in kinds:
@@ -173,7 +185,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gen, src, args.out, writers=kinds, recipe=args.recipe, seed=args.seed,
         samples_per_map=args.samples_per_map, batch_size=args.batch_size, limit=args.limit,
         writer_options=writer_options, shard=args.shard, resume=args.resume,
-        workers=args.workers, write_threads=args.write_threads, quality_filter=quality_filter,
+        retry_errors=args.retry_errors, workers=args.workers,
+        write_workers=args.write_workers, quality_filter=quality_filter, bank=args.bank,
     )
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -183,7 +196,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """Merge the shards of a generation run."""
     from .generate import merge
 
-    path = merge(args.out, writers=args.writers.split(","), vocabulary=args.vocabulary)
+    writers = args.writers.split(",") if args.writers else None
+    path = merge(args.out, writers=writers, vocabulary=args.vocabulary)
     print(f"merged manifest: {path}")
     return 0
 
@@ -212,13 +226,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     """Serve the scene editor (a local web app) on a model and a source."""
-    try:
-        from .editor.server import serve
-        from .editor.session import EditorSession
-    except ImportError as e:
-        raise SisgenInputError(f"the scene editor needs FastAPI and uvicorn ({e}): "
-                               "pip install 'sisgen[editor]'") from None
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SisgenInputError(f"the scene editor needs {' and '.join(missing)}: "
+                               "pip install 'sisgen[editor]'")
     from . import load
+    from .editor.server import serve
+    from .editor.session import EditorSession
 
     gen = load(args.model, threads=args.threads)
     src = _open_source(args, gen.resolution, remap=args.remap)
@@ -331,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recipe", help="edit recipe YAML")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
-    g.add_argument("--coco-segmentation", choices=["rle", "polygon"], default="rle")
+    g.add_argument("--coco-segmentation", choices=["rle", "polygon"],
+                   help="thing annotations of the coco writer (default: rle)")
     g.add_argument("--image-format", choices=["png", "jpg"], help="image format of every writer")
     g.add_argument("--writer-option", action="append", default=[], metavar="WRITER.KEY=VALUE",
                    help="writer option, e.g. coco.panoptic=true (repeatable)")
@@ -344,19 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_positive_int, default=8)
     g.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
-    g.add_argument("--workers", type=int, default=0,
-                   help="worker processes for loading and editing label maps")
-    g.add_argument("--write-threads", type=_positive_int, default=2,
-                   help="threads encoding and writing files")
+    g.add_argument("--workers", type=_non_negative_int, default=0,
+                   help="worker processes preparing batches (load, edit, engine inputs)")
+    g.add_argument("--write-workers", type=_non_negative_int, default=1,
+                   help="worker processes encoding and writing files (0: in the main process)")
+    g.add_argument("--bank", help="instance bank .npz for paste steps (default: built from "
+                   "the first 500 maps of the source)")
     g.add_argument("--shard", help="k/n: process shard k of n (default: torchrun RANK/WORLD_SIZE)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out (skips samples its manifest records)")
+    g.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: try the samples recorded as errors again")
     g.set_defaults(func=cmd_generate)
 
     m = sub.add_parser("merge", help="merge the shards of a generate run into one dataset")
     m.add_argument("--out", required=True, help="the run's output folder")
-    m.add_argument("--vocabulary", required=True, help="the run's vocabulary (name or file)")
-    m.add_argument("--writers", default="cityscapes,coco", help="comma-separated writer kinds")
+    m.add_argument("--vocabulary", help="the run's vocabulary (name or file; checked against "
+                   "the run's record; default: the recorded one)")
+    m.add_argument("--writers", help="comma-separated writer kinds (default: the run's)")
     m.set_defaults(func=cmd_merge)
 
     v = sub.add_parser("eval", help="FID / mIoU / diversity / intra-class variation of a model")

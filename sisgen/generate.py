@@ -1,90 +1,86 @@
-"""Generation: ``source -> edits -> batch -> engine -> writers``, with a JSONL manifest.
+"""Generation: ``source -> sample path -> engine -> writers``, with a JSONL manifest.
 
-Each stage is a plain function or object, testable alone:
+The stages run concurrently, each bounded:
 
-* **prepare** (:func:`prepare_map`, :func:`prepare_block`): load label maps, apply the edit
-  recipe once per requested sample, resize to the engine resolution. Runs in DataLoader
-  worker processes when ``workers > 0``, ahead of the engine, with a bounded prefetch.
-* **engine**: one batched call of the generator per block of ``batch_size`` consecutive
-  sample indices.
-* **write**: every writer of a sample, then its manifest line, in a thread pool that
-  overlaps the next engine batch; the number of samples waiting to be written is bounded.
+* **prepare** (:class:`~sisgen.samples.SamplePath`): load, edit, resize and build the
+  engine inputs of one engine batch -- in ``workers`` worker processes (spawned, each a
+  few batches ahead, so the next batch is staged while the engine runs), or inline;
+* **engine**: one call per batch on the main thread (``Generator.run``: compact inputs in,
+  uint8 images out);
+* **write** (``Writer.write_files``): encoding and atomic file writes of every writer, in
+  ``write_workers`` worker processes with no lock (or inline); each image is encoded once
+  per format for all writers;
+* **commit**: back on the main thread, strictly in sample order, the writers' ordered
+  indexes (COCO image ids and part lines) and then the sample's manifest line.
 
-Runs survive crashes: every file is written atomically, a sample's manifest line is written
-only after all of its files are, and ``resume=True`` skips the samples the manifest already
-records (a torn last line from a killed run is dropped). Per-sample seeds derive only from
-``(run seed, sample index)``, and batches are fixed blocks of sample indices (a resumed
-block recomputes its finished samples without rewriting them), so a resumed or sharded run
-produces exactly -- bit for bit -- the images of one uninterrupted run with the same batch
-size; another batch size gives the same images up to float rounding (at most 1/255). Shard
-``k`` of ``n`` takes the blocks whose number is ``k`` modulo ``n`` and writes its own
-manifest (``manifest.shard-k-of-n.jsonl``) and writer part files into the same output
-folder; :func:`merge` then combines them into one manifest and one COCO JSON.
+Runs you can trust: every file is written atomically and follows the umask; a manifest
+line is appended only after all of the sample's files are written; outputs and manifest
+lines come in sample order whatever the number of workers, so two runs of one command are
+byte-identical. ``resume=True`` continues a killed run (a torn last line is cut; index
+records of samples without a manifest line are dropped) and ends with the tree of an
+uninterrupted run. Per-sample seeds derive only from ``(run seed, sample index)`` and
+batches are fixed blocks of sample indices, so a resumed or sharded run computes every
+image exactly as one uninterrupted run with the same batch size; another batch size gives
+the same images up to float rounding (at most 1/255). Shard ``k`` of ``n`` takes the
+blocks whose number is ``k`` modulo ``n`` and writes its own manifest and part files into
+the same folder; :func:`merge` checks the shards (:func:`sisgen.runs.check_shards`) and
+combines them. The manifest's first line records the run (:mod:`sisgen.runs`).
 
-A sample whose label map cannot be read (a corrupt PNG, ids outside the vocabulary, a bad
-COCO polygon) is recorded in the manifest with the error and skipped.
+A sample that cannot be made (a corrupt PNG, ids outside the vocabulary, a bad COCO
+polygon, an edit that does not apply) is recorded in the manifest with the error and
+skipped; ``retry_errors=True`` tries such samples again on resume.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import threading
+import shutil
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._version import __version__
 from .edits import Recipe, ResampleNoise
-from .edits.photo import attach_photo, track_source_pixels
 from .engines import Generator, images_to_uint8
 from .errors import SisgenInputError
 from .filtering import QualityFilter
+from .instance_bank import InstanceBank
+from .io import write_text
 from .labelmap import LabelMap
-from .manifest import MANIFEST, ManifestAppender, manifest_name, read_manifest, sample_entry
+from .manifest import (
+    MANIFEST,
+    ManifestAppender,
+    manifest_name,
+    read_manifest,
+    sample_entry,
+)
+from .runs import (
+    check_resume,
+    check_shards,
+    done_indices,
+    merged_manifest_text,
+    resolve_shard,
+    run_records,
+    shard_blocks,
+    vocabulary_record,
+)
+from .samples import PreparedBatch, PreparedSample, SamplePath, sample_seed
 from .sources import Source
-from .vocab import require_same_ids
+from .vocab import get_vocabulary, require_same_ids
 from .writers import Writer, get_writer
+from .writers.base import WRITERS, SampleImage, Written
 
+__all__ = ["MANIFEST", "GenerateReport", "PreparedSample", "generate", "manifest_name",
+           "merge", "read_manifest", "resolve_shard", "sample_seed"]
 
-def sample_seed(run_seed: int, index: int) -> int:
-    """The seed of sample ``index`` of a run: a hash of ``(run_seed, index)``, 63 bits."""
-    state = np.random.SeedSequence([int(run_seed), int(index)]).generate_state(2, np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1]))
-
-
-def resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
-    """Parse ``"k/n"``; with no shard given, use torchrun's ``RANK``/``WORLD_SIZE`` if set."""
-    if shard is None:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
-    if isinstance(shard, str):
-        try:
-            k, n = (int(v) for v in shard.split("/"))
-        except ValueError:
-            raise SisgenInputError(f"shard must be k/n (e.g. 0/4), got {shard!r}") from None
-        shard = (k, n)
-    k, n = shard
-    if not (n >= 1 and 0 <= k < n):
-        raise SisgenInputError(f"shard {k}/{n}: need 0 <= k < n")
-    return None if n == 1 else (k, n)
-
-
-@dataclass
-class PreparedSample:
-    """A label map ready for the engine, with its bookkeeping."""
-
-    index: int
-    name: str
-    seed: int
-    labelmap: LabelMap
-    source_index: int
-    base_seed: int = 0
+#: Default number of maps an automatic instance bank is built from (the first ones).
+BANK_MAPS = 500
 
 
 @dataclass
@@ -96,7 +92,8 @@ class GenerateReport:
     skipped: int = 0
     filtered: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {
-        "source": 0.0, "edit": 0.0, "engine": 0.0, "filter": 0.0, "write": 0.0})
+        "source": 0.0, "edit": 0.0, "inputs": 0.0, "engine": 0.0, "filter": 0.0,
+        "write": 0.0, "commit": 0.0})
     wall: float = 0.0
     out_dir: str = ""
     manifest: str = ""
@@ -115,139 +112,40 @@ class GenerateReport:
                 "out_dir": self.out_dir, "manifest": self.manifest}
 
 
-@dataclass
-class PreparedMap:
-    """The prepare stage's result for one label map."""
+# ----------------------------------------------------------------------------- prepare
+class _Blocks:
+    """Map-style view of the run's blocks for a DataLoader (one prepared batch per item)."""
 
-    samples: list[PreparedSample]
-    errors: list[dict[str, Any]]
-    seconds: dict[str, float]
-
-
-def prepare_map(source: Source, recipe: Recipe, resolution: tuple[int, int], map_index: int, *,
-                seed: int = 0, samples_per_map: int = 1, skip: frozenset[int] = frozenset(),
-                context: dict[str, Any] | None = None, with_photo: bool = False
-                ) -> PreparedMap:
-    """Load, edit and resize one label map into ``samples_per_map`` samples.
-
-    Sample ``k`` of map ``i`` has run index ``i * samples_per_map + k``; its seed (used for
-    both the edits and the generator noise) is :func:`sample_seed` of that index. The map's
-    *base seed* (that of its sample 0) is the style kept outside noise-region marks. Indices in
-    ``skip`` (already done) are left out. Bad input becomes an error record, not an
-    exception. ``context`` holds run-wide objects of the edits (the instance bank).
-    ``with_photo`` (photo-editing models such as SESAME) also loads the map's photo and
-    gives every sample the aligned photo and the hole the edits opened
-    (:mod:`sisgen.edits.photo`).
-    """
-    secs = {"source": 0.0, "edit": 0.0}
-    t0 = time.perf_counter()
-    photo = None
-    try:
-        lm = source.load(map_index)
-        source.vocabulary.validate(lm.semantic, lm.meta.get("file"))
-        if with_photo:
-            photo = source.photo(map_index)
-            if photo is None:
-                raise SisgenInputError(f"photo editing needs the {source.kind} source's "
-                                       "photos; this map has none", lm.meta.get("file"))
-            lm = track_source_pixels(lm)
-    except SisgenInputError as e:
-        secs["source"] = time.perf_counter() - t0
-        return PreparedMap([], [{"status": "error", "stage": "source", "source_index": map_index,
-                                 "file": e.path, "error": str(e)}], secs)
-    secs["source"] = time.perf_counter() - t0
-    samples, errors = [], []
-    for k in range(samples_per_map):
-        index = map_index * samples_per_map + k
-        if index in skip:
-            continue
-        s = sample_seed(seed, index)
-        t1 = time.perf_counter()
-        try:
-            edited = recipe(lm, seed=s, vocab=source.vocabulary, context=context)
-            if photo is not None:
-                edited = attach_photo(edited, lm, photo)
-            if edited.shape != tuple(resolution):
-                edited = edited.resized(tuple(resolution))
-        except SisgenInputError as e:
-            errors.append({"status": "error", "stage": "edit", "source_index": map_index,
-                           "index": index, "file": e.path, "error": str(e)})
-            continue
-        finally:
-            secs["edit"] += time.perf_counter() - t1
-        name = lm.id if samples_per_map == 1 else f"{lm.id}_s{k}"
-        base = sample_seed(seed, map_index * samples_per_map)
-        samples.append(PreparedSample(index, name, s, edited, map_index, base))
-    return PreparedMap(samples, errors, secs)
-
-
-def prepare_block(source: Source, recipe: Recipe, resolution: tuple[int, int], block: range, *,
-                  seed: int = 0, samples_per_map: int = 1,
-                  failed_maps: frozenset[int] = frozenset(),
-                  context: dict[str, Any] | None = None, with_photo: bool = False
-                  ) -> PreparedMap:
-    """Prepare every sample whose run index lies in ``block`` (one engine batch).
-
-    Maps already known to be unreadable (``failed_maps``) are not loaded again. A map's load
-    error is reported by the block that holds the map's first sample only.
-    """
-    spm = samples_per_map
-    samples: list[PreparedSample] = []
-    errors: list[dict[str, Any]] = []
-    secs = {"source": 0.0, "edit": 0.0}
-    for m in range(block.start // spm, (block.stop - 1) // spm + 1):
-        if m in failed_maps:
-            continue
-        outside = frozenset(i for i in range(m * spm, (m + 1) * spm) if i not in block)
-        part = prepare_map(source, recipe, resolution, m, seed=seed, samples_per_map=spm,
-                           skip=outside, context=context, with_photo=with_photo)
-        samples += part.samples
-        errors += [e for e in part.errors if e["stage"] != "source" or m * spm in block]
-        for key, v in part.seconds.items():
-            secs[key] += v
-    return PreparedMap(samples, errors, secs)
-
-
-class _PrepareDataset:
-    """Map-style view of :func:`prepare_block` for a DataLoader (one item per batch)."""
-
-    def __init__(self, source: Source, recipe: Recipe, resolution: tuple[int, int],
-                 blocks: list[range], seed: int, samples_per_map: int,
-                 failed_maps: frozenset[int], context: dict[str, Any] | None,
-                 with_photo: bool = False):
-        self.args = (source, recipe, resolution)
-        self.blocks, self.seed, self.spm = blocks, seed, samples_per_map
-        self.failed_maps, self.context, self.with_photo = failed_maps, context, with_photo
+    def __init__(self, path: SamplePath, blocks: list[range], failed_maps: frozenset[int]):
+        self.path, self.blocks, self.failed_maps = path, blocks, failed_maps
 
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def __getitem__(self, i: int) -> PreparedMap:
-        return prepare_block(*self.args, self.blocks[i], seed=self.seed,
-                             samples_per_map=self.spm, failed_maps=self.failed_maps,
-                             context=self.context, with_photo=self.with_photo)
+    def __getitem__(self, i: int) -> PreparedBatch:
+        return self.path.prepare(self.blocks[i], skip_maps=self.failed_maps)
 
 
-def _prepared_stream(dataset: _PrepareDataset, workers: int) -> Iterator[PreparedMap]:
+def _prepared(blocks: _Blocks, workers: int) -> Iterator[PreparedBatch]:
     if workers <= 0:
-        for i in range(len(dataset)):
-            yield dataset[i]
+        for i in range(len(blocks)):
+            yield blocks[i]
         return
     from torch.utils.data import DataLoader
 
-    # spawn, not fork: the parent runs thread pools (torch, onnxruntime, OpenCV, the writer
-    # threads) and a forked child can deadlock on a lock one of them held at fork time
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                        prefetch_factor=4, collate_fn=_identity, persistent_workers=False,
-                        worker_init_fn=_worker_init, multiprocessing_context="spawn")
+    # spawn, not fork: the parent runs thread pools (torch, onnxruntime, OpenCV) and a
+    # forked child can deadlock on a lock one of them held at fork time
+    loader = DataLoader(blocks, batch_size=None, shuffle=False, num_workers=workers,
+                        prefetch_factor=2, collate_fn=_identity, persistent_workers=False,
+                        worker_init_fn=_single_threaded, multiprocessing_context="spawn")
     yield from loader
 
 
-def _identity(x: PreparedMap) -> PreparedMap:
+def _identity(x: PreparedBatch) -> PreparedBatch:
     return x
 
 
-def _worker_init(_: int) -> None:
+def _single_threaded(*_: Any) -> None:
     import cv2
     import torch
 
@@ -255,36 +153,186 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _done_indices(entries: list[dict[str, Any]], samples_per_map: int) -> set[int]:
-    done: set[int] = set()
-    for e in entries:
-        if "index" in e:
-            done.add(int(e["index"]))
-        elif e.get("stage") == "source":
-            base = int(e["source_index"]) * samples_per_map
-            done.update(range(base, base + samples_per_map))
-    return done
+# ----------------------------------------------------------------------------- write
+_PROCESS_WRITERS: list[Writer] = []
+
+
+def _init_write_worker(writers: list[Writer]) -> None:
+    _single_threaded()
+    _PROCESS_WRITERS[:] = writers
+
+
+def _write_files(writers: Sequence[Writer], name: str, image: np.ndarray, labelmap: LabelMap
+                 ) -> tuple[list[Written] | SisgenInputError, float]:
+    """Every writer's files of one sample (the image encoded once per format)."""
+    t0 = time.perf_counter()
+    shared = SampleImage(image)
+    try:
+        out: list[Written] | SisgenInputError = [
+            w.write_files(name, shared, labelmap) for w in writers]
+    except SisgenInputError as e:  # this sample cannot be written: recorded, run goes on
+        out = e
+    return out, time.perf_counter() - t0
+
+
+def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap
+                     ) -> tuple[list[Written] | SisgenInputError, float]:
+    return _write_files(_PROCESS_WRITERS, name, image, labelmap)
+
+
+class _WriteStage:
+    """Runs ``write_files`` inline or in a process pool; futures either way."""
+
+    def __init__(self, writers: list[Writer], workers: int):
+        self.writers = writers
+        self.pool = None
+        if workers > 0:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_write_worker, initargs=(writers,))
+
+    def submit(self, item: PreparedSample, image: np.ndarray) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(_write_in_worker, item.name, image, item.labelmap)
+        fut: Future = Future()
+        fut.set_result(_write_files(self.writers, item.name, image, item.labelmap))
+        return fut
+
+    def close(self, cancel: bool = False) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+# ----------------------------------------------------------------------------- commit
+@dataclass
+class _Slot:
+    """One manifest line to come: a ready record, or a sample whose files are being written."""
+
+    entry: dict[str, Any] | None = None
+    item: PreparedSample | None = None
+    future: Future | None = None
+    quality: dict[str, Any] | None = None
+    count: int = 1  # samples the line accounts for (a source error: the map's samples)
+
+
+class _Committer:
+    """Commits slots strictly in the order they were added (sample order)."""
+
+    def __init__(self, writers: list[tuple[str, Writer]], manifest: ManifestAppender,
+                 report: GenerateReport, describe: dict[str, Any], bar: Any):
+        self.writers, self.manifest, self.report = writers, manifest, report
+        self.describe, self.bar = describe, bar
+        self.slots: deque[_Slot] = deque()
+
+    def add(self, slot: _Slot) -> None:
+        self.slots.append(slot)
+
+    def drain(self, wait_until: int | None = None) -> None:
+        """Commit ready slots from the head; block until at most ``wait_until`` remain."""
+        while self.slots:
+            head = self.slots[0]
+            if head.future is not None and not head.future.done() and (
+                    wait_until is None or len(self.slots) <= wait_until):
+                return
+            self.slots.popleft()
+            self._commit(head)
+
+    def _commit(self, slot: _Slot) -> None:
+        t0 = time.perf_counter()
+        entry = slot.entry
+        if slot.future is not None:
+            item = slot.item
+            assert item is not None
+            written, seconds = slot.future.result()
+            self.report.seconds["write"] += seconds
+            if isinstance(written, SisgenInputError):
+                entry = {"status": "error", "stage": "write", "sample": item.name,
+                         "index": item.index, "source_index": item.source_index,
+                         "file": written.path, "error": str(written)}
+            else:
+                outputs = {kind: w.commit(files)
+                           for (kind, w), files in zip(self.writers, written, strict=True)}
+                extra = {} if slot.quality is None else {"quality": slot.quality}
+                entry = sample_entry(name=item.name, index=item.index, labelmap=item.labelmap,
+                                     source_index=item.source_index, seed=item.seed,
+                                     outputs=outputs, **self.describe, **extra)
+                self.report.written += 1
+        assert entry is not None
+        if entry["status"] == "error":
+            self.report.failed += slot.count
+        elif entry["status"] == "filtered":
+            self.report.filtered += 1
+        self.manifest.append(entry)
+        self.report.seconds["commit"] += time.perf_counter() - t0
+        if self.bar is not None:
+            self.bar.update(slot.count)
+
+
+# ----------------------------------------------------------------------------- run
+def _check_output_folder(out: Path) -> bool:
+    """Refuse an output path that is a file or cannot be written; create it.
+
+    Returns:
+        Whether the folder was created by this call (so a failed set-up removes it).
+    """
+    if out.exists() and not out.is_dir():
+        raise SisgenInputError("the output path exists and is not a folder", out)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SisgenInputError(f"cannot create the output folder ({e.strerror})", out) from None
+    probe = out / ".sisgen-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise SisgenInputError(f"the output folder is not writable ({e.strerror})", out
+                               ) from None
+    return created
+
+
+def _bank_for(recipe: Recipe, source: Source, bank: Any, bank_maps: int
+              ) -> tuple[Any, dict[str, Any] | None]:
+    """The run's instance bank and how it was made (``None`` when no step needs one)."""
+    if not recipe.needs_bank():
+        return None, None
+    if bank is None:
+        maps = min(int(bank_maps), len(source))
+        bank = InstanceBank.from_source(source, limit=maps)
+        return bank, {"from": "source", "maps": maps, "items": len(bank),
+                      "digest": bank.digest()}
+    if not isinstance(bank, InstanceBank):
+        path = str(bank)
+        bank = InstanceBank.load(bank)
+        return bank, {"from": path, "items": len(bank), "digest": bank.digest()}
+    return bank, {"from": "given", "items": len(bank), "digest": bank.digest()}
 
 
 def generate(
     generator: Generator,
     source: Source,
-    out_dir: str | os.PathLike,
+    out_dir: str | Path,
     *,
     writers: Sequence[str] = ("cityscapes", "coco"),
     writer_options: dict[str, dict[str, Any]] | None = None,
-    recipe: Recipe | str | os.PathLike | list | dict | None = None,
+    recipe: Recipe | str | Path | list | dict | None = None,
     seed: int = 0,
     samples_per_map: int = 1,
     batch_size: int = 8,
     limit: int | None = None,
     shard: tuple[int, int] | str | None = None,
     resume: bool = False,
+    retry_errors: bool = False,
     workers: int = 0,
-    write_threads: int = 2,
+    write_workers: int = 0,
     quality_filter: QualityFilter | None = None,
-    context: dict[str, Any] | None = None,
-    bank_maps: int = 500,
+    bank: InstanceBank | str | Path | None = None,
+    bank_maps: int = BANK_MAPS,
     progress: bool = True,
 ) -> GenerateReport:
     """Synthesize a labeled dataset from a source.
@@ -303,167 +351,133 @@ def generate(
         limit: Use only the first ``limit`` label maps.
         shard: ``(k, n)`` or ``"k/n"``: this process's share; default from torchrun's
             ``RANK``/``WORLD_SIZE``.
-        resume: Continue a run in ``out_dir``: samples its manifest records are skipped.
-            Without it, an existing manifest is an error (nothing is overwritten silently).
-        workers: Worker processes for loading and editing (0: in this process).
-        write_threads: Threads encoding and writing files.
+        resume: Continue a run in ``out_dir`` with the same settings (a larger ``limit``
+            extends it): samples its manifest records are skipped. Without it, an existing
+            manifest is an error (nothing is overwritten silently).
+        retry_errors: With ``resume``, try the samples recorded as errors again.
+        workers: Worker processes preparing batches (0: in this process).
+        write_workers: Worker processes encoding and writing files (0: in this process).
         quality_filter: Optional :class:`~sisgen.filtering.QualityFilter`: images its
             segmenter does not recognise are dropped (``"status": "filtered"`` in the
             manifest) or have the disagreeing pixels written as ignore (255).
-        context: Run-wide objects for the edits (``{"bank": InstanceBank}``).
-        bank_maps: When a ``paste`` step needs a bank and ``context`` has none, one is built
-            from the first ``bank_maps`` label maps of the source (the same for every shard).
+        bank: The instance bank of ``paste`` steps without a ``bank:`` file (an
+            :class:`InstanceBank` or a ``.npz`` path). Default: built from the first
+            ``bank_maps`` maps of the source -- however many maps the run uses, so a sample
+            never depends on ``limit``; the manifest's run record says which.
+        bank_maps: Maps of an automatic bank.
         progress: Show a progress bar.
 
     Returns:
         A :class:`GenerateReport`.
+
+    Raises:
+        SisgenInputError: Bad settings, files or folders (before anything is written).
     """
     start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     recipe = Recipe.load(recipe)
     vocab = source.vocabulary
     require_same_ids(vocab, generator.vocabulary)
     recipe.validate(vocab)
     recipe.load_banks()
-    context = dict(context or {})
-    if recipe.needs_bank() and "bank" not in context:
-        from .instance_bank import InstanceBank
-
-        context["bank"] = InstanceBank.from_source(source, limit=bank_maps)
     restyles = generator.spatial_noise or generator.takes_features
     if any(isinstance(e, ResampleNoise) for e in recipe.walk()) and not restyles:
         raise SisgenInputError(
             "the recipe marks noise regions (resample_noise) but the model takes a noise vector "
             f"{generator.noise_spec.get('shape')}; local restyling needs a model with spatial "
             "noise (OASIS-style) or per-object style features (pix2pixHD feat_num)")
-    shard = resolve_shard(shard)
-    manifest_path = out / manifest_name(shard)
-    previous = read_manifest(manifest_path, repair=resume)
-    if previous and not resume:
-        raise SisgenInputError(
-            "output folder already has a manifest; pass resume=True (--resume) to continue "
-            "that run, or choose a new folder", manifest_path)
-    done = _done_indices(previous, samples_per_map)
-    failed_maps = frozenset(int(e["source_index"]) for e in previous
-                            if e.get("stage") == "source")
-    n_maps = len(source) if limit is None else min(limit, len(source))
-    total = n_maps * samples_per_map
-    k, n = shard if shard is not None else (0, 1)
-    # Batches are fixed blocks of sample indices and shards take whole blocks, so every
-    # sample is always computed in the same batch -- engines are not bit-exact across batch
-    # compositions. A resumed block recomputes its done samples but does not rewrite them.
-    mine = [range(b, min(b + batch_size, total)) for b in range(0, total, batch_size)]
-    mine = mine[k::n]
-    blocks = [b for b in mine if any(i not in done for i in b)]
-    report = GenerateReport(out_dir=str(out), manifest=str(manifest_path))
-    report.skipped = sum(1 for b in mine for i in b if i in done)
-
-    options = writer_options or {}
-    part_tag = "" if shard is None else f".shard-{k}-of-{n}"
-    opened: list[tuple[str, Writer, threading.Lock]] = []
+    if samples_per_map < 1 or batch_size < 1:
+        raise SisgenInputError("samples_per_map and batch_size must be >= 1")
     for kind in writers:
-        opts = dict(options.get(kind, {}))
-        if part_tag:
-            opts.setdefault("part_tag", part_tag)
-        opened.append((kind, get_writer(kind, out / kind, vocab, **opts), threading.Lock()))
+        WRITERS.get(kind)
+    shard = resolve_shard(shard)
+    n_maps = len(source) if limit is None else min(int(limit), len(source))
+    total = n_maps * samples_per_map
+    blocks = shard_blocks(total, batch_size, shard)
+    out = Path(out_dir)
+    manifest_path = out / manifest_name(shard)
+    created = _check_output_folder(out)
+    try:
+        previous = read_manifest(manifest_path, repair=resume)
+        if previous and not resume:
+            raise SisgenInputError(
+                "output folder already has a manifest; pass resume=True (--resume) to continue "
+                "that run, or choose a new folder", manifest_path)
+        bank, bank_record = _bank_for(recipe, source, bank, bank_maps)
+        options = {kind: dict((writer_options or {}).get(kind, {})) for kind in writers}
+        record = {
+            "status": "run", "sisgen": __version__, "source": source.kind,
+            "vocabulary": vocabulary_record(vocab), "recipe": recipe.to_list(),
+            "seed": int(seed), "samples_per_map": int(samples_per_map), "maps": n_maps,
+            "total": total, "batch_size": int(batch_size),
+            "model": {"name": generator.model_name, "hash": generator.model_hash,
+                      "resolution": list(generator.resolution)},
+            "writers": options, "bank": bank_record,
+            "shard": None if shard is None else list(shard), "blocks": len(blocks),
+            "expected": sum(len(b) for b in blocks),
+        }
+        records = run_records(previous)
+        if retry_errors and any(e.get("status") == "error" for e in previous):
+            previous = [e for e in previous if e.get("status") != "error"]
+            write_text(manifest_path, "".join(_line(e) for e in previous))
+        new_record = check_resume(records[-1] if records else None, record, manifest_path)
+        done = done_indices(previous, samples_per_map)
+        failed_maps = frozenset(int(e["source_index"]) for e in previous
+                                if e.get("stage") == "source")
+        part_tag = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
+        opened: list[tuple[str, Writer]] = []
+        for kind in writers:
+            opts = dict(options[kind])
+            if part_tag:
+                opts.setdefault("part_tag", part_tag)
+            opened.append((kind, get_writer(kind, out / kind, vocab, **opts)))
+        written_names = {e["sample"] for e in previous if e.get("status") == "ok"}
+        for _, w in opened:
+            w.recover(written_names)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+    path = SamplePath(source, recipe, generator.resolution, seed=seed,
+                      samples_per_map=samples_per_map, bank=bank,
+                      with_photo=generator.takes_photo,
+                      input_spec=getattr(generator, "input_spec", None), maps=n_maps)
+    todo = [b for b in blocks if any(i not in done for i in b)]
+    remaining = {i for b in todo for i in b if i not in done}
+    report = GenerateReport(out_dir=str(out), manifest=str(manifest_path))
+    report.skipped = sum(1 for b in blocks for i in b if i in done)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(1 for b in blocks for i in b if i not in done), desc="generate",
-                   unit="img")
-    recipe_data = recipe.to_list()
-    stats_lock = threading.Lock()
-    dataset = _PrepareDataset(source, recipe, generator.resolution, blocks, seed,
-                              samples_per_map, failed_maps, context,
-                              with_photo=generator.takes_photo)
-
-    with ManifestAppender(manifest_path) as manifest, \
-            ThreadPoolExecutor(max(1, write_threads)) as pool:
-        record = manifest.append
-
-        def write_sample(item: PreparedSample, image: np.ndarray,
-                         quality: dict[str, Any] | None) -> None:
-            t0 = time.perf_counter()
-            outputs: dict[str, dict[str, str]] = {}
-            try:
-                for kind, writer, lock in opened:
-                    with lock:
-                        outputs[kind] = writer.write(item.name, image, item.labelmap)
-            except SisgenInputError as e:  # this sample cannot be written: record and go on
-                record({"status": "error", "stage": "write", "sample": item.name,
-                        "index": item.index, "source_index": item.source_index,
-                        "file": e.path, "error": str(e)})
-                with stats_lock:
-                    report.failed += 1
-                    if bar is not None:
-                        bar.update(1)
-                return
-            lm = item.labelmap
-            extra = {} if quality is None else {"quality": quality}
-            record(sample_entry(
-                name=item.name, index=item.index, labelmap=lm, source_kind=source.kind,
-                source_index=item.source_index, seed=item.seed, recipe=recipe_data,
-                model_name=generator.model_name, model_hash=generator.model_hash,
-                backend=generator.backend, outputs=outputs, **extra))
-            with stats_lock:
-                report.written += 1
-                report.seconds["write"] += time.perf_counter() - t0
-                if bar is not None:
-                    bar.update(1)
-
-        pending: deque[Future] = deque()
-
-        def run_batch(batch: list[PreparedSample]) -> None:
-            t0 = time.perf_counter()
-            inputs = generator.prepare([b.labelmap for b in batch], [b.seed for b in batch],
-                                       [b.base_seed for b in batch])
-            images = images_to_uint8(generator(*inputs))
-            t1 = time.perf_counter()
-            report.seconds["engine"] += t1 - t0
-            verdicts: list[Any] = [None] * len(batch)
-            if quality_filter is not None:
-                verdicts = quality_filter.apply(list(images), [b.labelmap for b in batch])
-                report.seconds["filter"] += time.perf_counter() - t1
-            for item, image, verdict in zip(batch, images, verdicts, strict=True):
-                if item.index in done:  # recomputed for the batch's sake, written before
-                    continue
-                if verdict is None:
-                    pending.append(pool.submit(write_sample, item, image, None))
-                elif not verdict.keep:
-                    record({"status": "filtered", "sample": item.name, "index": item.index,
-                            "source_index": item.source_index, "seed": item.seed,
-                            "quality": verdict.to_dict()})
-                    report.filtered += 1
-                    if bar is not None:
-                        bar.update(1)
-                else:
-                    item.labelmap = verdict.labelmap
-                    pending.append(pool.submit(write_sample, item, image, verdict.to_dict()))
-            while len(pending) > 2 * batch_size:  # bounded memory: wait for the writers
-                pending.popleft().result()
-
+        bar = tqdm(total=len(remaining), desc="generate", unit="img")
+    describe = {"source_kind": source.kind, "recipe": record["recipe"],
+                "model_name": generator.model_name, "model_hash": generator.model_hash,
+                "backend": generator.backend}
+    stage = _WriteStage([w for _, w in opened], write_workers)
+    reported_maps: set[int] = set(failed_maps)
+    ok = False
+    with ManifestAppender(manifest_path) as manifest:
+        if new_record:
+            manifest.append(record)
+        committer = _Committer(opened, manifest, report, describe, bar)
         try:
-            for prepared in _prepared_stream(dataset, workers):
-                for key, v in prepared.seconds.items():
+            for block, batch in zip(todo, _prepared(_Blocks(path, todo, failed_maps), workers),
+                                    strict=True):
+                for key, v in batch.seconds.items():
                     report.seconds[key] += v
-                for entry in prepared.errors:
-                    if entry.get("index") in done:
-                        continue
-                    record(entry)
-                    report.failed += 1
-                    if bar is not None:
-                        bar.update(samples_per_map if entry["stage"] == "source" else 1)
-                if prepared.samples:
-                    run_batch(prepared.samples)
-            while pending:
-                pending.popleft().result()
+                slots = _error_slots(batch, block, path, remaining, reported_maps)
+                if batch.samples:
+                    slots += _engine_slots(generator, batch, quality_filter, done, stage,
+                                           report)
+                for _, slot in sorted(slots, key=lambda s: s[0]):
+                    committer.add(slot)
+                committer.drain(wait_until=4 * batch_size)
+            committer.drain(wait_until=0)
+            ok = True
         finally:
-            for fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True)
-            for _, writer, _ in opened:
+            stage.close(cancel=not ok)
+            for _, writer in opened:
                 writer.close()
             if bar is not None:
                 bar.close()
@@ -471,37 +485,111 @@ def generate(
     return report
 
 
-def merge(out_dir: str | os.PathLike, writers: Sequence[str] = ("cityscapes", "coco"),
-          vocabulary: Any = None, writer_options: dict[str, dict[str, Any]] | None = None
-          ) -> Path:
-    """Combine the shards of a run: one ``manifest.jsonl`` and each writer's metadata.
+def _line(entry: dict[str, Any]) -> str:
+    return json.dumps(entry) + "\n"
 
-    Manifest entries of every ``manifest.shard-*.jsonl`` are concatenated in sample-index
-    order (source errors first by map index). Each writer is re-opened on its folder and
-    closed, which rebuilds its metadata (COCO JSON, ...) from the part files of all shards.
+
+def _error_slots(batch: PreparedBatch, block: range, path: SamplePath, todo: set[int],
+                 reported_maps: set[int]) -> list[tuple[int, _Slot]]:
+    """The batch's error records, placed at their sample positions (a map's error once).
+
+    A map that cannot be loaded is one record, counted for every sample of it this run
+    still had to make (``todo``); a block that meets the map again reports nothing.
+    """
+    slots = []
+    for entry in batch.errors:
+        if entry["stage"] == "source":
+            m = int(entry["source_index"])
+            if m in reported_maps:
+                continue
+            reported_maps.add(m)
+            first = min(i for i in block if path.locate(i)[0] == m)
+            spm = path.samples_per_map
+            count = sum(1 for i in range(m * spm, (m + 1) * spm) if i in todo)
+            slots.append((first, _Slot(entry=entry, count=count)))
+        elif entry.get("index") in todo:
+            slots.append((int(entry["index"]), _Slot(entry=entry)))
+    return slots
+
+
+def _engine_slots(generator: Generator, batch: PreparedBatch,
+                  quality_filter: QualityFilter | None, done: set[int], stage: _WriteStage,
+                  report: GenerateReport) -> list[tuple[int, _Slot]]:
+    """Run the engine on a prepared batch; start writing what is to be written."""
+    t0 = time.perf_counter()
+    items = batch.samples
+    if batch.inputs is not None:
+        images = generator.run(batch.inputs)
+    else:
+        images = images_to_uint8(generator(*generator.prepare(
+            [s.labelmap for s in items], [s.seed for s in items], [s.base_seed for s in items])))
+    t1 = time.perf_counter()
+    report.seconds["engine"] += t1 - t0
+    verdicts: list[Any] = [None] * len(items)
+    if quality_filter is not None:
+        verdicts = quality_filter.apply(list(images), [s.labelmap for s in items])
+        report.seconds["filter"] += time.perf_counter() - t1
+    slots = []
+    for item, image, verdict in zip(items, images, verdicts, strict=True):
+        if item.index in done:  # recomputed for the batch's sake, written before
+            continue
+        if verdict is not None and not verdict.keep:
+            slots.append((item.index, _Slot(entry={
+                "status": "filtered", "sample": item.name, "index": item.index,
+                "source_index": item.source_index, "seed": item.seed,
+                "quality": verdict.to_dict()})))
+            continue
+        quality = None
+        if verdict is not None:
+            item.labelmap = verdict.labelmap
+            quality = verdict.to_dict()
+        slots.append((item.index, _Slot(item=item, future=stage.submit(item, image),
+                                        quality=quality)))
+    return slots
+
+
+def merge(out_dir: str | Path, writers: Sequence[str] | None = None, vocabulary: Any = None,
+          writer_options: dict[str, dict[str, Any]] | None = None) -> Path:
+    """Check and combine the shards of a run: one ``manifest.jsonl`` and each writer's index.
+
+    The shards must all be there, be complete and describe the same run
+    (:func:`sisgen.runs.check_shards`). Manifest entries are concatenated in sample-index
+    order (source errors first by map index) after one run record. Each writer is
+    re-opened on its folder (with the run's options) and closed, which rebuilds its index
+    (COCO JSON, ...) from the part files of all shards.
+
+    Args:
+        out_dir: The run folder.
+        writers: Writer kinds to rebuild (default: the run's).
+        vocabulary: The vocabulary the caller expects (checked against the run's).
+        writer_options: Writer options (default: the run's).
 
     Returns:
         The merged manifest path.
     """
-    from .vocab import get_vocabulary
-
     out = Path(out_dir)
-    shards = sorted(out.glob("manifest.shard-*.jsonl"))
-    if not shards:
-        raise SisgenInputError("no shard manifests (manifest.shard-*.jsonl) to merge", out)
-    entries = [e for p in shards for e in read_manifest(p)]
-    if vocabulary is None:
-        raise SisgenInputError("merge needs the run's vocabulary (name or file)")
-
-    def key(e: dict[str, Any]) -> tuple[int, int]:
-        return (int(e.get("index", -1)), int(e.get("source_index", -1)))
-
-    from .io import write_text
-
+    record, entries = check_shards(out, vocabulary)
     merged = out / MANIFEST
-    write_text(merged, "".join(json.dumps(e) + "\n" for e in sorted(entries, key=key)))
-    vocab = get_vocabulary(vocabulary)
-    for kind in writers:
+    write_text(merged, merged_manifest_text(record, entries))
+    vocab = get_vocabulary(vocabulary) if vocabulary is not None else None
+    options = record.get("writers") or {}
+    for kind in (writers if writers is not None else list(options)):
         if (out / kind).is_dir():
-            get_writer(kind, out / kind, vocab, **(writer_options or {}).get(kind, {})).close()
+            opts = (writer_options or {}).get(kind, options.get(kind, {}))
+            voc = vocab if vocab is not None else _recorded_vocabulary(record)
+            get_writer(kind, out / kind, voc, **opts).close()
     return merged
+
+
+def _recorded_vocabulary(record: dict[str, Any]) -> Any:
+    """The run's vocabulary: the preset of its name when ids and names agree."""
+    name = record["vocabulary"]["name"]
+    try:
+        vocab = get_vocabulary(name)
+    except SisgenInputError:
+        raise SisgenInputError(f"the run's vocabulary {name!r} is not a preset: pass it to "
+                               "merge (--vocabulary FILE)") from None
+    if vocab.ids != record["vocabulary"]["ids"]:
+        raise SisgenInputError(f"the preset {name!r} differs from the run's vocabulary: pass "
+                               "the run's vocabulary file to merge (--vocabulary FILE)")
+    return vocab

@@ -10,9 +10,11 @@ dataset). Any of them can be opened through a vocabulary remap (``remap=``, see
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
+from ..errors import SisgenInputError
 from . import (  # noqa: F401  (registration)
     ade20k,
     cityscapes,
@@ -51,7 +53,24 @@ def open(kind: str, root: str | os.PathLike | None = None, split: str = "train",
     Returns:
         A :class:`Source`.
     """
-    src = SOURCES.get(kind)(root=root, split=split, **kwargs)
+    factory = SOURCES.get(kind)
+    _check_options(kind, factory, kwargs)
+    src = factory(root=root, split=split, **kwargs)
     if remap is None:
         return src
     return RemappedSource(src, remap)
+
+
+def _check_options(kind: str, factory: Any, options: dict[str, Any]) -> None:
+    """Refuse options the ``kind`` source does not take, naming them and the known ones."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(n for n, p in params.items()
+                   if n not in ("self", "root", "split") and p.kind in (
+                       inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise SisgenInputError(
+            f"the {kind} source takes no option(s) {', '.join(unknown)}; its options: "
+            f"{', '.join(known) or 'none'}")

@@ -60,7 +60,9 @@ def test_generate_toycity_writes_readable_datasets(tmp_path, toy_gen):
     report = generate(toy_gen, src, tmp_path, recipe=RECIPE, seed=3, samples_per_map=2,
                       batch_size=4, progress=False)
     assert report.written == 12 and report.failed == 0
-    lines = [json.loads(x) for x in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    run, *lines = [json.loads(x) for x in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert run["status"] == "run" and run["seed"] == 3 and run["total"] == 12
+    assert [x["index"] for x in lines] == list(range(12))  # in sample order
     assert len(lines) == 12 and all(x["status"] == "ok" for x in lines)
     assert {x["seed"] for x in lines} == {sample_seed(3, i) for i in range(12)}
     assert all(x["model_hash"] == "testhash" and x["recipe"] for x in lines)
@@ -97,9 +99,9 @@ def test_generate_toycity_writes_readable_datasets(tmp_path, toy_gen):
 def test_generate_across_batch_sizes_differs_at_most_by_rounding(tmp_path, toy_gen):
     src = sources.open("toycity", split="val", size=(32, 64), length=5)
     a = generate(toy_gen, src, tmp_path / "a", writers=("cityscapes",), batch_size=2, seed=9,
-                 progress=False)
+                 progress=False, writer_options={"cityscapes": {"image_format": "png"}})
     b = generate(toy_gen, src, tmp_path / "b", writers=("cityscapes",), batch_size=5, seed=9,
-                 progress=False)
+                 progress=False, writer_options={"cityscapes": {"image_format": "png"}})
     assert a.written == b.written == 5
     files = sorted((tmp_path / "a" / "cityscapes" / "leftImg8bit").rglob("*.png"))
     assert len(files) == 5
@@ -176,7 +178,7 @@ def test_cli_generate_with_onnx_model(tmp_path, toy_gen):
                "--split", "val", "--out", str(tmp_path / "out"), "--limit", "3",
                "--recipe", "edits: [{op: hflip, p: 0.5}]"])
     assert rc == 0
-    assert len(list((tmp_path / "out" / "cityscapes" / "leftImg8bit").rglob("*.png"))) == 3
+    assert len(list((tmp_path / "out" / "cityscapes" / "leftImg8bit").rglob("*.jpg"))) == 3
     assert main(["info", str(tmp_path / "m.onnx")]) == 0
     shutil.rmtree(tmp_path / "out")
     # a missing model is a clean error, not a traceback

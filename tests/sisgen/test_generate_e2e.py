@@ -19,10 +19,11 @@ from pycocotools.coco import COCO
 from sisgen import sources
 from sisgen.cli import main
 from sisgen.edits import Recipe
-from sisgen.generate import prepare_map, read_manifest
 from sisgen.instance_bank import InstanceBank
 from sisgen.io import read_label_png, read_rgb
+from sisgen.manifest import read_manifest
 from sisgen.models import build_model
+from sisgen.samples import SamplePath
 
 EVERY_EDIT = """
 edits:
@@ -66,14 +67,12 @@ def _export(tmp: Path, dataset: str, size: tuple[int, int]) -> Path:
 
 def _expected(src, recipe_text: str, entries: list[dict], size) -> dict[str, np.ndarray]:
     """The edited, resized label map of every written sample, rebuilt by the prepare stage."""
-    recipe = Recipe.load(recipe_text)
-    context = {"bank": InstanceBank.from_source(src, limit=500)}
+    path = SamplePath(src, Recipe.load(recipe_text), size, seed=7, samples_per_map=2,
+                      bank=InstanceBank.from_source(src, limit=500))
     out = {}
     for e in entries:
-        prepared = prepare_map(src, recipe, size, e["source_index"], seed=7, samples_per_map=2,
-                               context=context)
-        for s in prepared.samples:
-            out[s.name] = s.labelmap.semantic
+        s = path.sample(e["index"])
+        out[s.name] = s.labelmap.semantic
     return out
 
 

@@ -38,7 +38,8 @@ def test_quickstart_end_to_end_small(tmp_path, monkeypatch):
     coco = COCO(str(out / "dataset" / "coco" / "annotations" / "instances_train2017.json"))
     assert len(coco.getImgIds()) == 6
     lines = (out / "dataset" / "manifest.jsonl").read_text().splitlines()
-    manifest = [json.loads(x) for x in lines]
+    run, *manifest = [json.loads(x) for x in lines]
+    assert run["status"] == "run" and run["model"]["name"] == "spade"
     assert len(manifest) == 6 and all(m["backend"] == "onnxruntime" for m in manifest)
     assert len({m["seed"] for m in manifest}) == 6
     assert (out / "train" / "model" / "model.safetensors").is_file()

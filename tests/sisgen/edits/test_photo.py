@@ -14,9 +14,9 @@ from sisgen.edits import Recipe
 from sisgen.edits.photo import attach_photo, track_source_pixels
 from sisgen.engines.base import Generator
 from sisgen.engines.torch_engine import TorchEngine
-from sisgen.generate import prepare_map
 from sisgen.labelmap import LabelMap
 from sisgen.models import build_model
+from sisgen.samples import SamplePath
 from sisgen.vocab import get_vocabulary
 
 H, W = 32, 64
@@ -90,8 +90,9 @@ def test_sesame_keeps_the_photo_outside_the_hole(sesame):
     src = sources.open("toycity", split="val", size=(H, W), length=4)
     gen = Generator.from_model(TorchEngine(sesame, "cpu"), sesame)
     assert gen.takes_photo
-    prepared = prepare_map(src, Recipe.from_yaml("edits: [{op: remove_instances}]"), (H, W), 0,
-                           with_photo=True)
+    path = SamplePath(src, Recipe.from_yaml("edits: [{op: remove_instances}]"), (H, W),
+                      with_photo=True)
+    prepared = path.prepare([0], build_inputs=False)
     assert not prepared.errors
     lm = prepared.samples[0].labelmap
     inputs = gen.prepare([lm], [0])
