@@ -5,7 +5,7 @@ a run seed. Everything else follows from those, through the library's own pieces
 
 * the label map shown is the map after the steps (kept per step for undo, replayed from the
   nearest kept state when older ones were dropped);
-* the image is rendered by :func:`sisgen.generate.prepare_map`, the one sample path of
+* the image is rendered through :class:`sisgen.samples.SamplePath`, the one sample path of
   ``sisgen generate`` (edits with the run's instance bank, photo editing for models that
   take a photo and a hole, resizing to the model), then ``Generator.prepare`` and the engine;
 * a save goes through the writers (:func:`sisgen.writers.get_writer`) and appends a manifest
@@ -25,7 +25,6 @@ session (:data:`EDITOR_OPS`), so the map after each step does not depend on the 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import shlex
@@ -40,11 +39,11 @@ import numpy as np
 from ..edits import Edit, PasteItem, Recipe, ResampleNoise, build_edit
 from ..engines import Generator, images_to_uint8
 from ..errors import SisgenInputError
-from ..generate import PreparedSample, prepare_map
 from ..instance_bank import InstanceBank
 from ..io import write_text
 from ..labelmap import NOISE_MASK_KEY, LabelMap
 from ..manifest import MANIFEST, ManifestAppender, read_manifest, sample_entry
+from ..samples import PreparedSample, SamplePath
 from ..sources import Source
 from ..vocab import Vocabulary, require_same_ids
 from ..writers import available_writers, get_writer
@@ -412,16 +411,11 @@ class EditorSession:
                 steps, k = list(self._edits), self.variant
                 source = _OpenMap(self.source, index, self.base, self.photo)
                 recipe = self._recipe(steps)
-                context = self._context(steps)
+                bank = self._context(steps).get("bank")
             t0 = time.perf_counter()
-            spm = k + 1
-            prepared = prepare_map(
-                source, recipe, self.generator.resolution, index, seed=seed,
-                samples_per_map=spm, skip=frozenset(index * spm + j for j in range(k)),
-                context=context, with_photo=self.photo_editing)
-            if prepared.errors:
-                raise SisgenInputError(prepared.errors[0]["error"])
-            sample = prepared.samples[0]
+            path = SamplePath(source, recipe, self.generator.resolution, seed=seed,
+                              samples_per_map=k + 1, bank=bank, with_photo=self.photo_editing)
+            sample = path.sample(index * (k + 1) + k)  # sample k of the map: see above
             t1 = time.perf_counter()
             inputs = self.generator.prepare([sample.labelmap], [sample.seed],
                                             [sample.base_seed])
@@ -528,22 +522,16 @@ class EditorSession:
     def _with_bank_file(self, edit: PasteItem) -> PasteItem:
         """``edit`` reading the session's bank from its file in the output folder.
 
-        The bank goes to ``banks/bank-<digest>.npz`` (once; the name is a digest of its
-        content) and the step names it relative to ``recipes/``, where saved recipes go, so
-        ``sisgen generate --recipe`` pastes the very same items whatever source length or
-        ``bank_maps`` it runs with.
+        The bank goes to ``banks/bank-<digest>.npz`` (once; :meth:`InstanceBank.digest`
+        names its content) and the step names it relative to ``recipes/``, where saved
+        recipes go, so ``sisgen generate --recipe`` pastes the very same items whatever
+        source length or ``bank_maps`` it runs with.
         """
-        bank = self.bank()
-        digest = hashlib.sha1(usedforsecurity=False)
-        digest.update(str(bank.vocabulary).encode())
-        for item in bank:
-            digest.update(np.asarray([item.class_id, *item.size], np.int64).tobytes())
-            digest.update(np.packbits(item.mask).tobytes())
-        name = f"bank-{digest.hexdigest()[:16]}.npz"
+        name = f"bank-{self.bank().digest()}.npz"
         path = self.out_dir / "banks" / name
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            bank.save(path)
+            self.bank().save(path)
         (self.out_dir / "recipes").mkdir(exist_ok=True)  # "recipes/../banks" must resolve
         step = build_edit({**edit.to_dict(), "bank": f"../banks/{name}"})
         step.bind_base_dir(str(self.out_dir / "recipes"))

@@ -15,6 +15,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from sisgen.editor.app import STATIC, create_app  # noqa: E402
+from sisgen.manifest import read_manifest  # noqa: E402
 
 # toycity ids
 SKY, ROAD, SIDEWALK, BUILDING, VEG, TERRAIN, CAR, PERSON = 0, 1, 2, 3, 4, 5, 8, 9
@@ -366,16 +367,15 @@ def test_saved_sample_is_a_generate_sample(client, session, tiny_spade, toycity,
                       recipe=session.out_dir / entry["editor"]["recipe_file"], seed=5,
                       limit=3, batch_size=1, progress=False)
     assert report.written == 3
-    run = tmp_path / "run" / "folder"
+    run = tmp_path / "run"
     stem = entry["editor"]["run_sample"]
-    saved = session.out_dir / "folder"
-    for kind, ext in (("labels", "png"), ("instances", "png"), ("images", "png")):
-        a = cv2.imread(str(run / kind / f"{stem}.{ext}"), cv2.IMREAD_UNCHANGED)
-        b = cv2.imread(str(saved / kind / f"{entry['sample']}.{ext}"), cv2.IMREAD_UNCHANGED)
+    line = [e for e in read_manifest(run / "manifest.jsonl") if e.get("sample") == stem][0]
+    for role in ("label", "instance", "image"):
+        a = cv2.imread(str(run / "folder" / line["outputs"]["folder"][role]), cv2.IMREAD_UNCHANGED)
+        b = cv2.imread(str(session.out_dir / "folder" / entry["outputs"]["folder"][role]),
+                       cv2.IMREAD_UNCHANGED)
+        assert a is not None and b is not None
         np.testing.assert_array_equal(a, b)
-    line = [e for e in json.loads("[" + ",".join(
-        (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()) + "]")
-        if e["sample"] == stem][0]
     assert line["edits"] == entry["edits"] and line["seed"] == entry["seed"]
 
 
