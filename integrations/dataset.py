@@ -25,8 +25,9 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from sisgen.edits import Recipe
 from sisgen.engines import Generator
 from sisgen.errors import SisgenInputError
-from sisgen.generate import sample_seed
+from sisgen.instance_bank import InstanceBank
 from sisgen.labelmap import SOURCE_INDEX_KEY, LabelMap
+from sisgen.samples import BANK_MAPS, SamplePath, run_bank, run_engine, sample_seed
 from sisgen.sources import Source
 from sisgen.vocab import require_same_ids
 
@@ -162,6 +163,10 @@ class SynthesisDataset(IterableDataset):
         skip_errors: Skip (with a warning) label maps that cannot be read or edited instead
             of raising.
         load_kwargs: Extra arguments for ``sisgen.load`` when ``generator`` is a path.
+        bank: Instance bank of ``paste`` steps without a ``bank:`` file (an
+            :class:`~sisgen.instance_bank.InstanceBank` or ``.npz`` path); default: built from
+            the first ``bank_maps`` maps of the source, exactly as ``sisgen generate`` does.
+        bank_maps: Maps of the automatic bank.
 
     Raises:
         SisgenInputError: The recipe names classes the source's vocabulary lacks.
@@ -173,7 +178,9 @@ class SynthesisDataset(IterableDataset):
                  to_tensor: bool = False, train_ids: bool = False, rank: int | None = None,
                  world_size: int | None = None,
                  transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 skip_errors: bool = True, load_kwargs: dict[str, Any] | None = None):
+                 skip_errors: bool = True, load_kwargs: dict[str, Any] | None = None,
+                 bank: InstanceBank | str | os.PathLike | None = None,
+                 bank_maps: int = BANK_MAPS):
         super().__init__()
         if samples_per_map < 1 or batch_size < 1:
             raise ValueError("samples_per_map and batch_size must be >= 1")
@@ -186,6 +193,8 @@ class SynthesisDataset(IterableDataset):
         self.recipe = Recipe.load(recipe)
         self.recipe.validate(source.vocabulary)
         self.recipe.load_banks()
+        # the run's bank as `sisgen generate` makes it: the same samples for the same seeds
+        self.bank = run_bank(self.recipe, source, bank, bank_maps)[0]
         self.seed = int(seed)
         self.samples_per_map = int(samples_per_map)
         self.batch_size = int(batch_size)
@@ -237,22 +246,28 @@ class SynthesisDataset(IterableDataset):
         return len(range(rank, self.epoch_length, world)) * self.epochs
 
     # ---------------------------------------------------------------- producing
+    def sample_path(self, epoch: int = 0, generator: Generator | None = None) -> SamplePath:
+        """The sample path of an epoch: ``sisgen generate``'s, with the epoch's run seed.
+
+        With a generator, samples are resized to its resolution (and photo-edited for
+        photo-editing models); without one they keep the source's size.
+        """
+        return SamplePath(
+            self.source, self.recipe, None if generator is None else generator.resolution,
+            seed=self.run_seed(epoch), samples_per_map=self.samples_per_map, bank=self.bank,
+            with_photo=generator is not None and generator.takes_photo,
+            input_spec=None if generator is None else getattr(generator, "input_spec", None))
+
     def labelmap(self, index: int, epoch: int = 0) -> LabelMap:
         """The edited label map of sample ``index`` (at the source resolution).
 
         Raises:
             SisgenInputError: The map cannot be read or edited.
         """
-        i = (int(index) // self.samples_per_map) % len(self.source)
-        lm = self.source.load(i)
-        vocab = self.source.vocabulary
-        vocab.validate(lm.semantic, lm.meta.get("file"))
-        edited = self.recipe(lm, seed=self.sample_seed(index, epoch), vocab=vocab)
-        k = int(index) % self.samples_per_map
-        base = lm.id if self.samples_per_map == 1 else f"{lm.id}_s{k}"
-        cycle = int(index) // (len(self.source) * self.samples_per_map)
-        edited.meta["id"] = base if cycle == 0 else f"{base}_c{cycle}"
-        edited.meta[SOURCE_INDEX_KEY] = i
+        sample = self.sample_path(epoch).sample(index)
+        edited = sample.labelmap
+        edited.meta["id"] = sample.name
+        edited.meta[SOURCE_INDEX_KEY] = sample.source_index
         return edited
 
     def _check_vocabulary(self, gen: Generator) -> None:
@@ -274,26 +289,31 @@ class SynthesisDataset(IterableDataset):
         return self.transform(item) if self.transform is not None else item
 
     def generate_indices(self, indices: Sequence[int], epoch: int = 0) -> list[dict[str, Any]]:
-        """Items for explicit sample indices (one engine batch; bad maps are skipped)."""
+        """Items for explicit sample indices (one engine batch; bad maps are skipped).
+
+        The samples come from :meth:`sample_path` -- load, edit with the run's bank and
+        the map's base seed, photo editing, resize, engine inputs -- and the engine as
+        ``sisgen generate`` runs them, so index ``k`` of epoch 0 is ``generate``'s sample
+        ``k`` with the same seed, bit for bit.
+        """
         gen = self.generator.get()
         self._check_vocabulary(gen)
-        maps: list[tuple[int, LabelMap]] = []
-        for index in indices:
-            try:
-                lm = self.labelmap(index, epoch)
-            except SisgenInputError as e:
-                if not self.skip_errors:
-                    raise
-                warnings.warn(f"skipping sample {index}: {e}", stacklevel=2)
-                continue
-            if lm.shape != tuple(gen.resolution):
-                lm = lm.resized(tuple(gen.resolution))
-            maps.append((int(index), lm))
-        if not maps:
+        batch = self.sample_path(epoch, gen).prepare([int(i) for i in indices])
+        for error in batch.errors:
+            if not self.skip_errors:
+                raise SisgenInputError(error["error"], error.get("file"))
+            warnings.warn(f"skipping sample(s) of map {error['source_index']}: "
+                          f"{error['error']}", stacklevel=2)
+        if not batch.samples:
             return []
-        images = gen.generate([m for _, m in maps],
-                              [self.sample_seed(i, epoch) for i, _ in maps])
-        return [self._item(lm, img, i, epoch) for (i, lm), img in zip(maps, images, strict=True)]
+        images = run_engine(gen, batch)
+        items = []
+        for sample, image in zip(batch.samples, images, strict=True):
+            lm = sample.labelmap
+            lm.meta["id"] = sample.name
+            lm.meta[SOURCE_INDEX_KEY] = sample.source_index
+            items.append(self._item(lm, image, sample.index, epoch))
+        return items
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epoch = self.start_epoch

@@ -47,7 +47,7 @@ import numpy as np
 
 from ._version import __version__
 from .edits import Recipe, ResampleNoise
-from .engines import Generator, images_to_uint8
+from .engines import Generator
 from .errors import SisgenInputError
 from .filtering import QualityFilter
 from .instance_bank import InstanceBank
@@ -70,7 +70,15 @@ from .runs import (
     shard_blocks,
     vocabulary_record,
 )
-from .samples import PreparedBatch, PreparedSample, SamplePath, sample_seed
+from .samples import (
+    BANK_MAPS,
+    PreparedBatch,
+    PreparedSample,
+    SamplePath,
+    run_bank,
+    run_engine,
+    sample_seed,
+)
 from .sources import Source
 from .vocab import get_vocabulary, require_same_ids
 from .writers import Writer, get_writer
@@ -78,10 +86,6 @@ from .writers.base import WRITERS, SampleImage, Written
 
 __all__ = ["MANIFEST", "GenerateReport", "PreparedSample", "generate", "manifest_name",
            "merge", "read_manifest", "resolve_shard", "sample_seed"]
-
-#: Default number of maps an automatic instance bank is built from (the first ones).
-BANK_MAPS = 500
-
 
 @dataclass
 class GenerateReport:
@@ -296,23 +300,6 @@ def _check_output_folder(out: Path) -> bool:
     return created
 
 
-def _bank_for(recipe: Recipe, source: Source, bank: Any, bank_maps: int
-              ) -> tuple[Any, dict[str, Any] | None]:
-    """The run's instance bank and how it was made (``None`` when no step needs one)."""
-    if not recipe.needs_bank():
-        return None, None
-    if bank is None:
-        maps = min(int(bank_maps), len(source))
-        bank = InstanceBank.from_source(source, limit=maps)
-        return bank, {"from": "source", "maps": maps, "items": len(bank),
-                      "digest": bank.digest()}
-    if not isinstance(bank, InstanceBank):
-        path = str(bank)
-        bank = InstanceBank.load(bank)
-        return bank, {"from": path, "items": len(bank), "digest": bank.digest()}
-    return bank, {"from": "given", "items": len(bank), "digest": bank.digest()}
-
-
 def generate(
     generator: Generator,
     source: Source,
@@ -402,7 +389,7 @@ def generate(
             raise SisgenInputError(
                 "output folder already has a manifest; pass resume=True (--resume) to continue "
                 "that run, or choose a new folder", manifest_path)
-        bank, bank_record = _bank_for(recipe, source, bank, bank_maps)
+        bank, bank_record = run_bank(recipe, source, bank, bank_maps)
         options = {kind: dict((writer_options or {}).get(kind, {})) for kind in writers}
         record = {
             "status": "run", "sisgen": __version__, "source": source.kind,
@@ -518,11 +505,7 @@ def _engine_slots(generator: Generator, batch: PreparedBatch,
     """Run the engine on a prepared batch; start writing what is to be written."""
     t0 = time.perf_counter()
     items = batch.samples
-    if batch.inputs is not None:
-        images = generator.run(batch.inputs)
-    else:
-        images = images_to_uint8(generator(*generator.prepare(
-            [s.labelmap for s in items], [s.seed for s in items], [s.base_seed for s in items])))
+    images = run_engine(generator, batch)
     t1 = time.perf_counter()
     report.seconds["engine"] += t1 - t0
     verdicts: list[Any] = [None] * len(items)

@@ -34,14 +34,63 @@ import numpy as np
 from .edits import Recipe
 from .edits.photo import attach_photo, track_source_pixels
 from .errors import SisgenInputError
+from .instance_bank import InstanceBank
 from .labelmap import LabelMap
 from .sources import Source
+
+#: Maps an automatic instance bank is built from (the first ones of the source).
+BANK_MAPS = 500
 
 
 def sample_seed(run_seed: int, index: int) -> int:
     """The seed of sample ``index`` of a run: a hash of ``(run_seed, index)``, 63 bits."""
     state = np.random.SeedSequence([int(run_seed), int(index)]).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def run_bank(recipe: Recipe, source: Source, bank: Any, bank_maps: int
+              ) -> tuple[Any, dict[str, Any] | None]:
+    """The run's instance bank for ``paste`` steps without a ``bank:`` file, and its record.
+
+    Args:
+        recipe: The run's recipe (no bank is made when no step needs one).
+        source: The run's source.
+        bank: An :class:`InstanceBank`, a ``.npz`` path, or ``None``: built from the first
+            ``bank_maps`` maps of the source -- the same maps however many the run uses,
+            so a sample never depends on ``limit``.
+        bank_maps: Maps of an automatic bank.
+
+    Returns:
+        ``(bank, record)``: the bank (or ``None``) and what the run records about it
+        (where it came from, its size and :meth:`InstanceBank.digest`).
+    """
+    if not recipe.needs_bank():
+        return None, None
+    if bank is None:
+        maps = min(int(bank_maps), len(source))
+        bank = InstanceBank.from_source(source, limit=maps)
+        return bank, {"from": "source", "maps": maps, "items": len(bank),
+                      "digest": bank.digest()}
+    if not isinstance(bank, InstanceBank):
+        path = str(bank)
+        bank = InstanceBank.load(bank)
+        return bank, {"from": path, "items": len(bank), "digest": bank.digest()}
+    return bank, {"from": "given", "items": len(bank), "digest": bank.digest()}
+
+
+def run_engine(generator: Any, batch: PreparedBatch) -> np.ndarray:
+    """The engine's uint8 ``[B,H,W,3]`` images of a prepared batch.
+
+    With engine inputs built by the sample path (``Generator.run``), else from the
+    batch's label maps and seeds through ``Generator.prepare``.
+    """
+    if batch.inputs is not None:
+        return generator.run(batch.inputs)
+    from .engines import images_to_uint8
+
+    items = batch.samples
+    return images_to_uint8(generator(*generator.prepare(
+        [s.labelmap for s in items], [s.seed for s in items], [s.base_seed for s in items])))
 
 
 @dataclass
