@@ -418,8 +418,6 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--writer-option", action="append", default=[], metavar="WRITER.KEY=VALUE",
                     help="writer option, e.g. coco.panoptic=true (repeatable)")
     ed.add_argument("--seed", type=int, default=0, help="initial run seed")
-    ed.add_argument("--limit", type=_positive_int,
-                    help="browse only the first N label maps (ToyCity: renders N, default 100)")
     ed.add_argument("--bank-maps", type=_positive_int, default=500,
                     help="maps the instance bank for pasting is built from")
     ed.add_argument("--host", default="127.0.0.1",
@@ -427,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "to the network, with a warning)")
     ed.add_argument("--port", type=int, default=8765, help="TCP port (0: any free port)")
     ed.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
-    ed.set_defaults(func=cmd_edit)
+    ed.set_defaults(func=cmd_edit, limit=None)  # every map of the source (ToyCity: rendered)
 
     i = sub.add_parser("info", help="describe a model folder or exported file")
     i.add_argument("model")

@@ -165,6 +165,7 @@ class EditorSession:
         self._lock = threading.RLock()
         self._render_lock = threading.Lock()
         self._bank: InstanceBank | None = None
+        self._bank_file: str | None = None
         self._keys: list[str] | None = None
         self._rendered: Rendered | None = None
         self.revision = 0
@@ -527,7 +528,9 @@ class EditorSession:
         recipes go, so ``sisgen generate --recipe`` pastes the very same items whatever
         source length or ``bank_maps`` it runs with.
         """
-        name = f"bank-{self.bank().digest()}.npz"
+        if self._bank_file is None:
+            self._bank_file = f"bank-{self.bank().digest()}.npz"
+        name = self._bank_file
         path = self.out_dir / "banks" / name
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def editor_url(tiny_spade, tmp_path):
     model = os.environ.get("SISGEN_EDITOR_MODEL") or str(tiny_spade)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "sisgen.cli", "edit", "--model", model, "--source", "toycity",
-           "--limit", "6", "--out", str(out), "--writers", "folder,coco", "--port", "0",
+           "--out", str(out), "--writers", "folder,coco", "--port", "0",
            "--bank-maps", "6"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()

@@ -120,3 +120,38 @@ def assert_same_maps():
         np.testing.assert_array_equal(a.semantic, b.semantic)
         np.testing.assert_array_equal(a.instance, b.instance)
     return check
+
+
+def test_cli_edit_reports_bad_settings(tiny_spade, tmp_path, capsys):
+    from sisgen.cli import main
+
+    code = main(["edit", "--model", str(tiny_spade), "--source", "toycity", "--out",
+                 str(tmp_path / "out"), "--writers", "folder,nope"])
+    assert code == 2 and "unknown writer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host, warned, hosts", [("127.0.0.1", False, "loopback"),
+                                                 ("0.0.0.0", True, None)])
+def test_serve_binds_loopback_unless_asked(session, monkeypatch, capsys, host, warned, hosts):
+    import uvicorn
+
+    from sisgen.editor import server
+
+    seen = {}
+    real = server.create_app
+
+    def recording_create_app(s, allowed_hosts=None):
+        seen["hosts"] = allowed_hosts
+        return real(s, allowed_hosts=allowed_hosts)
+
+    def no_serving(self, sockets=None):
+        seen["port"] = sockets[0].getsockname()[1]
+        sockets[0].close()
+
+    monkeypatch.setattr(server, "create_app", recording_create_app)
+    monkeypatch.setattr(uvicorn.Server, "run", no_serving)
+    server.serve(session, host=host, port=0)
+    out, err = capsys.readouterr()
+    assert f"open http://127.0.0.1:{seen['port']}/" in out
+    assert ("WARNING" in err) == warned and (not warned or "0.0.0.0" in err)
+    assert (seen["hosts"] is None) == (hosts is None)
