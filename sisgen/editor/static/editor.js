@@ -174,8 +174,8 @@
       S.imageUrl = url;
       const revision = Number(response.headers.get("X-Revision"));
       document.body.dataset.imageRevision = String(revision);
-      $("timing").textContent = `${response.headers.get("X-Edit-Ms")} ms edits + `
-        + `${response.headers.get("X-Engine-Ms")} ms engine (${Math.round(performance.now() - t0)} ms round trip)`;
+      $("timing").textContent = `rendered in ${response.headers.get("X-Edit-Ms")} ms edits + `
+        + `${response.headers.get("X-Engine-Ms")} ms engine; fetched in ${Math.round(performance.now() - t0)} ms`;
       if (revision < S.scene.revision) S.renderAgain = true;
     } catch (e) {
       message(e.message, "error");
@@ -351,7 +351,10 @@
       const [y0, x0] = d.start, [y1, x1] = d.end;
       const box = [Math.min(y0, y1), Math.min(x0, x1), Math.max(y0, y1) + 1, Math.max(x0, x1) + 1];
       if (S.tool === "restyle") {
-        guarded(async () => setScene((await call("POST", "/api/restyle", { box })).state));
+        guarded(async () => {
+          await setScene((await call("POST", "/api/restyle", { box })).state);
+          message(`restyled ${box[2] - box[0]}x${box[3] - box[1]} pixels`, "ok");
+        });
       } else {
         edit({ op: "fill", class: S.cls, box });
       }
@@ -518,7 +521,8 @@
     $("new-style").addEventListener("click", () => guarded(async () => setScene(await call("POST", "/api/seed", {}))));
     $("restyle-selected").addEventListener("click", () => guarded(async () => {
       if (!S.selected) throw new Error("select an object first (or drag a box with Restyle box)");
-      setScene((await call("POST", "/api/restyle", { instance: S.selected.instance })).state);
+      await setScene((await call("POST", "/api/restyle", { instance: S.selected.instance })).state);
+      message(`restyled ${S.selected ? S.selected.name : "the object"}`, "ok");
     }));
     $("save").addEventListener("click", () => guarded(async () => {
       const entry = await call("POST", "/api/save", {});

@@ -53,30 +53,34 @@ THINGS = (8, 9)  # car, person
 
 
 @pytest.fixture
-def editor_url(tiny_spade, tmp_path):
-    """Run ``sisgen edit`` on a free loopback port; yields ``(url, out_dir)``."""
-    model = os.environ.get("SISGEN_EDITOR_MODEL") or str(tiny_spade)
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "sisgen.cli", "edit", "--model", model, "--source", "toycity",
-           "--out", str(out), "--writers", "folder,coco", "--port", "0",
-           "--bank-maps", "6"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    url, seen, deadline = None, [], time.monotonic() + 120
-    while url is None and time.monotonic() < deadline and proc.poll() is None:
-        try:
-            line = lines.get(timeout=1)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if "open http://" in line:
-            url = line.split("open ", 1)[1].split()[0]
-    try:
+def start_editor(tmp_path):
+    """``start_editor(model)``: run ``sisgen edit`` on a free loopback port -> (url, out)."""
+    procs = []
+
+    def start(model: Path) -> tuple[str, Path]:
+        out = tmp_path / f"out{len(procs)}"
+        cmd = [sys.executable, "-m", "sisgen.cli", "edit", "--model", str(model), "--source",
+               "toycity", "--out", str(out), "--writers", "folder,coco", "--port", "0",
+               "--bank-maps", "6"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+        url, seen, deadline = None, [], time.monotonic() + 120
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if "open http://" in line:
+                url = line.split("open ", 1)[1].split()[0]
         assert url, "sisgen edit did not start:\n" + "".join(seen)
         assert url.startswith("http://127.0.0.1:")  # loopback by default
-        yield url, out
-    finally:
+        return url, out
+
+    yield start
+    for proc in procs:
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -118,12 +122,24 @@ def image_is_current(driver) -> bool:
     return revision is not None and body_data(driver, "imageRevision") == revision
 
 
-def test_paint_delete_save_in_a_browser(editor_url, browser, tmp_path, far_instance):
-    url, out = editor_url
-    driver = browser
+def open_page(driver, url: str) -> None:
     driver.get(url)
     wait(driver, lambda d: body_data(d, "ready") == "1", "the page to load")
     wait(driver, image_is_current, "the first image")
+
+
+def pixel_offsets(canvas, shape: tuple[int, int]):
+    """``offset(y, x)``: the CSS offset of pixel ``(y, x)``'s centre from the canvas centre."""
+    width, height = canvas.size["width"], canvas.size["height"]
+    zoom = width / shape[1]
+    return lambda y, x: (int((x + 0.5) * zoom - width / 2), int((y + 0.5) * zoom - height / 2))
+
+
+def test_paint_delete_save_in_a_browser(start_editor, browser, tmp_path, tiny_spade,
+                                        far_instance):
+    url, out = start_editor(os.environ.get("SISGEN_EDITOR_MODEL") or tiny_spade)
+    driver = browser
+    open_page(driver, url)
 
     # the open map, as the server holds it
     info = get_json(url + "api/info")
@@ -136,11 +152,7 @@ def test_paint_delete_save_in_a_browser(editor_url, browser, tmp_path, far_insta
     victim = far_instance(source_map, range(row - 4, row + 5))
 
     canvas = driver.find_element(By.ID, "overlay-canvas")
-    width, height = canvas.size["width"], canvas.size["height"]
-    zoom = width / w
-
-    def offset(y: int, x: int) -> tuple[int, int]:  # from the element's centre, in CSS px
-        return int((x + 0.5) * zoom - width / 2), int((y + 0.5) * zoom - height / 2)
+    offset = pixel_offsets(canvas, (h, w))
 
     # paint a stroke of terrain
     driver.find_element(By.CSS_SELECTOR, '#legend li[data-class-name="terrain"]').click()
@@ -199,3 +211,90 @@ def test_paint_delete_save_in_a_browser(editor_url, browser, tmp_path, far_insta
     for kind in ("folder", "coco"):
         image = cv2.imread(str(out / kind / entry["outputs"][kind]["image"]), cv2.IMREAD_COLOR)
         assert image is not None and image.shape == (h, w, 3)
+
+
+def test_other_tools_in_a_browser(start_editor, browser, noise_spade):
+    """Polygon, rectangle, flood fill, undo / redo, drag-move, restyle, paste, zoom, reopen."""
+    url, out = start_editor(noise_spade)
+    driver = browser
+    open_page(driver, url)
+    canvas = driver.find_element(By.ID, "overlay-canvas")
+    offset = pixel_offsets(canvas, (64, 128))
+
+    def steps() -> list[dict]:
+        return get_json(url + "api/state")["steps"]
+
+    def after(action, what: str) -> None:
+        revision = int(body_data(driver, "revision"))
+        action()
+        wait(driver, lambda d: int(body_data(d, "revision")) > revision, what)
+
+    def click(y: int, x: int) -> None:
+        ActionChains(driver).move_to_element_with_offset(canvas, *offset(y, x)).click().perform()
+
+    def drag(a: tuple[int, int], b: tuple[int, int]) -> None:
+        ActionChains(driver).move_to_element_with_offset(canvas, *offset(*a)).click_and_hold() \
+            .move_to_element_with_offset(canvas, *offset(*b)).release().perform()
+
+    button = lambda name: driver.find_element(By.ID, name)  # noqa: E731
+    driver.find_element(By.CSS_SELECTOR, '#legend li[data-class-name="building"]').click()
+    button("tool-polygon").click()
+    for y, x in ((40, 10), (40, 30), (55, 20)):
+        click(y, x)
+    after(lambda: ActionChains(driver).send_keys("\n").perform(), "polygon (Enter closes it)")
+    button("tool-rect").click()
+    after(lambda: drag((45, 60), (50, 70)), "rectangle")
+    button("tool-flood").click()
+    after(lambda: click(63, 64), "flood fill")
+    assert [s["op"] for s in steps()] == ["fill", "fill", "flood_fill"]
+    assert steps()[1]["box"] == [45, 60, 51, 71]
+    after(lambda: button("undo").click(), "undo")
+    assert len(steps()) == 2
+    after(lambda: button("redo").click(), "redo")
+    assert len(steps()) == 3
+
+    state = get_json(url + "api/state")
+    inst = np.frombuffer(zlib_unpack(state["instance"]), "<i4").reshape(64, 128)
+    car = max((i for i in np.unique(inst) if i), key=lambda i: (inst == i).sum())
+    ys, xs = np.nonzero(inst == car)
+    y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    button("tool-select").click()
+    click(y, x)
+    wait(driver, lambda d: f"#{car}" in button("sel-info").text, "the selection")
+    after(lambda: drag((y, x), (y + 2, x + 6)), "the move")
+    assert steps()[-1] == {"op": "move_instance", "instance": int(car), "by": [2, 6]}
+    after(lambda: button("btn-flip-h").click(), "the flip")
+    after(lambda: button("restyle-selected").click(), "the restyle")
+    assert steps()[-1] == {"op": "resample_noise", "instance": int(car)}
+    button("tool-restyle").click()
+    after(lambda: drag((5, 5), (20, 40)), "the restyled box")
+    assert get_json(url + "api/state")["variant"] == 2
+
+    button("bank-load").click()
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#bank-grid canvas"), "the bank")
+    driver.find_elements(By.CSS_SELECTOR, "#bank-grid canvas")[0].click()
+    after(lambda: click(60, 100), "the paste")
+    assert steps()[-1]["op"] == "paste_item" and steps()[-1]["at"] == [60, 100]
+
+    button("zoom-in").click()
+    assert button("zoom-level").text == "400%" and canvas.size["width"] == 512
+    button("zoom-out").click()
+    wait(driver, image_is_current, "the image")
+    button("save").click()
+    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#saved-list li"), "the save")
+    saved = steps()
+    after(lambda: button("next-map").click(), "the next map")
+    assert steps() == []
+    after(lambda: driver.find_element(By.CSS_SELECTOR, "#saved-list li").click(), "reopening")
+    assert steps() == saved
+    entry = read_manifest(out / "manifest.jsonl")[0]
+    assert entry["recipe"] == saved and entry["editor"]["samples_per_map"] == 3
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+
+
+def zlib_unpack(text: str) -> bytes:
+    import base64
+    import zlib
+
+    return zlib.decompress(base64.b64decode(text))
