@@ -174,8 +174,8 @@
       S.imageUrl = url;
       const revision = Number(response.headers.get("X-Revision"));
       document.body.dataset.imageRevision = String(revision);
-      $("timing").textContent = `rendered in ${response.headers.get("X-Edit-Ms")} ms edits + `
-        + `${response.headers.get("X-Engine-Ms")} ms engine; fetched in ${Math.round(performance.now() - t0)} ms`;
+      $("timing").textContent = `(${response.headers.get("X-Edit-Ms")} ms edits + `
+        + `${response.headers.get("X-Engine-Ms")} ms engine; fetched in ${Math.round(performance.now() - t0)} ms)`;
       if (revision < S.scene.revision) S.renderAgain = true;
     } catch (e) {
       message(e.message, "error");
