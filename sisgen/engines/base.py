@@ -4,9 +4,20 @@ An engine is ``engine(labels, edges, noise, **extra) -> images``: batched compac
 (int64 labels ``[B,H,W]``, float instance edges ``[B,1,H,W]``, float noise, and any further
 named input in its ``input_names``, such as int64 ``instances`` ``[B,H,W]`` for CLADE-ICPE /
 SAFM) and images ``[B,3,H,W]`` in [-1, 1], or uint8 ``[B,H,W,3]`` for engines exported with
-byte output.
+byte output. Engines say where they run with a ``device`` attribute (the CPU when absent).
 Noise is drawn *outside* every backend from per-sample seeds, so one seed gives one image
 whatever runs it.
+
+Two ways to feed a :class:`Generator`:
+
+* the pipeline's: :attr:`Generator.input_spec` builds compact numpy inputs on the host (in
+  worker processes: :class:`~sisgen.engines.inputs.InputSpec`,
+  :class:`~sisgen.engines.inputs.EngineBatch`) and :meth:`Generator.run` moves them to the
+  engine's device, widens them there, runs the backend and brings back only uint8 bytes;
+* the simple one: ``generator(*generator.prepare(maps, seeds))``, the widened torch tensors
+  on the host, images as the backend returns them (:func:`images_to_uint8` converts).
+
+Both give the same bytes.
 """
 
 from __future__ import annotations
@@ -14,17 +25,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 import torch
 
-from ..labelmap import HOLE_KEY, PHOTO_KEY, LabelMap, instance_edges
+from ..labelmap import LabelMap
 from ..noise import draw_noise, noise_from_seeds
 from ..vocab import Vocabulary
+from .device import DeviceFeeder, PendingImages, to_uint8_nhwc, widen
+from .inputs import EngineBatch, InputSpec, compact_instance_ids
 
 # draw_noise / noise_from_seeds live in sisgen.noise; re-exported for older imports
-__all__ = ["Engine", "Generator", "compact_instance_ids", "draw_noise", "images_to_uint8",
-           "noise_from_seeds"]
+__all__ = ["Engine", "EngineBatch", "Generator", "InputSpec", "compact_instance_ids",
+           "draw_noise", "images_to_uint8", "noise_from_seeds"]
 
 
 class Engine(Protocol):
@@ -44,18 +56,6 @@ def images_to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
         return images
     x = (images.transpose(0, 2, 3, 1) + 1.0) * 127.5
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
-
-
-def compact_instance_ids(instance: np.ndarray) -> np.ndarray:
-    """Instance ids renumbered ``1..K`` in increasing order (0 stays 0), as int64.
-
-    The partition into instances is unchanged; compact ids keep the models' bounded id
-    space exact (see :func:`sisgen.models.layers.intra_class_position_map`).
-    """
-    inst = np.asarray(instance)
-    ids = np.unique(inst)
-    ids = ids[ids != 0]
-    return np.where(inst == 0, 0, np.searchsorted(ids, inst) + 1).astype(np.int64)
 
 
 class Generator:
@@ -136,6 +136,25 @@ class Generator:
         """Whether the noise is a ``[C,H,W]`` map (local resampling possible)."""
         return len(self.noise_spec.get("shape") or ()) == 3
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """What the host needs to build this generator's inputs (picklable, no engine)."""
+        return InputSpec(resolution=(int(self.resolution[0]), int(self.resolution[1])),
+                         noise_spec=dict(self.noise_spec), uses_edges=bool(self.uses_edges),
+                         takes_instances=self.takes_instances,
+                         takes_features=self.takes_features, takes_photo=self.takes_photo,
+                         feature_clusters=self.feature_clusters, model_name=self.model_name)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the engine runs (its ``device`` attribute; the CPU when it has none)."""
+        return torch.device(getattr(self.engine, "device", None) or "cpu")
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch the engine runs whole (larger ones are split), or ``None``."""
+        return getattr(self.engine, "max_batch", None)
+
     def prepare(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int],
                 base_seeds: Sequence[int] | None = None
                 ) -> tuple[torch.Tensor | None, ...]:
@@ -150,7 +169,7 @@ class Generator:
         is no instance), drawn from the sample's seed. Photo-editing engines
         (:attr:`takes_photo`) get a sixth and seventh, ``image`` ``[B,3,H,W]`` in [-1, 1]
         and ``mask`` ``[B,1,H,W]`` (1: synthesize), from ``meta["photo"]`` and
-        ``meta["hole"]`` (:mod:`sisgen.photo_edits`); a map without them is synthesized
+        ``meta["hole"]`` (:mod:`sisgen.edits.photo`); a map without them is synthesized
         whole. Inputs an engine does not take are ``None`` (trailing ones left out), so
         ``generator(*generator.prepare(...))`` runs the batch.
 
@@ -159,58 +178,55 @@ class Generator:
         ``base_seeds[i]`` (the map's base style) outside, so only the marked
         class/instance/region changes style. That needs spatial noise or a ``features``
         input; for models with only a noise *vector* a mask raises ``ValueError``.
+
+        This is :meth:`InputSpec.build` widened on the host (edges are computed for every
+        model, as they always were); :meth:`run` widens on the engine's device instead.
         """
         h, w = self.resolution
-        labels, edges, masks, instances = [], [], [], []
-        for lm in labelmaps:
-            if lm.shape != (h, w):
-                lm = lm.resized((h, w))
-            labels.append(lm.semantic.astype(np.int64))
-            edges.append(instance_edges(lm.instance if lm.instance is not None else lm.semantic))
-            masks.append(lm.meta.get("noise_mask"))
-            instances.append(np.zeros((h, w), np.int64) if lm.instance is None
-                             else compact_instance_ids(lm.instance))
-        photos = [_photo_inputs(lm, (h, w)) for lm in labelmaps] if self.takes_photo else None
-        label_t = torch.from_numpy(np.stack(labels))
-        instance_t = torch.from_numpy(np.stack(instances))
-        noise = noise_from_seeds(self.noise_spec, seeds)
-        features = self._features(label_t, instance_t, seeds) if self.takes_features else None
-        if any(m is not None for m in masks):
-            if not (self.spatial_noise or self.takes_features):
-                raise ValueError(
-                    "noise-region marks need a model with spatial noise or style features; "
-                    f"{self.model_name or 'this'} model takes a noise vector "
-                    f"{self.noise_spec.get('shape')}")
-            if base_seeds is None:
-                raise ValueError("noise-region marks need base_seeds (the unmarked style)")
-            if self.spatial_noise:
-                noise = _keep_outside(masks, noise, noise_from_seeds(self.noise_spec, base_seeds))
-            if features is not None:
-                features = _keep_outside(masks, features,
-                                         self._features(label_t, instance_t, base_seeds))
-        out = [label_t, torch.from_numpy(np.stack(edges))[:, None], noise,
-               instance_t if self.takes_instances else None, features]
-        if photos is not None:
-            out += [torch.stack([p for p, _ in photos]), torch.stack([m for _, m in photos])]
+        sized = [lm if lm.shape == (h, w) else lm.resized((h, w)) for lm in labelmaps]
+        batch = self.input_spec.build(sized, seeds, base_seeds, edges=True)
+        t = widen({k: torch.from_numpy(v) for k, v in batch._arrays().items()},
+                  self.input_spec)
+        out = [t["labels"], t["edges"], t["noise"], t.get("instances"), t.get("features")]
+        if self.takes_photo:
+            out += [t["image"], t["mask"]]
         while len(out) > 3 and out[-1] is None:
             out.pop()
         return tuple(out)
 
-    def _features(self, labels: torch.Tensor, instances: torch.Tensor, seeds: Sequence[int]
-                  ) -> torch.Tensor:
-        """One cluster centre per object and sample, drawn from the sample's seed."""
-        from ..models.style_features import sample_feature_map
+    def submit(self, batch: EngineBatch) -> PendingImages:
+        """Enqueue one batch on the engine's device; :meth:`PendingImages.result` waits.
 
-        if not self.feature_clusters:
-            raise ValueError(
-                f"{self.model_name or 'this'} model takes per-object style features but has no "
-                "feature clusters: train it with sisgen (the clusters are computed at the end "
-                "of training) or set model.feature_clusters before saving/exporting it")
-        return torch.cat([
-            sample_feature_map(self.feature_clusters, labels[i:i + 1], instances[i:i + 1],
-                               generator=int(seed))
-            for i, seed in enumerate(seeds)])
+        The batch's arrays cross to the device as they are (pinned, reused host buffers
+        and a dedicated CUDA stream on GPUs), are widened there (:func:`widen`), run
+        through the backend and converted to uint8 NHWC there (:func:`to_uint8_nhwc`);
+        only the bytes come back. On GPUs a caller may submit the next batch before
+        asking for the result of this one. One thread at a time.
+        """
+        feeder = self._feeder()
+        with torch.inference_mode(), feeder.active():
+            feeds = widen(feeder.upload(batch), self.input_spec)
+            extra = {k: v for k, v in feeds.items()
+                     if k not in ("labels", "edges", "noise") and v is not None}
+            out = self.engine(feeds["labels"], feeds["edges"], feeds["noise"], **extra)
+            images = out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
+            return feeder.fetch(to_uint8_nhwc(images))
 
+    def run(self, batch: EngineBatch) -> np.ndarray:
+        """Images of one batch built by :attr:`input_spec`: ``[B,H,W,3]`` uint8 RGB.
+
+        The same bytes as ``images_to_uint8(generator(*generator.prepare(...)))`` for the
+        same maps and seeds (see :meth:`submit`).
+        """
+        return self.submit(batch).result()
+
+    def _feeder(self) -> DeviceFeeder:
+        """The device feeder of this generator's engine (made on first use)."""
+        feeder = self.__dict__.get("_device_feeder")
+        if feeder is None:
+            feeder = DeviceFeeder(self.device, getattr(self.engine, "compute_stream", None))
+            self._device_feeder = feeder
+        return feeder
 
     def generate(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int] | None = None
                  ) -> list[np.ndarray]:
@@ -218,40 +234,10 @@ class Generator:
         seeds = list(range(len(labelmaps))) if seeds is None else list(seeds)
         if len(seeds) != len(labelmaps):
             raise ValueError("one seed per label map")
-        out = images_to_uint8(self(*self.prepare(labelmaps, seeds)))
-        return list(out)
+        h, w = self.resolution
+        sized = [lm if lm.shape == (h, w) else lm.resized((h, w)) for lm in labelmaps]
+        return list(self.run(self.input_spec.build(sized, seeds)))
 
     def __repr__(self) -> str:
         return (f"<Generator {self.model_name or '?'} backend={self.backend} "
                 f"{self.resolution[0]}x{self.resolution[1]} hash={self.model_hash}>")
-
-
-def _keep_outside(masks: Sequence[np.ndarray | None], new: torch.Tensor, base: torch.Tensor
-                  ) -> torch.Tensor:
-    """``new`` inside each sample's mask (resized nearest to ``new``'s H×W), ``base`` outside."""
-    h, w = new.shape[-2:]
-    out = new.clone()
-    for i, m in enumerate(masks):
-        if m is None:
-            continue
-        m = cv2.resize(np.asarray(m, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
-        out[i] = torch.where(torch.from_numpy(m.astype(bool)), new[i], base[i])
-    return out
-
-
-def _photo_inputs(labelmap: LabelMap, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(image [3,H,W] in [-1, 1], mask [1,H,W])`` of a map's photo and hole at ``size``.
-
-    Without ``meta["photo"]`` the whole frame is the hole (plain synthesis).
-    """
-    h, w = size
-    photo, hole = labelmap.meta.get(PHOTO_KEY), labelmap.meta.get(HOLE_KEY)
-    if photo is None or hole is None:
-        return torch.zeros(3, h, w), torch.ones(1, h, w)
-    photo, hole = np.asarray(photo), np.asarray(hole, np.uint8)
-    if photo.shape[:2] != (h, w):
-        photo = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
-        # a pixel touched by the hole at full size stays in it (nothing edited leaks through)
-        hole = cv2.resize(hole.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0
-    image = torch.from_numpy(photo.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)
-    return image, torch.from_numpy(hole.astype(np.float32))[None]
