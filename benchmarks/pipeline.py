@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sisgen.sources import Source
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = Path(os.environ.get("SISGEN_SAMPLES", REPO.parent / "shared" / "samples"))
 DATASET_OF = {"cityscapes": "cityscapes", "coco": "coco_stuff", "coco_stuff": "coco_stuff",
@@ -75,6 +77,28 @@ class NullEngine:
         return np.broadcast_to(self.photo, (labels.shape[0], *self.photo.shape))
 
 
+class Cycled(Source):
+    """A source repeated ``times`` times (new sample ids), for runs longer than the samples."""
+
+    def __init__(self, inner: Source, times: int):
+        self.inner, self.times = inner, int(times)
+        self.kind, self.vocabulary = inner.kind, inner.vocabulary
+
+    def keys(self) -> list[str]:  # noqa: D102
+        return [f"{k}_r{r}" for r in range(self.times) for k in self.inner.keys()]
+
+    def __len__(self) -> int:
+        return len(self.inner) * self.times
+
+    def load(self, index: int):  # noqa: D102
+        lm = self.inner.load(index % len(self.inner))
+        lm.meta["id"] = f"{lm.id}_r{index // len(self.inner)}"
+        return lm
+
+    def photo(self, index: int):  # noqa: D102
+        return self.inner.photo(index % len(self.inner))
+
+
 def null_generator(vocabulary, size: tuple[int, int]):
     """A :class:`~sisgen.engines.Generator` around :class:`NullEngine`."""
     from sisgen.engines import Generator
@@ -111,7 +135,10 @@ def main() -> None:
     ap.add_argument("--ngf", type=int, default=16)
     ap.add_argument("--limit", type=int, default=None, help="label maps (default: all)")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="run over the maps this many times (each a fresh output folder)")
+                    help="run this many times (each a fresh output folder); the best counts")
+    ap.add_argument("--cycle", type=int, default=1,
+                    help="repeat the source's maps this many times in one run (long runs "
+                    "from few samples; worker start-up is amortised)")
     ap.add_argument("--samples-per-map", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--cores", type=int, default=None, help="pin to this many cores")
@@ -119,6 +146,8 @@ def main() -> None:
     ap.add_argument("--write-workers", type=int, default=None)
     ap.add_argument("--writers", default="cityscapes,coco")
     ap.add_argument("--recipe", default=None, help="YAML text or file")
+    ap.add_argument("--resize-first", action="store_true",
+                    help="resize maps to --size before the edits (generate --resize-first)")
     ap.add_argument("--out", default=None, help="output folder (default: a temporary one)")
     args = ap.parse_args()
 
@@ -152,6 +181,8 @@ def main() -> None:
         split = args.split or {"cityscapes": "val", "coco": "val2017",
                                "coco_stuff": "val2017"}.get(args.source, "train")
     src = sources.open(args.source, root, split=split, **kwargs)
+    if args.cycle > 1:
+        src = Cycled(src, args.cycle)
     recipe = args.recipe or (TOYCITY_RECIPE if args.source == "toycity" else DEFAULT_RECIPE)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -166,7 +197,8 @@ def main() -> None:
             report = generate(gen, src, out, writers=tuple(args.writers.split(",")),
                               recipe=recipe, seed=r, samples_per_map=args.samples_per_map,
                               batch_size=args.batch_size, limit=args.limit, workers=workers,
-                              write_workers=writers_n, progress=False)
+                              write_workers=writers_n, resize_first=args.resize_first,
+                              progress=False)
             runs.append({**report.to_dict(), "process_wall_s": round(time.perf_counter() - t0,
                                                                       3)})
         best = max(runs, key=lambda d: d["images_per_s"])
@@ -175,7 +207,7 @@ def main() -> None:
             if args.limit is None else min(args.limit, len(src)),
             "size": [h, w], "samples_per_map": args.samples_per_map,
             "batch_size": args.batch_size, "writers": args.writers, "cores": cores,
-            "workers": workers, "write_workers": writers_n,
+            "workers": workers, "write_workers": writers_n, "resize_first": args.resize_first,
             "images_per_s": best["images_per_s"], "runs": runs,
             "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "argv": sys.argv[1:],

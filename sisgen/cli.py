@@ -187,6 +187,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         writer_options=writer_options, shard=args.shard, resume=args.resume,
         retry_errors=args.retry_errors, workers=args.workers,
         write_workers=args.write_workers, quality_filter=quality_filter, bank=args.bank,
+        resize_first=args.resize_first,
     )
     print(json.dumps(report.to_dict(), indent=2))
     return 0
@@ -365,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes preparing batches (load, edit, engine inputs)")
     g.add_argument("--write-workers", type=_non_negative_int, default=1,
                    help="worker processes encoding and writing files (0: in the main process)")
+    g.add_argument("--resize-first", action="store_true",
+                   help="resize maps to the model's size before the edits (fast on large "
+                   "maps; edits then act at the model's resolution)")
     g.add_argument("--bank", help="instance bank .npz for paste steps (default: built from "
                    "the first 500 maps of the source)")
     g.add_argument("--shard", help="k/n: process shard k of n (default: torchrun RANK/WORLD_SIZE)")

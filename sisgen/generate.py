@@ -38,12 +38,10 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ._version import __version__
 from .edits import Recipe, ResampleNoise
@@ -51,8 +49,7 @@ from .engines import Generator
 from .errors import SisgenInputError
 from .filtering import QualityFilter
 from .instance_bank import InstanceBank
-from .io import write_text
-from .labelmap import LabelMap
+from .io import remove_temp_files, write_text
 from .manifest import (
     MANIFEST,
     ManifestAppender,
@@ -82,7 +79,8 @@ from .samples import (
 from .sources import Source
 from .vocab import get_vocabulary, require_same_ids
 from .writers import Writer, get_writer
-from .writers.base import WRITERS, SampleImage, Written
+from .writers.base import WRITERS
+from .writers.stage import WriteStage
 
 __all__ = ["MANIFEST", "GenerateReport", "PreparedSample", "generate", "manifest_name",
            "merge", "read_manifest", "resolve_shard", "sample_seed"]
@@ -157,58 +155,6 @@ def _single_threaded(*_: Any) -> None:
     torch.set_num_threads(1)
 
 
-# ----------------------------------------------------------------------------- write
-_PROCESS_WRITERS: list[Writer] = []
-
-
-def _init_write_worker(writers: list[Writer]) -> None:
-    _single_threaded()
-    _PROCESS_WRITERS[:] = writers
-
-
-def _write_files(writers: Sequence[Writer], name: str, image: np.ndarray, labelmap: LabelMap
-                 ) -> tuple[list[Written] | SisgenInputError, float]:
-    """Every writer's files of one sample (the image encoded once per format)."""
-    t0 = time.perf_counter()
-    shared = SampleImage(image)
-    try:
-        out: list[Written] | SisgenInputError = [
-            w.write_files(name, shared, labelmap) for w in writers]
-    except SisgenInputError as e:  # this sample cannot be written: recorded, run goes on
-        out = e
-    return out, time.perf_counter() - t0
-
-
-def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap
-                     ) -> tuple[list[Written] | SisgenInputError, float]:
-    return _write_files(_PROCESS_WRITERS, name, image, labelmap)
-
-
-class _WriteStage:
-    """Runs ``write_files`` inline or in a process pool; futures either way."""
-
-    def __init__(self, writers: list[Writer], workers: int):
-        self.writers = writers
-        self.pool = None
-        if workers > 0:
-            import multiprocessing
-
-            self.pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_write_worker, initargs=(writers,))
-
-    def submit(self, item: PreparedSample, image: np.ndarray) -> Future:
-        if self.pool is not None:
-            return self.pool.submit(_write_in_worker, item.name, image, item.labelmap)
-        fut: Future = Future()
-        fut.set_result(_write_files(self.writers, item.name, image, item.labelmap))
-        return fut
-
-    def close(self, cancel: bool = False) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=cancel)
-
-
 # ----------------------------------------------------------------------------- commit
 @dataclass
 class _Slot:
@@ -244,12 +190,13 @@ class _Committer:
             self._commit(head)
 
     def _commit(self, slot: _Slot) -> None:
+        result = None if slot.future is None else slot.future.result()  # waits, not busy
         t0 = time.perf_counter()
         entry = slot.entry
-        if slot.future is not None:
+        if result is not None:
             item = slot.item
             assert item is not None
-            written, seconds = slot.future.result()
+            written, seconds = result
             self.report.seconds["write"] += seconds
             if isinstance(written, SisgenInputError):
                 entry = {"status": "error", "stage": "write", "sample": item.name,
@@ -320,6 +267,7 @@ def generate(
     quality_filter: QualityFilter | None = None,
     bank: InstanceBank | str | Path | None = None,
     bank_maps: int = BANK_MAPS,
+    resize_first: bool = False,
     progress: bool = True,
 ) -> GenerateReport:
     """Synthesize a labeled dataset from a source.
@@ -352,6 +300,9 @@ def generate(
             ``bank_maps`` maps of the source -- however many maps the run uses, so a sample
             never depends on ``limit``; the manifest's run record says which.
         bank_maps: Maps of an automatic bank.
+        resize_first: Resize maps to the engine resolution before the edits (much faster
+            on large maps; other samples than the default, see
+            :class:`~sisgen.samples.SamplePath`); recorded in the run record.
         progress: Show a progress bar.
 
     Returns:
@@ -385,6 +336,8 @@ def generate(
     created = _check_output_folder(out)
     try:
         previous = read_manifest(manifest_path, repair=resume)
+        if resume:
+            remove_temp_files(out)  # a killed run's half-written files
         if previous and not resume:
             raise SisgenInputError(
                 "output folder already has a manifest; pass resume=True (--resume) to continue "
@@ -398,7 +351,7 @@ def generate(
             "total": total, "batch_size": int(batch_size),
             "model": {"name": generator.model_name, "hash": generator.model_hash,
                       "resolution": list(generator.resolution)},
-            "writers": options, "bank": bank_record,
+            "writers": options, "bank": bank_record, "resize_first": bool(resize_first),
             "shard": None if shard is None else list(shard), "blocks": len(blocks),
             "expected": sum(len(b) for b in blocks),
         }
@@ -428,7 +381,8 @@ def generate(
     path = SamplePath(source, recipe, generator.resolution, seed=seed,
                       samples_per_map=samples_per_map, bank=bank,
                       with_photo=generator.takes_photo,
-                      input_spec=getattr(generator, "input_spec", None), maps=n_maps)
+                      input_spec=getattr(generator, "input_spec", None), maps=n_maps,
+                      resize_first=resize_first)
     todo = [b for b in blocks if any(i not in done for i in b)]
     remaining = {i for b in todo for i in b if i not in done}
     report = GenerateReport(out_dir=str(out), manifest=str(manifest_path))
@@ -441,7 +395,7 @@ def generate(
     describe = {"source_kind": source.kind, "recipe": record["recipe"],
                 "model_name": generator.model_name, "model_hash": generator.model_hash,
                 "backend": generator.backend}
-    stage = _WriteStage([w for _, w in opened], write_workers)
+    stage = WriteStage([w for _, w in opened], write_workers)
     reported_maps: set[int] = set(failed_maps)
     ok = False
     with ManifestAppender(manifest_path) as manifest:
@@ -500,7 +454,7 @@ def _error_slots(batch: PreparedBatch, block: range, path: SamplePath, todo: set
 
 
 def _engine_slots(generator: Generator, batch: PreparedBatch,
-                  quality_filter: QualityFilter | None, done: set[int], stage: _WriteStage,
+                  quality_filter: QualityFilter | None, done: set[int], stage: WriteStage,
                   report: GenerateReport) -> list[tuple[int, _Slot]]:
     """Run the engine on a prepared batch; start writing what is to be written."""
     t0 = time.perf_counter()
@@ -526,8 +480,8 @@ def _engine_slots(generator: Generator, batch: PreparedBatch,
         if verdict is not None:
             item.labelmap = verdict.labelmap
             quality = verdict.to_dict()
-        slots.append((item.index, _Slot(item=item, future=stage.submit(item, image),
-                                        quality=quality)))
+        future = stage.submit(item.name, image, item.labelmap)
+        slots.append((item.index, _Slot(item=item, future=future, quality=quality)))
     return slots
 
 

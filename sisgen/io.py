@@ -7,9 +7,9 @@ killed run never leaves a half-written file under its final name.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,40 +81,57 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
 
 
-def _process_umask() -> int:
-    """The process's file-creation mask (read without changing it where Linux allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere: read by setting, then restore at once
-    os.umask(mask)
-    return mask
+_TEMP_NAMES = itertools.count()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temp file in the same folder, then a rename.
 
     A reader (or a run resumed after a crash) sees the old file or the whole new one,
-    never a part. The file gets the mode an ordinary ``open(path, "w")`` would give it
-    (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``, so a dataset written
-    for a team is readable by the team.
+    never a part; a killed writer can leave a hidden ``.<name>.<pid>.<n>.tmp`` file
+    (:func:`remove_temp_files` clears them). The file is created with mode ``0o666`` less
+    the process's umask, as ``open(path, "w")`` would make it (not ``mkstemp``'s private
+    ``0o600``), so a dataset written for a team is readable by the team.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # left by a killed process that had our pid
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_process_umask())
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def remove_temp_files(root: str | os.PathLike) -> int:
+    """Delete the temp files a killed :func:`atomic_write_bytes` left under ``root``.
+
+    Returns:
+        How many were removed.
+    """
+    removed = 0
+    stack = [os.fspath(root)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                Path(entry.path).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def encode_image(image: np.ndarray, ext: str = ".png", *, jpeg_quality: int = 95) -> bytes:

@@ -147,12 +147,18 @@ class SamplePath:
         input_spec: Build engine inputs (an ``InputSpec`` of the generator) in
             :meth:`prepare`.
         maps: Use only the first ``maps`` maps of the source (default: all).
+        resize_first: Resize each loaded map (and photo) to ``resolution`` *before* the
+            edits, once for all its samples. Much faster for large sources (Cityscapes'
+            2048x1024 maps: edits then touch 1/16 of the pixels), but geometric and
+            morphological edits then act at the engine resolution, so samples differ from
+            the default (edit at the source resolution, then resize).
     """
 
     def __init__(self, source: Source, recipe: Any = None,
                  resolution: tuple[int, int] | None = None, *, seed: int = 0,
                  samples_per_map: int = 1, bank: Any = None, with_photo: bool = False,
-                 input_spec: Any = None, maps: int | None = None):
+                 input_spec: Any = None, maps: int | None = None,
+                 resize_first: bool = False):
         if samples_per_map < 1:
             raise SisgenInputError(f"samples_per_map must be >= 1, got {samples_per_map}")
         self.source = source
@@ -164,6 +170,7 @@ class SamplePath:
         self.with_photo = bool(with_photo)
         self.input_spec = input_spec
         self.maps = len(source) if maps is None else min(int(maps), len(source))
+        self.resize_first = bool(resize_first) and self.resolution is not None
         if self.maps < 1:
             raise SisgenInputError("the source has no label maps")
 
@@ -202,12 +209,18 @@ class SamplePath:
             SisgenInputError: Unreadable map, or photo editing without a photo.
         """
         lm = self.source.load(map_index)
+        if self.resize_first:
+            lm = lm.resized(self.resolution)
         if not self.with_photo:
             return lm, None
         photo = self.source.photo(map_index)
         if photo is None:
             raise SisgenInputError(f"photo editing needs the {self.source.kind} source's "
                                    "photos; this map has none", lm.meta.get("file"))
+        if self.resize_first and photo.shape[:2] != lm.shape:
+            import cv2
+
+            photo = cv2.resize(photo, (lm.shape[1], lm.shape[0]), interpolation=cv2.INTER_AREA)
         return track_source_pixels(lm), photo
 
     def edit(self, labelmap: LabelMap, photo: np.ndarray | None, index: int) -> LabelMap:

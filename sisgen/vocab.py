@@ -147,14 +147,26 @@ class Vocabulary:
 
     def palette(self) -> np.ndarray:
         """A ``256×3`` uint8 colour table indexed by id (ignore and unused ids are black)."""
-        pal = np.zeros((256, 3), dtype=np.uint8)
-        for c in self.classes:
-            pal[c.id] = c.color
-        return pal
+        table = self._tables.get("palette")
+        if table is None:
+            table = np.zeros((256, 3), dtype=np.uint8)
+            for c in self.classes:
+                table[c.id] = c.color
+            table.flags.writeable = False
+            self._tables["palette"] = table
+        return table
 
     def colorize(self, semantic: np.ndarray) -> np.ndarray:
         """Render a label map as an ``H×W×3`` RGB image with the vocabulary's colours."""
-        return self.palette()[np.clip(semantic, 0, 255).astype(np.uint8)]
+        if semantic.dtype != np.uint8:
+            semantic = np.clip(semantic, 0, 255).astype(np.uint8)
+        packed = self._tables.get("packed_palette")
+        if packed is None:  # one 4-byte gather per pixel is ~3x faster than a 3-byte row gather
+            rgba = np.zeros((256, 4), np.uint8)
+            rgba[:, :3] = self.palette()
+            packed = self._tables["packed_palette"] = rgba.view(np.uint32)[:, 0].copy()
+        out = packed[semantic].view(np.uint8).reshape(*semantic.shape, 4)
+        return out[..., :3]
 
     def train_id_table(self) -> np.ndarray:
         """A 256-entry lookup table id -> train id (255 where ignored).

@@ -43,7 +43,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from ..edits import Canvas
 from ..edits.paint import MAX_POINTS
 from ..errors import SisgenInputError
 from ..io import encode_image
@@ -142,8 +141,7 @@ def open_map(session: Session, body: schemas.OpenMap) -> dict[str, Any]:
 @maps.post("/blank")
 def blank(session: Session, body: schemas.Blank) -> dict[str, Any]:
     """Start over from a blank canvas of the model's size (a ``canvas`` step)."""
-    session.open(session.index)
-    session.apply(Canvas(body.class_, size=list(session.generator.resolution)))
+    session.blank(body.class_)
     return state(session)
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..edits import Edit, PasteItem, Recipe, ResampleNoise, build_edit
+from ..edits import Canvas, Edit, PasteItem, Recipe, ResampleNoise, build_edit
 from ..engines import Generator, images_to_uint8
 from ..errors import SisgenInputError
 from ..instance_bank import InstanceBank
@@ -227,6 +227,18 @@ class EditorSession:
             self._states = states
             self._trim()
             self._changed()
+
+    def blank(self, class_: int | str) -> None:
+        """Start over on the open map from a blank canvas of the model's size (a step).
+
+        Raises:
+            SisgenInputError: An unknown class or the ignore id; nothing changes.
+
+        """
+        edit = Canvas(class_, size=list(self.generator.resolution))
+        with self._lock:
+            edit.resolved_params(self.vocab)
+            self.open(self.index, [edit])
 
     # ------------------------------------------------------------------ steps
     def current(self) -> LabelMap:

@@ -14,13 +14,17 @@ from typing import Any
 from ..errors import SisgenInputError
 from ..noise import noise_from_seeds
 from .base import Engine, Generator, images_to_uint8
+from .inputs import EngineBatch, InputSpec
 from .metadata import generator_from_metadata, read_sidecar
 
 # noise_from_seeds lives in sisgen.noise; re-exported here for older imports
-__all__ = ["Engine", "Generator", "images_to_uint8", "load_generator", "noise_from_seeds"]
+__all__ = ["Engine", "EngineBatch", "Generator", "InputSpec", "images_to_uint8",
+           "load_generator", "noise_from_seeds"]
 
 #: File suffixes of serialized TensorRT engines.
 TENSORRT_SUFFIXES = (".engine", ".plan", ".trt")
+#: Options only the torch backend (model folders) takes.
+TORCH_OPTIONS = ("half", "channels_last")
 
 
 def load_generator(path: str | os.PathLike, device: str | None = None,
@@ -35,15 +39,18 @@ def load_generator(path: str | os.PathLike, device: str | None = None,
         providers: onnxruntime providers for ``.onnx`` files (short names ``tensorrt``,
             ``cuda``, ``cpu`` or full names).
         threads: onnxruntime intra-op threads (0 = default).
-        mode: Torch backend mode: ``eager``, ``compile`` or ``cudagraphs``.
+        mode: Torch backend mode: ``eager``, ``compile`` or ``cudagraphs`` (model folders).
         backend: Force a backend for the file type where there is a choice: ``torch``
             (model folders), ``onnxruntime`` (``.onnx``); ``None`` picks by suffix.
         **engine_options: Passed to the backend's constructor (``half``, ``channels_last``
-            for torch; ``io_binding``, ``trt_options`` for onnxruntime).
+            for torch; ``io_binding``, ``trt_options``, ``share_stream`` for onnxruntime).
+            ``half`` and ``channels_last`` given as false are dropped for other backends.
 
     Raises:
-        SisgenInputError: The path does not exist, is not a sisgen model, or its metadata
-            (the ``.json`` sidecar of a TensorRT engine) is missing.
+        SisgenInputError: The path does not exist, is not a sisgen model, its metadata
+            (the ``.json`` sidecar of a TensorRT engine) is missing, or a torch-only option
+            (``mode`` other than eager, ``half``, ``channels_last``) is given for an
+            exported file.
     """
     path = Path(path)
     if not path.exists():
@@ -56,6 +63,8 @@ def load_generator(path: str | os.PathLike, device: str | None = None,
     if kind not in expected:
         raise SisgenInputError(f"backend {kind!r} cannot open a {suffix or 'folder'} "
                                f"(use {expected[0]!r})", path)
+    if kind != "torch":
+        _check_torch_options(kind, suffix, mode, engine_options, path)
     if kind == "onnxruntime":
         from .onnx_engine import OnnxEngine
 
@@ -79,3 +88,16 @@ def load_generator(path: str | os.PathLike, device: str | None = None,
     name = "torch" if mode == "eager" else f"torch-{mode}"
     return Generator.from_model(TorchEngine(model, device, mode=mode, **engine_options), model,
                                 backend=name)
+
+
+def _check_torch_options(kind: str, suffix: str, mode: str, options: dict[str, Any],
+                         path: Path) -> None:
+    """Refuse torch-only options for an exported file; drop those given as false."""
+    given = [f"mode={mode!r}"] if mode != "eager" else []
+    given += [k for k in TORCH_OPTIONS if options.get(k)]
+    if given:
+        raise SisgenInputError(
+            f"{', '.join(given)} only apply to model folders (the torch backend); a {suffix} "
+            f"file runs on {kind} as it was exported (export it with --half for fp16)", path)
+    for k in TORCH_OPTIONS:
+        options.pop(k, None)

@@ -1,4 +1,8 @@
-"""The AOTInductor backend: ``.pt2`` packages from :func:`sisgen.export.aot.export_aot`."""
+"""The AOTInductor backend: ``.pt2`` packages from :func:`sisgen.export.aot.export_aot`.
+
+A package takes batches of ``1..batch`` (``batch`` alone when exported without a dynamic
+axis); other batches run in chunks or padded (:mod:`sisgen.engines.batching`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import SisgenInputError
+from .batching import run_in_range
 
 
 class AOTEngine:
@@ -37,23 +42,35 @@ class AOTEngine:
             raise SisgenInputError("the package has no sisgen metadata (export it with "
                                    "sisgen.export.aot.export_aot)", path)
         self.input_names = tuple(json.loads(self.metadata["sisgen.inputs"]))
-        built = json.loads(self.metadata.get("sisgen.aot", "{}")).get("device", "cpu")
+        aot = json.loads(self.metadata.get("sisgen.aot", "{}"))
+        built = aot.get("device", "cpu")
+        batch = int(aot.get("batch", 0) or 0)
+        #: ``(min, max)`` batch the package runs whole (``None``: unknown, any)
+        self.batch_range = None if not batch else (1 if aot.get("dynamic", True) else batch,
+                                                   batch)
         self.device = torch.device(device or built)
         if self.device.type != built:
             raise SisgenInputError(f"the package was compiled for {built}, not "
                                    f"{self.device.type}", path)
         self.path = path
 
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch the package runs whole, or ``None`` when unknown."""
+        return None if self.batch_range is None else self.batch_range[1]
+
     @torch.inference_mode()
     def __call__(self, labels: Any, edges: Any, noise: Any, **extra: Any) -> torch.Tensor:
         """Generate ``[B,3,H,W]`` float32 images in [-1, 1] on the package's device."""
         feeds = {"labels": labels, "edges": edges, "noise": noise, **extra}
-        args = []
+        args = {}
         for name in self.input_names:
             value = feeds.get(name)
             if value is None:
                 raise ValueError(f"the AOT package needs input {name!r}")
             t = torch.as_tensor(value).to(self.device, non_blocking=True)
-            args.append(t.long() if name == "labels" else t.float() if t.is_floating_point()
-                        else t)
-        return self.package(*args)
+            args[name] = (t.long() if name == "labels" else t.float() if t.is_floating_point()
+                          else t)
+        if self.batch_range is None:
+            return self.package(*args.values())
+        return run_in_range(lambda part: self.package(*part.values()), args, *self.batch_range)

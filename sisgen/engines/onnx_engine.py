@@ -9,10 +9,22 @@ Two ways to run:
 * host arrays (numpy, or CPU torch tensors on the plain path): ``session.run``, numpy out;
 * torch tensors with ``io_binding`` on (the default for CUDA sessions): the inputs are bound
   in place by ``data_ptr`` (no host round trip for CUDA tensors), the output is bound to a
-  preallocated torch tensor on the same device, and a torch tensor comes back. Before the
-  run the current torch CUDA stream is synchronized, so the kernels that produced the inputs
-  have finished when onnxruntime (on its own stream) reads them; onnxruntime synchronizes its
-  stream at the end of the run, so the output is complete when it is returned.
+  preallocated torch tensor on the same device, and a torch tensor comes back.
+
+Streams (CUDA): onnxruntime runs its kernels on a stream of its own, so the kernels that
+wrote the inputs (on torch's current stream) must have finished when it reads them:
+
+* by default the current torch stream is synchronized (the host waits) before each run;
+* with ``share_stream`` the session is created on a dedicated torch stream
+  (:attr:`OnnxEngine.compute_stream`, passed as the CUDA / TensorRT EP's
+  ``user_compute_stream``). It must be a real stream: torch's default stream has the
+  handle 0, which onnxruntime takes for "none" and silently ignores. Before each run that
+  stream waits for the current one on the GPU (no host synchronization); after it the
+  current stream waits for it. :meth:`sisgen.engines.Generator.run` enqueues whole batches
+  on that stream, so both waits are free there.
+
+onnxruntime synchronizes its stream at the end of a run, so the output is complete when
+it is returned.
 """
 
 from __future__ import annotations
@@ -136,8 +148,13 @@ class OnnxEngine:
         io_binding: Bind torch tensors in place and return torch tensors; ``None`` turns it
             on when the session runs on CUDA or TensorRT.
         trt_options: TensorRT EP options (see :func:`tensorrt_ep_options`).
-        share_stream: Run the CUDA EP on torch's current stream (``user_compute_stream``)
-            instead of synchronizing streams before each run.
+        share_stream: Run the CUDA / TensorRT EP on a dedicated torch stream
+            (:attr:`compute_stream`, onnxruntime's ``user_compute_stream``) ordered with
+            torch's by GPU-side waits, instead of synchronizing the host before each run.
+
+    Attributes:
+        compute_stream: The torch CUDA stream the session runs on (``share_stream``), or
+            ``None``.
     """
 
     def __init__(self, path: str | os.PathLike, providers: Sequence[ProviderSpec] | None = None,
@@ -149,9 +166,13 @@ class OnnxEngine:
         if not os.path.isfile(path):
             raise SisgenInputError("ONNX file not found", path)
         cuda_options: dict[str, Any] = {}
+        self.compute_stream = None
         if share_stream and torch.cuda.is_available():
+            # a stream of its own: torch's default stream is handle 0, which onnxruntime ignores
+            self.compute_stream = torch.cuda.Stream()
             cuda_options = {"has_user_compute_stream": "1",
-                            "user_compute_stream": str(torch.cuda.current_stream().cuda_stream)}
+                            "user_compute_stream": str(self.compute_stream.cuda_stream)}
+            trt_options = {**(trt_options or {}), **cuda_options}
         resolved = resolve_providers(providers, ort.get_available_providers(),
                                      trt_options=trt_options, cuda_options=cuda_options)
         opts = ort.SessionOptions()
@@ -169,9 +190,18 @@ class OnnxEngine:
         self.providers = self.session.get_providers()
         on_gpu = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         self.io_binding = on_gpu if io_binding is None else io_binding
-        self.share_stream = bool(cuda_options)
+        self.share_stream = self.compute_stream is not None
         self.output_kind = self.metadata.get("sisgen.output", "float_nchw")
         self.path = path
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs should be: the session's CUDA device with IO binding, else the CPU."""
+        gpu = self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        if not (self.io_binding and gpu and torch.cuda.is_available()):
+            return torch.device("cpu")
+        options = self.session.get_provider_options().get(self.providers[0], {})
+        return torch.device("cuda", int(options.get("device_id", 0) or 0))
 
     @property
     def metadata(self) -> dict[str, str]:
@@ -231,9 +261,14 @@ class OnnxEngine:
             binding.bind_output(self.output_name, kind, index, np_out, shape, out.data_ptr())
         else:
             binding.bind_output(self.output_name, kind, index)
-        if kind == "cuda" and not self.share_stream:
-            torch.cuda.current_stream(device).synchronize()
+        current = torch.cuda.current_stream(device) if kind == "cuda" else None
+        if current is not None and self.compute_stream is not None:
+            self.compute_stream.wait_stream(current)  # GPU-side: the inputs are written
+        elif current is not None:
+            current.synchronize()
         self.session.run_with_iobinding(binding)
+        if current is not None and self.compute_stream is not None:
+            current.wait_stream(self.compute_stream)
         if out is None:  # onnxruntime allocated it: copy out through the host
             out = torch.from_numpy(binding.copy_outputs_to_cpu()[0]).to(device)
         return out

@@ -14,9 +14,14 @@ Modes:
   run) is replayed in the larger graph and sliced, not re-captured. CUDA only.
 
 ``half=True`` runs under autocast: float16 on CUDA, bfloat16 on the CPU (where fp16
-convolutions are slow). Autocast keeps reductions and normalization statistics in float32,
-which the SPADE-family norms need; images come back as float32. ``channels_last`` stores
-weights and 4-D inputs NHWC (faster tensor-core convolutions on recent GPUs).
+convolutions are slow); ``half="fp16"`` / ``"bf16"`` pick the type. Autocast keeps
+reductions and normalization statistics in float32, which the SPADE-family norms need;
+images come back as float32. ``channels_last`` stores weights and 4-D inputs NHWC (faster
+tensor-core convolutions on recent GPUs).
+
+On CUDA the engine sets ``torch.backends.cudnn.benchmark = True`` (a process-wide switch;
+``cudnn_benchmark=False`` leaves it alone): a generation run feeds one batch shape over and
+over, so timing cuDNN's convolution algorithms once per shape pays for itself at once.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ import torch
 from ..models.base import SISGenerator
 
 MODES = ("eager", "compile", "cudagraphs")
+#: ``half`` values -> autocast dtype (``True``: float16 on CUDA, bfloat16 on the CPU).
+HALF_TYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
+              "bfloat16": torch.bfloat16}
 
 
 class _CapturedGraph:
@@ -65,28 +73,40 @@ class TorchEngine:
         model: The generator.
         device: Where to run (default: CUDA when available).
         mode: ``eager``, ``compile`` or ``cudagraphs`` (see the module docstring).
-        half: Autocast to float16 (CUDA) / bfloat16 (CPU).
+        half: Autocast: ``True`` for float16 (CUDA) / bfloat16 (CPU), or ``"fp16"`` /
+            ``"bf16"``.
         channels_last: NHWC memory format for weights and 4-D inputs.
         compile_mode: ``torch.compile`` mode (default: ``max-autotune-no-cudagraphs`` on CUDA,
             Inductor's default on the CPU).
         max_graphs: Most CUDA graphs kept (``cudagraphs`` mode); more shapes raise.
+        cudnn_benchmark: On CUDA, turn on ``torch.backends.cudnn.benchmark``.
 
     Raises:
-        ValueError: Unknown mode, or ``cudagraphs`` without a CUDA device.
+        ValueError: Unknown mode or half type, or ``cudagraphs`` without a CUDA device.
     """
 
     input_names = ("labels", "edges", "noise")
 
     def __init__(self, model: SISGenerator, device: str | torch.device | None = None,
-                 mode: str = "eager", half: bool = False, channels_last: bool = False,
-                 compile_mode: str | None = None, max_graphs: int = 8):
+                 mode: str = "eager", half: bool | str = False, channels_last: bool = False,
+                 compile_mode: str | None = None, max_graphs: int = 8,
+                 cudnn_benchmark: bool = True):
         if mode not in MODES:
             raise ValueError(f"unknown torch engine mode {mode!r}; choose from {MODES}")
+        if isinstance(half, str) and half.lower() not in HALF_TYPES:
+            raise ValueError(f"unknown half type {half!r}; choose from {sorted(HALF_TYPES)}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if mode == "cudagraphs" and self.device.type != "cuda":
             raise ValueError(f"cudagraphs mode needs a CUDA device, not {self.device} "
                              "(use mode='eager' or 'compile' on the CPU)")
         self.mode, self.half, self.channels_last = mode, half, channels_last
+        self.amp_dtype: torch.dtype | None = None
+        if isinstance(half, str):
+            self.amp_dtype = HALF_TYPES[half.lower()]
+        elif half:
+            self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        if self.device.type == "cuda" and cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
         self.model = model.export_form().to(self.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -101,10 +121,9 @@ class TorchEngine:
 
     # ------------------------------------------------------------------------ running
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.half:
+        if self.amp_dtype is None:
             return contextlib.nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _forward(self, *inputs: torch.Tensor | None) -> torch.Tensor:
         with self._autocast():

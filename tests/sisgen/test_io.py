@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from sisgen.io import atomic_write_bytes, write_image, write_json
+from sisgen.io import atomic_write_bytes, remove_temp_files, write_image, write_json
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
@@ -34,3 +34,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
         atomic_write_bytes(tmp_path / "a.bin", b"new")
     assert (tmp_path / "a.bin").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / ".x.png.123.4.tmp").write_bytes(b"half")
+    (tmp_path / "a" / ".keep").write_bytes(b"")
+    (tmp_path / "a" / "x.png").write_bytes(b"whole")
+    assert remove_temp_files(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [".keep", "x.png"]
