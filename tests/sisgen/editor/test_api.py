@@ -96,6 +96,8 @@ def test_blank_canvas(client):
     assert client.post("/api/blank", json={"class": "ignore"}).status_code == 422
     r = client.post("/api/blank", json={"class": "unicorn"})
     assert r.status_code == 422 and "unicorn" in r.json()["detail"]
+    assert client.get("/api/state").json() == state  # a refused blank changes nothing
+    assert client.post("/api/undo").json()["state"]["steps"] == []  # back to the map
 
 
 # --------------------------------------------------------------------------- edits
