@@ -38,6 +38,10 @@ from .base import Edit, register_edit
 from .checks import check_class, check_int, check_number, check_pair, is_int, resolve_class
 from .paste import _IdAllocator
 
+__all__ = ["MAX_POINTS", "Canvas", "Fill", "FloodFill", "Stroke", "check_box",
+           "check_instance_choice", "check_point", "check_points", "paint",
+           "polygon_mask", "region_at", "require_inside", "stroke_mask"]
+
 #: Most vertices a stroke or polygon may have (a bound on recipe and request sizes).
 MAX_POINTS = 10_000
 
@@ -326,7 +330,3 @@ class Canvas(Edit):
                        np.zeros(shape, dtype=np.int32), meta)
         return out, {"size": list(shape)}
 
-
-__all__ = ["MAX_POINTS", "Canvas", "Fill", "FloodFill", "Stroke", "check_box",
-           "check_instance_choice", "check_point", "check_points", "paint",
-           "polygon_mask", "region_at", "require_inside", "stroke_mask"]
