@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from sisgen.engines.base import Generator
-from sisgen.generate import sample_seed
+from sisgen.errors import SisgenInputError
 from sisgen.labelmap import LabelMap
+from sisgen.samples import SamplePath, run_engine, sample_seed
 from sisgen.sources.base import Source
 from sisgen.vocab import Vocabulary
 
@@ -53,7 +54,7 @@ from .frechet import FeatureStats, frechet_distance
 __all__ = ["EvalBatch", "FeatureStats", "Metric", "MetricOptions", "available_metrics",
            "compute_metrics", "frechet_distance", "get_metric", "register_metric"]
 
-_Sample = tuple[LabelMap, np.ndarray | None, np.ndarray | None]
+_Sample = tuple[LabelMap | None, np.ndarray | None, np.ndarray | None]
 
 
 def _as_generator(generator: Any, device: str | torch.device) -> Generator | None:
@@ -70,11 +71,15 @@ def _as_generator(generator: Any, device: str | torch.device) -> Generator | Non
 
 def _samples(source: Source | None, labelmaps: Iterable[Any] | None,
              photos: Iterable[np.ndarray | None] | None, images: Iterable[np.ndarray] | None,
-             want_photos: bool) -> Iterator[_Sample]:
-    """``(label map, photo or None, given image or None)`` per sample."""
+             want_photos: bool, load_maps: bool = True) -> Iterator[_Sample]:
+    """``(label map, photo or None, given image or None)`` per sample.
+
+    With ``load_maps=False`` a source's maps are left to the sample path (``None``).
+    """
     if source is not None:
         for i in range(len(source)):
-            yield source[i], source.photo(i) if want_photos else None, None
+            yield (source[i] if load_maps else None,
+                   source.photo(i) if want_photos else None, None)
         return
     if labelmaps is None:
         raise ValueError("give a source or labelmaps= to evaluate")
@@ -156,12 +161,25 @@ def compute_metrics(names: str | Sequence[str], generator: Any = None,
         vocabulary = source.vocabulary if source is not None else getattr(gen, "vocabulary",
                                                                           None)
     want_photos = any(m.needs_photos for m in metrics)
+    # a source rendered by a generator goes through the one sample path (as generate does)
+    path = None if source is None or gen is None else SamplePath(
+        source, None, tuple(gen.resolution), seed=options.seed,
+        input_spec=getattr(gen, "input_spec", None))
     count = 0
-    for chunk in _batches(_samples(source, labelmaps, photos, images, want_photos),
+    for chunk in _batches(_samples(source, labelmaps, photos, images, want_photos,
+                                   load_maps=path is None),
                           max(1, options.batch_size), limit):
         indices = list(range(count, count + len(chunk)))
         seeds = [sample_seed(options.seed, i) for i in indices]
-        if gen is not None:
+        if path is not None:
+            size = tuple(gen.resolution)
+            prepared = path.prepare(indices)
+            if prepared.errors:
+                raise SisgenInputError(prepared.errors[0]["error"],
+                                       prepared.errors[0].get("file"))
+            maps = [s.labelmap for s in prepared.samples]
+            generated = list(run_engine(gen, prepared))
+        elif gen is not None:
             size = tuple(gen.resolution)
             maps = [lm.resized(size) for lm, _, _ in chunk]
             generated = gen.generate(maps, seeds)
