@@ -227,6 +227,15 @@ def test_load_generator_dispatch_errors(tmp_path, onnx_file, model):
     assert gen.backend == "torch" and gen.engine.channels_last
 
 
+def test_torch_only_options_refused_for_exported_files(onnx_file):
+    for options in ({"half": True}, {"channels_last": True}, {"mode": "cudagraphs"}):
+        with pytest.raises(SisgenInputError, match="only apply to model folders"):
+            load_generator(onnx_file, **options)
+    # given as false (the CLI's defaults) they are dropped
+    gen = load_generator(onnx_file, mode="eager", half=False, channels_last=False)
+    assert gen.backend == "onnxruntime"
+
+
 def test_build_engine_checks_before_tensorrt(tmp_path, onnx_file):
     with pytest.raises(SisgenInputError, match="fp32"):
         build_engine(onnx_file, tmp_path / "m.engine", half=True)
@@ -265,6 +274,42 @@ def test_torch_engine_modes_and_errors(model, reference):
     assert half.dtype == torch.float32 and half.shape == ref.shape
     err = (half - ref).abs()
     assert 0 < float(err.max()) < 0.25 and float(err.mean()) < 0.03
+    bf16 = TorchEngine(model, "cpu", half="bf16")
+    assert bf16.amp_dtype == torch.bfloat16 and torch.equal(bf16(*example), half)
+    assert TorchEngine(model, "cpu", half="fp16").amp_dtype == torch.float16
+    assert TorchEngine(model, "cpu").amp_dtype is None
+    with pytest.raises(ValueError, match="half type"):
+        TorchEngine(model, "cpu", half="int8")
+    before = torch.backends.cudnn.benchmark
+    TorchEngine(model, "cpu")  # only CUDA engines turn on cuDNN autotuning
+    assert torch.backends.cudnn.benchmark == before
+
+
+# ------------------------------------------------------------------ batch ranges
+def test_run_in_range_splits_and_pads():
+    from sisgen.engines.batching import run_in_range
+
+    seen = []
+
+    def fn(feeds):
+        seen.append(feeds["x"].shape[0])
+        return {"y": feeds["x"] * 2, "z": feeds["x"][:, :1]}
+
+    x = torch.arange(11.0).view(11, 1).repeat(1, 3)
+    splits = []
+    out = run_in_range(fn, {"x": x, "none": None}, 2, 4, on_split=splits.append)
+    assert seen == [4, 4, 3] and splits == [11]  # chunks of the max; the rest is in range
+    assert torch.equal(out["y"], x * 2) and torch.equal(out["z"], x[:, :1])
+    seen.clear()
+    out = run_in_range(fn, {"x": x[:9]}, 4, 4)
+    assert seen == [4, 4, 4]  # the last chunk (1 sample) padded to the minimum
+    assert torch.equal(out["y"], x[:9] * 2)
+    seen.clear()
+    one = run_in_range(lambda f: f["x"] + 1, {"x": x[:1]}, 3, 8)
+    assert torch.equal(one, x[:1] + 1)
+    assert torch.equal(run_in_range(lambda f: f["x"], {"x": x}, 1, 64), x)
+    with pytest.raises(ValueError, match="low <= high"):
+        run_in_range(fn, {"x": x}, 5, 4)
 
 
 @slow
@@ -334,6 +379,7 @@ def test_onnx_io_binding_on_cpu_tensors(onnx_file, model, reference):
     plain = OnnxEngine(onnx_file, providers=["cpu"])
     bound = OnnxEngine(onnx_file, providers=["cpu"], io_binding=True)
     assert not plain.io_binding and bound.io_binding
+    assert plain.device == bound.device == torch.device("cpu") and plain.compute_stream is None
     a = plain(*example)
     b = bound(*example)
     assert isinstance(a, np.ndarray) and isinstance(b, torch.Tensor)
@@ -353,9 +399,17 @@ def test_onnx_cuda_io_binding(onnx_file, reference):
         pytest.skip("onnxruntime-gpu not installed")
     example, ref = reference
     eng = OnnxEngine(onnx_file, providers=["cuda"])
-    assert eng.io_binding
+    assert eng.io_binding and eng.device.type == "cuda" and eng.compute_stream is None
     out = eng(*[None if t is None else t.cuda() for t in example])
     assert out.is_cuda and torch.allclose(out.cpu(), ref, atol=1e-3)
+    shared = OnnxEngine(onnx_file, providers=["cuda"], share_stream=True)
+    assert shared.share_stream and shared.compute_stream.cuda_stream != 0  # not the default
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):  # inputs written on another stream: ordered by events
+        inputs = [None if t is None else (t.cuda() * 1) for t in example]
+        again = shared(*inputs)
+    torch.cuda.synchronize()
+    assert torch.allclose(again.cpu(), out.cpu(), atol=1e-5)
 
 
 # ------------------------------------------------------------------ TensorRT
@@ -373,20 +427,28 @@ def test_tensorrt_build_cache_and_run(onnx_file, tmp_path, reference):
     assert again.read_bytes() == plan.read_bytes()
     gen = sisgen.load(plan)
     assert gen.backend == "tensorrt" and gen.resolution == (32, 64)
+    assert gen.engine.batch_range == (1, 4) and gen.max_batch == 4
     out = gen(*example)
     assert out.is_cuda and torch.allclose(out.float().cpu(), ref, atol=1e-2)
-    with pytest.raises(ValueError, match="profile"):
-        gen(*[t.repeat(2, *[1] * (t.dim() - 1)) for t in example])  # batch 6 > max 4
+    with pytest.warns(UserWarning, match="--batch 6"):  # batch 6 > max 4: two chunks
+        big = gen(*[t.repeat(2, *[1] * (t.dim() - 1)) for t in example])
+    assert torch.allclose(big[3:], out, atol=1e-3) and torch.allclose(big[:3], out, atol=1e-3)
+    # on torch's default (legacy) stream the engine enqueues on a stream of its own
+    assert gen.engine.stream.cuda_stream != 0
+    with torch.cuda.stream(torch.cuda.default_stream()):
+        again = gen(*example)
+    assert torch.allclose(again, out, atol=1e-3)
 
 
 # ------------------------------------------------------------------ AOTInductor
 @slow
 def test_aot_package_cpu(model, tmp_path, reference):
     example, ref = reference
-    path = model.export(format="aot", file=tmp_path / "m.pt2", batch=8)
+    path = model.export(format="aot", file=tmp_path / "m.pt2", batch=2)
     gen = sisgen.load(path)
     assert gen.backend == "aot" and gen.resolution == (32, 64) and gen.uses_edges
-    assert torch.allclose(gen(*example), ref, atol=1e-4)
+    assert gen.engine.batch_range == (1, 2) and gen.max_batch == 2
+    assert torch.allclose(gen(*example), ref, atol=1e-4)  # batch 3: chunks of 2 and 1
     assert gen(*[t[:1] for t in example]).shape == (1, 3, 32, 64)
 
 
