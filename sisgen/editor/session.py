@@ -7,7 +7,8 @@ a run seed. Everything else follows from those, through the library's own pieces
   nearest kept state when older ones were dropped);
 * the image is rendered through :class:`sisgen.samples.SamplePath`, the one sample path of
   ``sisgen generate`` (edits with the run's instance bank, photo editing for models that
-  take a photo and a hole, resizing to the model), then ``Generator.prepare`` and the engine;
+  take a photo and a hole, resizing to the model, the engine inputs), then the engine, as
+  ``generate`` runs it (:func:`sisgen.samples.run_engine`);
 * a save goes through the writers (:func:`sisgen.writers.get_writer`) and appends a manifest
   line (:func:`sisgen.manifest.sample_entry`), after all of its files, with the recipe.
 
@@ -37,13 +38,13 @@ from typing import Any
 import numpy as np
 
 from ..edits import Canvas, Edit, PasteItem, Recipe, ResampleNoise, build_edit
-from ..engines import Generator, images_to_uint8
+from ..engines import Generator
 from ..errors import SisgenInputError
 from ..instance_bank import InstanceBank
 from ..io import write_text
 from ..labelmap import NOISE_MASK_KEY, LabelMap
 from ..manifest import MANIFEST, ManifestAppender, read_manifest, sample_entry
-from ..samples import PreparedSample, SamplePath
+from ..samples import PreparedSample, SamplePath, run_engine
 from ..sources import Source
 from ..vocab import Vocabulary, require_same_ids
 from ..writers import available_writers, get_writer
@@ -427,12 +428,14 @@ class EditorSession:
                 bank = self._context(steps).get("bank")
             t0 = time.perf_counter()
             path = SamplePath(source, recipe, self.generator.resolution, seed=seed,
-                              samples_per_map=k + 1, bank=bank, with_photo=self.photo_editing)
-            sample = path.sample(index * (k + 1) + k)  # sample k of the map: see above
+                              samples_per_map=k + 1, bank=bank, with_photo=self.photo_editing,
+                              input_spec=self.generator.input_spec)
+            batch = path.prepare([index * (k + 1) + k])  # sample k of the map: see above
+            if not batch.samples:
+                raise SisgenInputError(batch.errors[0]["error"])
+            sample = batch.samples[0]
             t1 = time.perf_counter()
-            inputs = self.generator.prepare([sample.labelmap], [sample.seed],
-                                            [sample.base_seed])
-            image = images_to_uint8(self.generator(*inputs))[0]
+            image = run_engine(self.generator, batch)[0]
             t2 = time.perf_counter()
             rendered = Rendered(revision, seed, sample, image, 1e3 * (t1 - t0), 1e3 * (t2 - t1))
             with self._lock:
