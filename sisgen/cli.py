@@ -158,7 +158,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from . import load
     from .generate import generate
 
-    gen = load(args.model, threads=args.threads)
+    gen = load(args.model, threads=args.threads, mode=args.mode, half=args.half,
+               channels_last=args.channels_last)
     src = _open_source(args, gen.resolution, remap=args.remap)
     kinds = args.writers.split(",")
     writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
@@ -208,7 +209,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import load
     from .training.metrics import compute_metrics
 
-    gen = load(args.model, threads=args.threads)
+    gen = load(args.model, threads=args.threads, mode=args.mode, half=args.half,
+               channels_last=args.channels_last)
     src = _open_source(args, gen.resolution)
     scores = compute_metrics(
         args.metrics, gen, src, limit=args.limit, batch_size=args.batch_size, seed=args.seed,
@@ -282,6 +284,13 @@ def _add_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
     parser.add_argument("--vocabulary", help="vocabulary for folder sources")
     parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
                         help="source option, e.g. annotations=polygons (repeatable)")
+    parser.add_argument("--mode", choices=["eager", "compile", "cudagraphs"], default="eager",
+                        help="torch backend mode for model folders (cudagraphs: CUDA only)")
+    parser.add_argument("--half", action="store_true", help="model folders: autocast to "
+                        "float16 on CUDA / bfloat16 on the CPU (exported files keep their "
+                        "precision)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="model folders: NHWC weights and inputs (faster on tensor cores)")
 
 
 def _add_segmenter_input_arguments(parser: argparse.ArgumentParser) -> None:

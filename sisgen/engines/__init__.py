@@ -86,8 +86,11 @@ def load_generator(path: str | os.PathLike, device: str | None = None,
 
     model = load_model(path)
     name = "torch" if mode == "eager" else f"torch-{mode}"
-    return Generator.from_model(TorchEngine(model, device, mode=mode, **engine_options), model,
-                                backend=name)
+    try:
+        engine = TorchEngine(model, device, mode=mode, **engine_options)
+    except ValueError as e:  # an unknown mode or half type, cudagraphs without CUDA
+        raise SisgenInputError(str(e), path) from e
+    return Generator.from_model(engine, model, backend=name)
 
 
 def _check_torch_options(kind: str, suffix: str, mode: str, options: dict[str, Any],

@@ -372,3 +372,25 @@ def test_input_spec_matches_the_generator():
     assert spec.uses_edges == gen.uses_edges and spec.model_name == gen.model_name
     assert _generator("sesame").input_spec.takes_photo
     assert _generator("pix2pixhd_features").input_spec.feature_clusters is not None
+
+
+def test_cli_engine_options(tmp_path, capsys):
+    from sisgen.cli import build_parser, main
+    from sisgen.export.onnx import export_onnx
+
+    args = build_parser().parse_args(["generate", "--model", "m", "--source", "toycity",
+                                      "--out", "o", "--mode", "cudagraphs", "--half",
+                                      "--channels-last"])
+    assert (args.mode, args.half, args.channels_last) == ("cudagraphs", True, True)
+    ev = build_parser().parse_args(["eval", "--model", "m", "--source", "toycity"])
+    assert (ev.mode, ev.half, ev.channels_last) == ("eager", False, False)
+    model = zoo_model("spade")
+    folder = model.save(tmp_path / "m")
+    if not torch.cuda.is_available():
+        assert main(["generate", "--model", str(folder), "--source", "toycity",
+                     "--out", str(tmp_path / "a"), "--mode", "cudagraphs"]) == 2
+        assert "CUDA" in capsys.readouterr().err
+    path, _ = export_onnx(model, tmp_path / "m.onnx", check=False, optimize=False)
+    assert main(["generate", "--model", str(path), "--source", "toycity",
+                 "--out", str(tmp_path / "b"), "--half"]) == 2
+    assert "only apply to model folders" in capsys.readouterr().err
