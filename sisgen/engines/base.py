@@ -209,8 +209,12 @@ class Generator:
             extra = {k: v for k, v in feeds.items()
                      if k not in ("labels", "edges", "noise") and v is not None}
             out = self.engine(feeds["labels"], feeds["edges"], feeds["noise"], **extra)
-            images = out if isinstance(out, torch.Tensor) else torch.from_numpy(np.asarray(out))
-            return feeder.fetch(to_uint8_nhwc(images))
+            if not isinstance(out, torch.Tensor):  # a host array (onnxruntime's plain path)
+                out = np.asarray(out)
+                if out.dtype == np.uint8:
+                    return PendingImages(np.ascontiguousarray(out))
+                out = torch.from_numpy(out if out.flags.writeable else out.copy())
+            return feeder.fetch(to_uint8_nhwc(out))
 
     def run(self, batch: EngineBatch) -> np.ndarray:
         """Images of one batch built by :attr:`input_spec`: ``[B,H,W,3]`` uint8 RGB.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -394,3 +395,26 @@ def test_cli_engine_options(tmp_path, capsys):
     assert main(["generate", "--model", str(path), "--source", "toycity",
                  "--out", str(tmp_path / "b"), "--half"]) == 2
     assert "only apply to model folders" in capsys.readouterr().err
+
+
+def test_run_takes_host_arrays_from_engines():
+    class Broadcast:  # returns read-only broadcast arrays, as a "null" engine does
+        input_names = ("labels", "edges", "noise")
+
+        def __init__(self, value):
+            self.value = value
+
+        def __call__(self, labels, edges=None, noise=None, **extra):
+            return np.broadcast_to(self.value, (labels.shape[0], *self.value.shape))
+
+    lms = [LabelMap(np.zeros((4, 6), np.uint8), None, {"id": "z"})] * 2
+    photo = np.arange(72, dtype=np.uint8).reshape(4, 6, 3)
+    gen = Generator(Broadcast(photo), None, (4, 6), {})
+    out = gen.run(gen.input_spec.build(lms, [0, 1]))
+    assert out.flags.writeable and out.flags.c_contiguous and np.array_equal(out[1], photo)
+    image = np.linspace(-1, 1, 72, dtype=np.float32).reshape(3, 4, 6)
+    gen = Generator(Broadcast(image), None, (4, 6), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = gen.run(gen.input_spec.build(lms, [0, 1]))
+    assert np.array_equal(out, images_to_uint8(np.broadcast_to(image, (2, 3, 4, 6))))
