@@ -153,6 +153,22 @@ def _open_source(args: argparse.Namespace, resolution: tuple[int, int],
     return sources.open(args.source, args.root, split=args.split, remap=remap, **src_kwargs)
 
 
+def _writers(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, object]]]:
+    """``--writers``, ``--image-format`` and ``--writer-option`` as kinds and options."""
+    kinds = args.writers.split(",")
+    options: dict[str, dict[str, object]] = {k: {} for k in kinds}
+    if args.image_format:
+        for k in kinds:
+            options[k]["image_format"] = args.image_format
+    for key, value in _key_values(args.writer_option, "--writer-option").items():
+        kind, _, opt = key.partition(".")
+        if kind not in options or not opt:
+            raise SisgenInputError(f"--writer-option {key}: expected WRITER.OPTION with WRITER "
+                                   f"one of {', '.join(kinds)}")
+        options[kind][opt] = value
+    return kinds, options
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """Synthesize a labeled dataset."""
     from . import load
@@ -161,19 +177,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     gen = load(args.model, threads=args.threads, mode=args.mode, half=args.half,
                channels_last=args.channels_last)
     src = _open_source(args, gen.resolution, remap=args.remap)
-    kinds = args.writers.split(",")
-    writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
+    kinds, writer_options = _writers(args)
     if "coco" in writer_options and args.coco_segmentation:
         writer_options["coco"]["segmentation"] = args.coco_segmentation
-    if args.image_format:
-        for k in kinds:
-            writer_options[k]["image_format"] = args.image_format
-    for key, value in _key_values(args.writer_option, "--writer-option").items():
-        kind, _, opt = key.partition(".")
-        if kind not in writer_options or not opt:
-            raise SisgenInputError(f"--writer-option {key}: expected WRITER.OPTION with WRITER "
-                                   f"one of {', '.join(kinds)}")
-        writer_options[kind][opt] = value
     quality_filter = None
     if args.segmenter:
         from .filtering import QualityFilter, Segmenter
@@ -241,17 +247,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
     gen = load(args.model, threads=args.threads)
     src = _open_source(args, gen.resolution, remap=args.remap)
-    kinds = args.writers.split(",")
-    writer_options: dict[str, dict[str, object]] = {k: {} for k in kinds}
-    if args.image_format:
-        for k in kinds:
-            writer_options[k]["image_format"] = args.image_format
-    for key, value in _key_values(args.writer_option, "--writer-option").items():
-        kind, _, opt = key.partition(".")
-        if kind not in writer_options or not opt:
-            raise SisgenInputError(f"--writer-option {key}: expected WRITER.OPTION with WRITER "
-                                   f"one of {', '.join(kinds)}")
-        writer_options[kind][opt] = value
+    kinds, writer_options = _writers(args)
     reproduce = {"model": args.model, "root": args.root, "split": args.split,
                  "vocabulary": args.vocabulary, "remap": args.remap,
                  "source_options": args.source_option}

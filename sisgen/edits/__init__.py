@@ -68,7 +68,7 @@ The scene editor's tools are edits too: :mod:`~sisgen.edits.paint` (``stroke``, 
 """
 
 from ..labelmap import HOLE_KEY, NOISE_MASK_KEY, PHOTO_KEY, SOURCE_PIXEL_KEY
-from .base import Edit, available_edits, build_edit, register_edit
+from .base import Edit, available_edits, build_edit, edit_class, register_edit
 from .composite import OneOf, SomeOf
 from .geometric import Crop, Flip, HFlip, Pad, Scale
 from .instance_ops import (
@@ -119,6 +119,7 @@ __all__ = [
     "Swap",
     "attach_photo",
     "available_edits",
+    "edit_class",
     "build_edit",
     "register_edit",
     "track_source_pixels",

@@ -52,6 +52,11 @@ def available_edits() -> list[str]:
     return _OPS.names()
 
 
+def edit_class(op: str) -> type[Edit]:
+    """The :class:`Edit` subclass registered as ``op`` (``SisgenInputError`` if unknown)."""
+    return _OPS.get(op)
+
+
 @functools.cache
 def constructor_parameters(cls: type) -> tuple[inspect.Parameter, ...]:
     """The parameters of ``cls.__init__`` without ``self``, in signature order."""

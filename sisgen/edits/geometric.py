@@ -53,11 +53,6 @@ def transform_pixels(
     )
 
 
-def nn_resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize: :func:`sisgen.labelmap.resize_nearest` (PIL's ``NEAREST``)."""
-    return resize_nearest(a, shape)
-
-
 def place(a: np.ndarray, fill: Any, shape: tuple[int, int], top: int, left: int
           ) -> np.ndarray:
     """Put ``a`` into a ``fill``-ed array of ``shape`` at ``(top, left)`` (clipped)."""
@@ -156,7 +151,7 @@ class Scale(Edit):
             f = float(rng.uniform(lo, hi))
         H, W = labelmap.shape
         size = (max(1, int(round(H * f))), max(1, int(round(W * f))))
-        out = transform_pixels(labelmap, lambda a, fill: nn_resize(a, size))
+        out = transform_pixels(labelmap, lambda a, fill: resize_nearest(a, size))
         return out, {"factor": f, "size": list(size)}
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import NOISE_MASK_KEY, SOURCE_PIXEL_KEY, LabelMap
+from ..labelmap import NOISE_MASK_KEY, SOURCE_PIXEL_KEY, LabelMap, resize_nearest
 from ..vocab import Vocabulary
 from .base import Edit, lookup, register_edit
 from .checks import (
@@ -40,10 +40,10 @@ from .checks import (
     is_int,
     resolve_class,
 )
-from .geometric import nn_resize, place
+from .geometric import place
 from .label import fill_from_nearest_stuff
 from .paint import check_point, require_inside
-from .paste import Paste, _IdAllocator
+from .paste import IdAllocator, Paste
 
 __all__ = ["DeleteInstance", "FlipInstance", "MoveInstance", "PasteItem", "RelabelInstance",
            "ScaleInstance", "instance_box", "transplant"]
@@ -210,7 +210,7 @@ class ScaleInstance(_InstanceEdit):
             foot_y, foot_x = b[2] - 1, b[1] + (b[3] - b[1]) // 2
             return foot_y - (shape[0] - 1), foot_x - shape[1] // 2
 
-        return transplant(labelmap, self.instance, vocab, lambda a: nn_resize(a, size), offset)
+        return transplant(labelmap, self.instance, vocab, lambda a: resize_nearest(a, size), offset)
 
 
 @register_edit("flip_instance")
@@ -337,7 +337,7 @@ class PasteItem(Paste):
         h, w = entry.size
         size = (max(1, int(round(h * self.scale))), max(1, int(round(w * self.scale))))
         y, x = self.at
-        full = place(nn_resize(entry.mask, size), False, labelmap.shape,
+        full = place(resize_nearest(entry.mask, size), False, labelmap.shape,
                      y - (size[0] - 1), x - size[1] // 2)
         if self.occlusion == "behind":
             full &= lookup(vocab.stuff_table(), labelmap.semantic)
@@ -346,7 +346,7 @@ class PasteItem(Paste):
         record: dict[str, Any] = {"class": entry.class_id, "size": list(size),
                                   "pixels": int(full.sum())}
         if out.instance is not None:
-            new_id = _IdAllocator(labelmap).new(entry.class_id) if full.any() else 0
+            new_id = IdAllocator(labelmap).new(entry.class_id) if full.any() else 0
             out.instance[full] = new_id
             record["instance"] = new_id
         return out, record

@@ -36,7 +36,7 @@ from ..labelmap import NOISE_MASK_KEY, SOURCE_PIXEL_KEY, LabelMap
 from ..vocab import Vocabulary
 from .base import Edit, register_edit
 from .checks import check_class, check_int, check_number, check_pair, is_int, resolve_class
-from .paste import _IdAllocator
+from .paste import IdAllocator
 
 __all__ = ["MAX_POINTS", "Canvas", "Fill", "FloodFill", "Stroke", "check_box",
            "check_instance_choice", "check_point", "check_points", "paint",
@@ -165,7 +165,7 @@ def paint(labelmap: LabelMap, mask: np.ndarray, class_id: int, instance: int | s
     new_id = 0
     if out.instance is not None:
         if vocab.thing_table()[class_id] and mask.any():
-            new_id = _IdAllocator(labelmap).new(class_id) if instance == "new" else int(instance)
+            new_id = IdAllocator(labelmap).new(class_id) if instance == "new" else int(instance)
         out.instance[mask] = new_id
     return out, {"pixels": int(mask.sum()), "instance": new_id}
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import SisgenInputError
 from ..instance_bank import BankItem, InstanceBank, load_bank_cached
-from ..labelmap import LabelMap
+from ..labelmap import LabelMap, resize_nearest
 from ..vocab import Vocabulary
 from .base import Edit, lookup, register_edit
 from .checks import (
@@ -22,7 +22,7 @@ from .checks import (
     check_number_range,
     resolve_classes,
 )
-from .geometric import nn_resize, place
+from .geometric import place
 
 
 def load_bank_file(path: str | os.PathLike) -> InstanceBank:
@@ -33,7 +33,7 @@ def load_bank_file(path: str | os.PathLike) -> InstanceBank:
         raise SisgenInputError(f"{os.fspath(path)}: {e.problem}") from e
 
 
-class _IdAllocator:
+class IdAllocator:
     """Fresh instance ids: ``class * 1000 + k`` when the map uses that style, else max + 1.
 
     A map uses the class style when all its nonzero ids are ``>= 1000`` with
@@ -221,7 +221,7 @@ class Paste(Edit):
             n = 1 if self.count is None else self.count
 
         out = labelmap.copy()
-        ids = None if out.instance is None else _IdAllocator(out)
+        ids = None if out.instance is None else IdAllocator(out)
         pasted: list[dict[str, Any]] = []
         skipped = 0
         for _ in range(n):
@@ -273,7 +273,7 @@ class Paste(Edit):
             size = (max(1, int(round(h * f))), max(1, int(round(w * f))))
             if size[0] > 4 * H or size[1] > 4 * W:
                 continue
-            m = nn_resize(item.mask, size)
+            m = resize_nearest(item.mask, size)
             full = place(m, False, (H, W), y - (size[0] - 1), x - size[1] // 2)
             if self.occlusion == "behind":
                 full &= lookup(stuff, out.semantic)

@@ -37,9 +37,10 @@ class Recipe:
                 self.edits.append(build_edit(step))
             except SisgenInputError as e:
                 raise self._error(i, step, e.problem) from e
-        base_dir = None if self.source is None else os.path.dirname(os.path.abspath(self.source))
-        for edit in self.edits:
-            edit.bind_base_dir(base_dir)
+        if self.source is not None:  # relative bank paths resolve next to the recipe file;
+            base_dir = os.path.dirname(os.path.abspath(self.source))  # steps built elsewhere
+            for edit in self.edits:                                    # keep their binding
+                edit.bind_base_dir(base_dir)
 
     def _error(self, index: int, step: Any, problem: str) -> SisgenInputError:
         return SisgenInputError(f"{step_label(index, step, 'edit step')}: {problem}",

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sisgen import sources
-from sisgen.edits import available_edits
+from sisgen.edits import available_edits, edit_class
 from sisgen.engines import Generator
 from sisgen.engines.torch_engine import TorchEngine
 from sisgen.generate import generate
@@ -65,7 +65,10 @@ def gen():
 
 
 def test_every_edit_op_has_an_example():
-    assert set(STEPS) == set(available_edits())
+    # sisgen's own ops (other tests register custom ops in the same registry)
+    ours = {op for op in available_edits()
+            if edit_class(op).__module__.startswith("sisgen.edits.")}
+    assert set(STEPS) == ours
 
 
 @pytest.mark.parametrize("op", sorted(STEPS))
