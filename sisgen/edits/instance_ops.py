@@ -325,10 +325,7 @@ class PasteItem(Paste):
         context: Mapping[str, Any] | None = None,
     ) -> tuple[LabelMap, dict[str, Any]]:
         """Paste; records ``class``, ``instance``, ``size`` and visible ``pixels``."""
-        bank = self.get_bank(context or {})
-        if bank.vocabulary is not None and bank.vocabulary != vocab.name:
-            raise SisgenInputError(f"the instance bank holds {bank.vocabulary!r} class ids, "
-                                   f"the map uses {vocab.name!r}")
+        bank = self.get_bank(context or {}, vocab)
         if self.item >= len(bank):
             raise SisgenInputError(f"item {self.item} is not in the bank "
                                    f"({len(bank)} items)")

@@ -174,25 +174,32 @@ class Paste(Edit):
                 return beside
         return self.bank
 
-    def get_bank(self, context: Mapping[str, Any]) -> InstanceBank:
+    def get_bank(self, context: Mapping[str, Any], vocab: Vocabulary | None = None
+                 ) -> InstanceBank:
         """Return the bank of this step (its file, else ``context["bank"]``).
 
+        Args:
+            context: The recipe's run-wide objects.
+            vocab: The maps' vocabulary: a bank that records another one is refused.
+
         Raises:
-            SisgenInputError: No bank anywhere, or an unreadable file (named).
+            SisgenInputError: No bank anywhere, an unreadable file (named), or a bank of
+                another vocabulary.
 
         """
         path = self.bank_path()
-        if path is not None:
-            return load_bank_file(path)
-        bank = context.get("bank")
-        if isinstance(bank, InstanceBank):
-            return bank
+        bank = context.get("bank") if path is None else path
         if isinstance(bank, (str, os.PathLike)):
-            return load_bank_file(bank)
-        raise SisgenInputError(
-            "paste needs an instance bank: give 'bank: path/to/bank.npz' in the step or "
-            "pass context={'bank': InstanceBank} to the recipe"
-        )
+            bank = load_bank_file(bank)
+        if not isinstance(bank, InstanceBank):
+            raise SisgenInputError(
+                "paste needs an instance bank: give 'bank: path/to/bank.npz' in the step or "
+                "pass context={'bank': InstanceBank} to the recipe"
+            )
+        if vocab is not None and bank.vocabulary is not None and bank.vocabulary != vocab.name:
+            raise SisgenInputError(f"the instance bank holds {bank.vocabulary!r} class ids, "
+                                   f"the map uses {vocab.name!r}")
+        return bank
 
     def apply(
         self,
@@ -202,12 +209,7 @@ class Paste(Edit):
         context: Mapping[str, Any] | None = None,
     ) -> tuple[LabelMap, dict[str, Any]]:
         """Paste; records ``requested``, ``pasted`` (one entry per instance) and ``skipped``."""
-        bank = self.get_bank(context or {})
-        if bank.vocabulary is not None and bank.vocabulary != vocab.name:
-            raise SisgenInputError(
-                f"the instance bank holds {bank.vocabulary!r} class ids, the map uses "
-                f"{vocab.name!r}"
-            )
+        bank = self.get_bank(context or {}, vocab)
         wanted = None if self.classes is None else set(resolve_classes(vocab, self.classes))
         pool: dict[int, list[int]] = {}
         for i, item in enumerate(bank):
