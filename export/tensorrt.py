@@ -9,7 +9,10 @@ as a network I/O type, and the ONNX parser keeps int64 tensors.
 One optimization profile covers the dynamic axes: the batch (``batch=(min, opt, max)``, or
 an int ``b`` meaning ``(1, b, b)`` -- full batches plus a short last one) and, for ONNX
 files with dynamic height/width, the size (``size=((h, w) min, opt, max)``; default the
-model resolution). A timing cache file (``timing_cache=``) is loaded before and saved after
+model resolution). Build with the batch size the run will use (``sisgen export tensorrt
+--batch 32`` for ``sisgen generate --batch-size 32``): the engine runs a larger batch as
+chunks of its profile's max, with a warning (:mod:`sisgen.engines.tensorrt_engine`).
+A timing cache file (``timing_cache=``) is loaded before and saved after
 the build, so rebuilding a similar network skips most kernel timing. An engine cache folder
 (``cache_dir=``) keeps built plans keyed by :func:`engine_cache_key` -- sha256 of the ONNX
 bytes, the TensorRT version, the GPU name and compute capability, and the profile shapes --
