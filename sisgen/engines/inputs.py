@@ -63,7 +63,8 @@ class EngineBatch:
 
     Attributes:
         labels: uint8 ``[B,H,W]`` class ids (255 = ignore).
-        seeds: int64 ``[B]`` per-sample seeds (provenance; the noise is already drawn).
+        seeds: int64 ``[B]`` per-sample seeds (provenance; the noise is already drawn;
+            uint64 where a seed needs it).
         edge_ids: int32 ``[B,H,W]`` ids whose 4-neighbour changes are the instance edges:
             the map's instance ids, or its class ids where it has no instance map.
             ``None`` for engines that take no edges.
@@ -202,7 +203,7 @@ class InputSpec:
                 raise ValueError(f"label map {lm.id} is {lm.shape[0]}x{lm.shape[1]}; the engine "
                                  f"takes {h}x{w} (resize it first: LabelMap.resized)")
         labels = np.stack([_label_ids(lm) for lm in labelmaps])
-        batch = EngineBatch(labels=labels, seeds=np.asarray(seeds, np.int64).reshape(-1))
+        batch = EngineBatch(labels=labels, seeds=_seed_array(seeds))
         if self.uses_edges if edges is None else edges:
             batch.edge_ids = np.stack([lm.instance if lm.instance is not None
                                        else labels[i].astype(np.int32)
@@ -265,6 +266,13 @@ class InputSpec:
             sample_feature_map(self.feature_clusters, label_t[i:i + 1], instance_t[i:i + 1],
                                generator=int(seed))
             for i, seed in enumerate(seeds)])
+
+
+def _seed_array(seeds: Sequence[int]) -> np.ndarray:
+    """Seeds as int64 (uint64 for seeds of 2**63 and more, which torch also takes)."""
+    values = [int(s) for s in seeds]
+    big = any(v >= 1 << 63 for v in values)
+    return np.array(values, dtype=np.uint64 if big else np.int64).reshape(-1)
 
 
 def _label_ids(labelmap: LabelMap) -> np.ndarray:

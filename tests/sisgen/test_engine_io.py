@@ -207,6 +207,7 @@ def test_build_checks_its_inputs():
         spec.build([wide], [0])
     ok = LabelMap(np.full((64, 64), 4, np.int64), None, {"id": "int64"})
     assert spec.build([ok], [0]).labels.dtype == np.uint8
+    assert spec.build([ok], [2**64 - 1]).seeds.tolist() == [2**64 - 1]  # torch takes these
 
 
 def test_photos_cross_as_bytes():
