@@ -72,7 +72,7 @@ def test_prepare_adds_instances_only_for_engines_that_take_them(toy_maps):
 def _cli_generate(model_path, out) -> dict[str, np.ndarray]:
     assert main(["generate", "--model", str(model_path), "--source", "toycity", "--split", "val",
                  "--out", str(out), "--limit", "2", "--writers", "folder",
-                 "--batch-size", "2"]) == 0
+                 "--image-format", "png", "--batch-size", "2"]) == 0
     return {f.name: read_rgb(f) for f in sorted((out / "folder").rglob("*.png"))
             if f.parent.name == "images"}
 
