@@ -15,8 +15,9 @@ inputs, uint8 images, encoding, RLE, writing, the manifest): it returns, instant
 photo from ``../shared/samples`` (or a textured image when the samples are absent) resized
 to the run's resolution, so JPEG/PNG costs are those of a real image. ``--cores N`` pins the
 process (and the worker processes it starts) to N cores and, unless given, picks
-``--workers`` / ``--write-workers`` for that many cores (0 and 0 on one core: everything
-in one process; N-1 of each on N cores). ``stage_s`` are busy seconds per
+``--workers`` / ``--write-threads`` for that many cores (everything inline on one core;
+N-1 prepare processes and N write threads on N cores; ``--write-workers`` for processes).
+``stage_s`` are busy seconds per
 stage summed over workers and threads; the stage with the largest share limits throughput.
 """
 
@@ -144,6 +145,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=None, help="pin to this many cores")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--write-workers", type=int, default=None)
+    ap.add_argument("--write-threads", type=int, default=None)
     ap.add_argument("--writers", default="cityscapes,coco")
     ap.add_argument("--recipe", default=None, help="YAML text or file")
     ap.add_argument("--resize-first", action="store_true",
@@ -156,8 +158,8 @@ def main() -> None:
         os.sched_setaffinity(0, cpus)
     cores = len(os.sched_getaffinity(0))
     workers = args.workers if args.workers is not None else (0 if cores == 1 else cores - 1)
-    writers_n = (args.write_workers if args.write_workers is not None
-                 else (0 if cores == 1 else cores - 1))
+    writers_n = args.write_workers if args.write_workers is not None else 0
+    threads = args.write_threads if args.write_threads is not None else cores
     import cv2
     import torch
 
@@ -197,7 +199,8 @@ def main() -> None:
             report = generate(gen, src, out, writers=tuple(args.writers.split(",")),
                               recipe=recipe, seed=r, samples_per_map=args.samples_per_map,
                               batch_size=args.batch_size, limit=args.limit, workers=workers,
-                              write_workers=writers_n, resize_first=args.resize_first,
+                              write_workers=writers_n, write_threads=threads,
+                              resize_first=args.resize_first,
                               progress=False)
             runs.append({**report.to_dict(), "process_wall_s": round(time.perf_counter() - t0,
                                                                       3)})
@@ -207,7 +210,8 @@ def main() -> None:
             if args.limit is None else min(args.limit, len(src)),
             "size": [h, w], "samples_per_map": args.samples_per_map,
             "batch_size": args.batch_size, "writers": args.writers, "cores": cores,
-            "workers": workers, "write_workers": writers_n, "resize_first": args.resize_first,
+            "workers": workers, "write_workers": writers_n, "write_threads": threads,
+            "resize_first": args.resize_first,
             "images_per_s": best["images_per_s"], "runs": runs,
             "python": platform.python_version(), "cpu_count": os.cpu_count(),
             "argv": sys.argv[1:],

@@ -193,7 +193,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         samples_per_map=args.samples_per_map, batch_size=args.batch_size, limit=args.limit,
         writer_options=writer_options, shard=args.shard, resume=args.resume,
         retry_errors=args.retry_errors, workers=args.workers,
-        write_workers=args.write_workers, quality_filter=quality_filter, bank=args.bank,
+        write_workers=args.write_workers, write_threads=args.write_threads,
+        quality_filter=quality_filter, bank=args.bank,
         resize_first=args.resize_first,
     )
     print(json.dumps(report.to_dict(), indent=2))
@@ -369,8 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
     g.add_argument("--workers", type=_non_negative_int, default=0,
                    help="worker processes preparing batches (load, edit, engine inputs)")
-    g.add_argument("--write-workers", type=_non_negative_int, default=1,
+    g.add_argument("--write-workers", type=_non_negative_int, default=0,
                    help="worker processes encoding and writing files (0: in the main process)")
+    g.add_argument("--write-threads", type=_positive_int, default=2,
+                   help="with --write-workers 0: threads encoding and writing files")
     g.add_argument("--resize-first", action="store_true",
                    help="resize maps to the model's size before the edits (fast on large "
                    "maps; edits then act at the model's resolution)")

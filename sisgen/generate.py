@@ -264,6 +264,7 @@ def generate(
     retry_errors: bool = False,
     workers: int = 0,
     write_workers: int = 0,
+    write_threads: int = 1,
     quality_filter: QualityFilter | None = None,
     bank: InstanceBank | str | Path | None = None,
     bank_maps: int = BANK_MAPS,
@@ -292,6 +293,9 @@ def generate(
         retry_errors: With ``resume``, try the samples recorded as errors again.
         workers: Worker processes preparing batches (0: in this process).
         write_workers: Worker processes encoding and writing files (0: in this process).
+        write_threads: With ``write_workers=0``: threads encoding and writing files in this
+            process (1: inline). On few cores threads are cheaper than processes (no copy
+            of the arrays); processes scale further.
         quality_filter: Optional :class:`~sisgen.filtering.QualityFilter`: images its
             segmenter does not recognise are dropped (``"status": "filtered"`` in the
             manifest) or have the disagreeing pixels written as ignore (255).
@@ -395,7 +399,7 @@ def generate(
     describe = {"source_kind": source.kind, "recipe": record["recipe"],
                 "model_name": generator.model_name, "model_hash": generator.model_hash,
                 "backend": generator.backend}
-    stage = WriteStage([w for _, w in opened], write_workers)
+    stage = WriteStage([w for _, w in opened], write_workers, write_threads)
     reported_maps: set[int] = set(failed_maps)
     ok = False
     with ManifestAppender(manifest_path) as manifest:

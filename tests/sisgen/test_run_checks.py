@@ -139,21 +139,24 @@ def test_retry_errors_redoes_recorded_errors(gen, tmp_path):
 def test_two_runs_are_byte_identical_and_follow_the_umask(gen, tmp_path):
     old = os.umask(0o022)
     try:
-        for name in ("a", "b"):
+        for name, parallel in (("a", {}), ("b", {"write_workers": 1}),
+                               ("c", {"write_threads": 3})):
             _run(gen, tmp_path / name, writers=("cityscapes", "coco"), samples_per_map=2,
-                 recipe="edits: [{op: hflip, p: 0.5}]", write_workers=1 if name == "b" else 0)
+                 recipe="edits: [{op: hflip, p: 0.5}]", **parallel)
     finally:
         os.umask(old)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*")
                    if p.is_file())
-    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*")
-                           if p.is_file())
-    for f in files:
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
-        assert (tmp_path / "a" / f).stat().st_mode & 0o777 == 0o644
+    for other in ("b", "c"):
+        assert files == sorted(p.relative_to(tmp_path / other)
+                               for p in (tmp_path / other).rglob("*") if p.is_file())
+        for f in files:
+            assert (tmp_path / "a" / f).read_bytes() == (tmp_path / other / f).read_bytes(), f
+            assert (tmp_path / other / f).stat().st_mode & 0o777 == 0o644
     run = json.loads((tmp_path / "a" / "manifest.jsonl").read_text().splitlines()[0])
     assert run["status"] == "run" and run["total"] == 8
     shutil.rmtree(tmp_path / "b")
+    shutil.rmtree(tmp_path / "c")
 
 
 def test_the_bank_does_not_depend_on_the_limit(gen, tmp_path):
