@@ -115,10 +115,11 @@ def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
 
     path = args.model
     if path is None:
-        model = build_model("spade", dataset=dataset, ngf=args.ngf, height=size[0],
-                            width=size[1], num_upsampling_layers="normal")
+        # the untrained SPADE earlier throughput figures used (ngf 16, SPADE hidden 32)
+        model = build_model("spade", dataset=dataset, ngf=args.ngf, spade_hidden=2 * args.ngf,
+                            z_dim=64, height=size[0], width=size[1])
         if args.engine == "onnx":
-            path, _ = model.export(format="onnx", file=os.path.join(tmp, "model.onnx"))
+            path = model.export(format="onnx", file=os.path.join(tmp, "model.onnx"))
         else:
             path = os.path.join(tmp, "model")
             model.save(path)
