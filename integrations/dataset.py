@@ -27,7 +27,14 @@ from sisgen.engines import Generator
 from sisgen.errors import SisgenInputError
 from sisgen.instance_bank import InstanceBank
 from sisgen.labelmap import SOURCE_INDEX_KEY, LabelMap
-from sisgen.samples import BANK_MAPS, SamplePath, run_bank, run_engine, sample_seed
+from sisgen.samples import (
+    BANK_MAPS,
+    PreparedSample,
+    SamplePath,
+    run_bank,
+    run_engine,
+    sample_seed,
+)
 from sisgen.sources import Source
 from sisgen.vocab import require_same_ids
 
@@ -122,6 +129,14 @@ def shard(items: np.ndarray, rank: int | None = None, world_size: int | None = N
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """``H×W×3`` uint8 -> float32 ``3×H×W`` tensor in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def _named(sample: PreparedSample) -> LabelMap:
+    """The sample's map, its ``meta`` naming the sample and the source map it came from."""
+    lm = sample.labelmap
+    lm.meta["id"] = sample.name
+    lm.meta[SOURCE_INDEX_KEY] = sample.source_index
+    return lm
 
 
 class SynthesisDataset(IterableDataset):
@@ -264,11 +279,7 @@ class SynthesisDataset(IterableDataset):
         Raises:
             SisgenInputError: The map cannot be read or edited.
         """
-        sample = self.sample_path(epoch).sample(index)
-        edited = sample.labelmap
-        edited.meta["id"] = sample.name
-        edited.meta[SOURCE_INDEX_KEY] = sample.source_index
-        return edited
+        return _named(self.sample_path(epoch).sample(index))
 
     def _check_vocabulary(self, gen: Generator) -> None:
         require_same_ids(self.source.vocabulary, gen.vocabulary)
@@ -309,10 +320,7 @@ class SynthesisDataset(IterableDataset):
         images = run_engine(gen, batch)
         items = []
         for sample, image in zip(batch.samples, images, strict=True):
-            lm = sample.labelmap
-            lm.meta["id"] = sample.name
-            lm.meta[SOURCE_INDEX_KEY] = sample.source_index
-            items.append(self._item(lm, image, sample.index, epoch))
+            items.append(self._item(_named(sample), image, sample.index, epoch))
         return items
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

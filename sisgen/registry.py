@@ -35,8 +35,13 @@ class Registry(Generic[T]):
         self.what = what
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, attr: str | None = None) -> Callable[[T], T]:
         """Return a decorator that registers its argument under ``name``.
+
+        Args:
+            name: The registered name.
+            attr: Also set this attribute of the object to ``name`` (a class that knows
+                its own registered name: an edit's ``op``, a writer's ``kind``).
 
         Raises:
             ValueError: The name is already taken.
@@ -44,6 +49,8 @@ class Registry(Generic[T]):
 
         def deco(obj: T) -> T:
             self.add(name, obj)
+            if attr is not None:
+                setattr(obj, attr, name)
             return obj
 
         return deco

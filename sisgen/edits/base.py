@@ -38,13 +38,7 @@ def register_edit(name: str) -> Callable[[type[Edit]], type[Edit]]:
         ValueError: The name is already taken.
 
     """
-
-    def deco(cls: type[Edit]) -> type[Edit]:
-        _OPS.add(name, cls)
-        cls.op = name
-        return cls
-
-    return deco
+    return _OPS.register(name, attr="op")
 
 
 def available_edits() -> list[str]:

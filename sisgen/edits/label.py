@@ -239,6 +239,13 @@ class _ClassMorph(Edit):
         self.class_ = check_class(class_)
         self.pixels = check_int(pixels, "pixels")
 
+    def _start(self, labelmap: LabelMap, vocab: Vocabulary
+               ) -> tuple[int, LabelMap, np.ndarray | None]:
+        """``(class id, a copy of the map, the class's pixels)``; ``None`` pixels: no change."""
+        c = resolve_class(vocab, self.class_)
+        mask = labelmap.semantic == c
+        return c, labelmap.copy(), mask if self.pixels and mask.any() else None
+
 
 @register_edit("dilate")
 class Dilate(_ClassMorph):
@@ -266,12 +273,10 @@ class Dilate(_ClassMorph):
         self, labelmap: LabelMap, rng: np.random.Generator, vocab: Vocabulary
     ) -> tuple[LabelMap, dict[str, Any]]:
         """Dilate; records the number of ``changed`` pixels."""
-        c = resolve_class(vocab, self.class_)
-        out = labelmap.copy()
-        sem = labelmap.semantic
-        mask = sem == c
-        if self.pixels == 0 or not mask.any():
+        c, out, mask = self._start(labelmap, vocab)
+        if mask is None:
             return out, {"changed": 0}
+        sem = labelmap.semantic
         grown = cv2.dilate(mask.astype(np.uint8), _ellipse(self.pixels),
                            borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
         target = grown & ~mask & (sem != vocab.ignore_id)
@@ -308,12 +313,10 @@ class Erode(_ClassMorph):
         self, labelmap: LabelMap, rng: np.random.Generator, vocab: Vocabulary
     ) -> tuple[LabelMap, dict[str, Any]]:
         """Erode; records the number of ``changed`` pixels."""
-        c = resolve_class(vocab, self.class_)
-        out = labelmap.copy()
-        sem = labelmap.semantic
-        mask = sem == c
-        if self.pixels == 0 or not mask.any():
+        c, out, mask = self._start(labelmap, vocab)
+        if mask is None:
             return out, {"changed": 0}
+        sem = labelmap.semantic
         kept = cv2.erode(mask.astype(np.uint8), _ellipse(self.pixels),
                          borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
         freed = mask & ~kept

@@ -44,13 +44,7 @@ def register_writer(kind: str) -> Callable[[type[Writer]], type[Writer]]:
         ValueError: The kind is already taken.
 
     """
-
-    def deco(cls: type[Writer]) -> type[Writer]:
-        WRITERS.add(kind, cls)
-        cls.kind = kind
-        return cls
-
-    return deco
+    return WRITERS.register(kind, attr="kind")
 
 
 def safe_stem(name: str, max_len: int = 150) -> str:

@@ -132,13 +132,7 @@ class Metric:
 
 def register_metric(name: str) -> Callable[[type[Metric]], type[Metric]]:
     """Class decorator: make a :class:`Metric` available by ``name`` (its ``name``)."""
-
-    def deco(cls: type[Metric]) -> type[Metric]:
-        _METRICS.add(name, cls)
-        cls.name = name
-        return cls
-
-    return deco
+    return _METRICS.register(name, attr="name")
 
 
 def available_metrics() -> list[str]:
