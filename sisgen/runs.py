@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SisgenInputError
-from .manifest import MANIFEST, read_manifest
+from .manifest import read_manifest
 from .vocab import Vocabulary, get_vocabulary
 
 #: Record keys that may differ between the shards of one run.
@@ -212,5 +212,5 @@ def merged_manifest_text(record: dict[str, Any], entries: list[dict[str, Any]]) 
     return "".join(json.dumps(e) + "\n" for e in lines)
 
 
-__all__ = ["MANIFEST", "check_resume", "check_shards", "done_indices", "merged_manifest_text",
+__all__ = ["check_resume", "check_shards", "done_indices", "merged_manifest_text",
            "resolve_shard", "run_records", "shard_blocks", "vocabulary_record"]

@@ -205,8 +205,7 @@ class Vocabulary:
         """
         if semantic.size == 0:
             return np.zeros(0, np.int64)
-        known = self.valid_table().copy()
-        known[self.ignore_id] = True
+        known = self._table("known", [*self.ids, self.ignore_id])  # built once
         if semantic.dtype == np.uint8:
             counts = np.bincount(semantic.ravel(), minlength=256)
             return np.flatnonzero((counts > 0) & ~known)
