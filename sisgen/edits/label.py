@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,7 +41,15 @@ def nearest_values(source: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def relabel(labelmap: LabelMap, mapping: dict[int, int], vocab: Vocabulary) -> LabelMap:
-    """Map class ids all at once; pixels that became stuff or ignore lose their instance."""
+    """Map class ids all at once; pixels that became stuff or ignore lose their instance.
+
+    A uint8 map (every source in sisgen yields one) takes one 256-entry table gather for
+    the classes and one for the instance pixels to clear -- no per-class mask, no copy
+    that is overwritten afterwards; other dtypes take the per-class masks.
+    """
+    if labelmap.semantic.dtype == np.uint8 and labelmap.semantic.size and all(
+            0 <= a < 256 and 0 <= b < 256 for a, b in mapping.items()):
+        return _relabel_u8(labelmap, mapping, vocab)
     out = labelmap.copy()
     sem = labelmap.semantic
     changed = np.zeros(sem.shape, dtype=bool)
@@ -52,6 +61,21 @@ def relabel(labelmap: LabelMap, mapping: dict[int, int], vocab: Vocabulary) -> L
         now_stuff = changed & ~lookup(vocab.thing_table(), out.semantic)
         out.instance[now_stuff] = 0
     return out
+
+
+def _relabel_u8(labelmap: LabelMap, mapping: dict[int, int], vocab: Vocabulary) -> LabelMap:
+    """:func:`relabel` of a uint8 map through 256-entry tables (``cv2.LUT``: one pass each)."""
+    table = np.arange(256, dtype=np.uint8)
+    clear = np.zeros(256, dtype=np.uint8)  # source classes whose pixels lose their instance
+    thing = vocab.thing_table()
+    for a, b in mapping.items():
+        table[a] = b
+        clear[a] = not thing[b]
+    sem = np.ascontiguousarray(labelmap.semantic)
+    instance = None if labelmap.instance is None else labelmap.instance.copy()
+    if instance is not None and clear.any():
+        np.copyto(instance, 0, where=cv2.LUT(sem, clear).view(bool))
+    return LabelMap(cv2.LUT(sem, table), instance, copy.deepcopy(labelmap.meta))
 
 
 def fill_from_nearest_stuff(labelmap: LabelMap, freed: np.ndarray, vocab: Vocabulary) -> None:

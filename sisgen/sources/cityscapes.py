@@ -223,8 +223,9 @@ class CityscapesSource(Source):
         instance: np.ndarray | None = None
         ipath = self.instance_path(index)
         if ipath.is_file():
-            raw = read_label_png(ipath, allow_16bit=True).astype(np.int32)
-            instance = np.where(raw >= 1000, raw, 0).astype(np.int32)
+            raw = read_label_png(ipath, allow_16bit=True)
+            instance = raw.astype(np.int32)
+            instance[raw < 1000] = 0  # stuff and crowd pixels store their plain labelId
             meta["instance_file"] = str(ipath)
         return LabelMap(semantic, instance, meta)
 

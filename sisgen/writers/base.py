@@ -101,16 +101,41 @@ def _instance_groups(sem: np.ndarray, instance: np.ndarray, thing_px: np.ndarray
 
     Returns:
         ``(group, classes)``: an ``H×W`` int64 map (0 outside every instance) and the
-        class of each group. One 1-D sort of ``instance * 256 + class`` (classes are
-        below 256), not a row-wise ``unique`` over pairs.
+        class of each group. The pairs are keyed ``instance * 256 + class`` (classes are
+        below 256) and numbered by :func:`unique_runs`: one sorted key per run of equal
+        keys, not one per pixel.
     """
-    inst = instance.astype(np.int64)
-    sel = thing_px & (inst != 0)
-    key = inst[sel] * 256 + sem[sel]
-    uniq, inverse = np.unique(key, return_inverse=True)
+    sel = thing_px & (instance != 0)
+    key = instance[sel].astype(np.int64) * 256 + sem[sel]
+    uniq, inverse, _ = unique_runs(key)
     group = np.zeros(sem.shape, np.int64)
-    group[sel] = inverse.reshape(-1) + 1
+    group[sel] = inverse + 1
     return group, uniq % 256
+
+
+def unique_runs(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(values, return_index=True, return_inverse=True)``, sorting runs, not items.
+
+    The pixels of one instance come in long runs of equal keys (row after row), so
+    sorting one key per run is a fraction of the work of sorting every pixel's key.
+
+    Args:
+        values: A 1-D integer array.
+
+    Returns:
+        ``(unique, inverse, first)``: the sorted distinct values, each item's position in
+        ``unique``, and the index of each distinct value's first occurrence.
+    """
+    values = np.asarray(values).reshape(-1)
+    n = values.size
+    if n == 0:
+        empty = np.zeros(0, np.intp)
+        return values.copy(), empty, empty
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    uniq, first_run, inverse_run = np.unique(values[starts], return_index=True,
+                                             return_inverse=True)
+    inverse = np.repeat(inverse_run.reshape(-1), np.diff(np.append(starts, n)))
+    return uniq, inverse, starts[first_run]
 
 
 @dataclass
@@ -165,31 +190,94 @@ def segments(semantic: np.ndarray, instance: np.ndarray | None, vocabulary: Voca
     )
 
 
-def segment_runs(ids: np.ndarray, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The column-major runs of each segment of an id map, in one pass over the pixels.
+@dataclass
+class SegmentRuns:
+    """The column-major runs of every segment of an id map (see :func:`segment_runs`).
 
     COCO run-length encoding, areas and boxes all follow from these runs, so no segment
-    needs a full-frame mask of its own.
+    needs a full-frame mask of its own, and areas and boxes of all segments are a few
+    array operations, with no loop over segments.
+
+    Attributes:
+        starts: Start of every run in the column-major (Fortran-order) pixel sequence,
+            grouped by segment (1, 2, ...), ascending within a segment.
+        lengths: The runs' lengths.
+        bounds: ``[K + 1]`` offsets: segment ``k + 1`` owns runs ``bounds[k]:bounds[k + 1]``.
+        height: The map's height.
+        width: The map's width.
+    """
+
+    starts: np.ndarray
+    lengths: np.ndarray
+    bounds: np.ndarray
+    height: int
+    width: int
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def runs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, lengths)`` of segment ``k + 1`` (``k`` counts from 0)."""
+        a, b = self.bounds[k], self.bounds[k + 1]
+        return self.starts[a:b], self.lengths[a:b]
+
+    def areas(self) -> np.ndarray:
+        """``[K]`` int64 pixel counts."""
+        total = np.concatenate(([0], np.cumsum(self.lengths)))
+        return total[self.bounds[1:]] - total[self.bounds[:-1]]
+
+    def boxes(self) -> np.ndarray:
+        """``[K, 4]`` int64 boxes ``[x, y, w, h]`` (zeros for an empty segment).
+
+        A run that continues into the next column covers the bottom row of one column and
+        the top row of the next, so it spans the full height in the box.
+        """
+        h = self.height
+        last = self.starts + self.lengths - 1
+        x0, x1 = self.starts // h, last // h
+        wraps = x1 > x0
+        top = np.where(wraps, 0, self.starts % h)
+        bottom = np.where(wraps, h - 1, last % h)
+        left, right = self._reduce(np.minimum, x0), self._reduce(np.maximum, x1)
+        y0, y1 = self._reduce(np.minimum, top), self._reduce(np.maximum, bottom)
+        box = np.stack([left, y0, right - left + 1, y1 - y0 + 1], axis=1)
+        box[self.bounds[1:] == self.bounds[:-1]] = 0
+        return box
+
+    def _reduce(self, ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+        """``ufunc`` over each segment's runs (0 for an empty segment)."""
+        out = np.zeros(len(self), np.int64)
+        full = self.bounds[1:] > self.bounds[:-1]
+        if full.any():
+            out[full] = ufunc.reduceat(values, self.bounds[:-1][full])
+        return out
+
+
+def segment_runs(ids: np.ndarray, count: int) -> SegmentRuns:
+    """The column-major runs of each segment of an id map, in one pass over the pixels.
 
     Args:
         ids: ``H×W`` segment ids (0 = void).
         count: The number of segments ``K`` (ids ``1..K``).
 
     Returns:
-        For each segment ``1..K``: ``(starts, lengths)`` of its runs in the column-major
-        (Fortran-order) pixel sequence, ascending.
+        The :class:`SegmentRuns` of segments ``1..K``.
     """
+    h, w = ids.shape
     flat = ids.ravel(order="F")
     n = flat.size
     if n == 0:
-        return [(np.zeros(0, np.int64), np.zeros(0, np.int64)) for _ in range(count)]
+        none = np.zeros(0, np.int64)
+        return SegmentRuns(none, none, np.zeros(count + 1, np.int64), h, w)
     starts = np.flatnonzero(np.concatenate(([True], flat[1:] != flat[:-1])))
     lengths = np.diff(np.append(starts, n))
     values = flat[starts]
+    keep = (values > 0) & (values <= count)
+    starts, lengths, values = starts[keep], lengths[keep], values[keep]
     order = np.argsort(values, kind="stable")
     bounds = np.searchsorted(values[order], np.arange(1, count + 2))
-    return [(starts[order[bounds[k]:bounds[k + 1]]], lengths[order[bounds[k]:bounds[k + 1]]])
-            for k in range(count)]
+    return SegmentRuns(starts[order].astype(np.int64), lengths[order].astype(np.int64),
+                       bounds.astype(np.int64), h, w)
 
 
 IMAGE_FORMATS = ("jpg", "png")
@@ -216,7 +304,12 @@ def check_image_format(image_format: str) -> str:
 
 
 class SampleImage:
-    """A generated image that several writers write: encoded at most once per format.
+    """A generated sample that several writers write: each piece of shared work done once.
+
+    The image is encoded at most once per format; the uint8 label PNG of a label map
+    (every writer stores the same one) is encoded once; a label map is checked against a
+    vocabulary once, by the first writer that asks -- or never, when the run says its
+    sample path already checked it (:meth:`mark_checked`).
 
     Args:
         array: ``H×W×3`` uint8 RGB.
@@ -225,6 +318,8 @@ class SampleImage:
     def __init__(self, array: np.ndarray):
         self.array = np.asarray(array)
         self._encoded: dict[tuple[str, int], bytes] = {}
+        self._labels: list[tuple[np.ndarray, bytes]] = []
+        self._checked: list[tuple[Vocabulary, np.ndarray]] = []
 
     def encoded(self, image_format: str, jpeg_quality: int = 95) -> bytes:
         """The image as ``jpg`` or ``png`` bytes (quality only matters for ``jpg``)."""
@@ -233,6 +328,45 @@ class SampleImage:
             self._encoded[key] = encode_image(self.array, f".{image_format}",
                                               jpeg_quality=int(jpeg_quality))
         return self._encoded[key]
+
+    def label_png(self, semantic: np.ndarray) -> bytes:
+        """``semantic`` as a single-channel uint8 PNG, encoded once per array."""
+        for array, data in self._labels:
+            if array is semantic:
+                return data
+        data = encode_image(semantic.astype(np.uint8, copy=False), ".png")
+        self._labels.append((semantic, data))
+        return data
+
+    def mark_checked(self, vocabulary: Vocabulary, semantic: np.ndarray) -> None:
+        """Record that ``semantic`` holds only ``vocabulary``'s ids (and ignore)."""
+        self._checked.append((vocabulary, semantic))
+
+    def check_labels(self, vocabulary: Vocabulary, semantic: np.ndarray, name: str) -> None:
+        """:meth:`Vocabulary.validate` ``semantic`` unless it was checked for this sample.
+
+        Raises:
+            SisgenInputError: Ids outside the vocabulary, naming the sample.
+        """
+        for vocab, array in self._checked:
+            if array is semantic and (vocab is vocabulary or vocab.ids == vocabulary.ids):
+                return
+        vocabulary.validate(semantic, name)
+        self.mark_checked(vocabulary, semantic)
+
+
+def write_label_png(path: Path, semantic: np.ndarray, image: np.ndarray | SampleImage
+                    ) -> None:
+    """Atomically write ``semantic`` as a uint8 label PNG, sharing the sample's encoding.
+
+    Args:
+        path: The PNG file.
+        semantic: ``H×W`` class ids (0..255).
+        image: The sample's :class:`SampleImage` (which encodes the PNG once for every
+            writer), or a plain image array (then the PNG is encoded here).
+    """
+    shared = image if isinstance(image, SampleImage) else SampleImage(image)
+    atomic_write_bytes(path, shared.label_png(semantic))
 
 
 def write_photo(folder: Path, stem: str, image: np.ndarray | SampleImage, image_format: str,
@@ -367,18 +501,19 @@ class Writer:
         """Validate one sample and return its safe stem."""
         if self.closed:
             raise RuntimeError(f"{self.kind} writer at {self.root} is closed")
-        image = image.array if isinstance(image, SampleImage) else np.asarray(image)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shared = image if isinstance(image, SampleImage) else SampleImage(image)
+        array = shared.array
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
             raise SisgenInputError(
-                f"image must be an H×W×3 uint8 RGB array, got {image.dtype} {image.shape}",
+                f"image must be an H×W×3 uint8 RGB array, got {array.dtype} {array.shape}",
                 name,
             )
-        if image.shape[:2] != labelmap.shape:
+        if array.shape[:2] != labelmap.shape:
             raise SisgenInputError(
-                f"image size {image.shape[:2]} differs from label map size {labelmap.shape}",
+                f"image size {array.shape[:2]} differs from label map size {labelmap.shape}",
                 name,
             )
-        self.vocabulary.validate(labelmap.semantic, name)
+        shared.check_labels(self.vocabulary, labelmap.semantic, name)
         return safe_stem(name)
 
     def _rel(self, path: Path) -> str:

@@ -24,7 +24,16 @@ from ..errors import SisgenInputError
 from ..io import write_image
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import SampleImage, Writer, Written, check_image_format, register_writer, write_photo
+from .base import (
+    SampleImage,
+    Writer,
+    Written,
+    check_image_format,
+    register_writer,
+    unique_runs,
+    write_label_png,
+    write_photo,
+)
 
 
 def cityscapes_instance_ids(
@@ -50,56 +59,71 @@ def cityscapes_instance_ids(
             id exceeds 65535 (a thing class id above 65).
 
     """
-    sem = semantic.astype(np.int64)
-    out = sem.copy()
+    sem = np.asarray(semantic)
+    limit = np.iinfo(np.uint16).max
+    if sem.dtype != np.uint8 and sem.size and (sem.min() < 0 or sem.max() > limit):
+        raise SisgenInputError(_TOO_LARGE)
+    out = sem.astype(np.uint16)
     if instance is not None:
-        thing = np.zeros(max(256, int(sem.max(initial=0)) + 1), dtype=bool)
+        thing = np.zeros(256, dtype=bool)
         thing[np.asarray(thing_ids, dtype=np.int64)] = True
-        sel = thing[np.clip(sem, 0, len(thing) - 1)] & (sem >= 0) & (instance != 0)
+        sel = (instance != 0) & (thing[sem] if sem.dtype == np.uint8
+                                 else (sem < 256) & thing[np.clip(sem, 0, 255)])
         if sel.any():
             flat_idx = np.flatnonzero(sel)
-            cls = sem.ravel()[flat_idx]
-            inst = instance.astype(np.int64).ravel()[flat_idx]
-            # (class, instance) pairs as one int64 key, sorted like the pairs: a 1-D sort,
-            # not a row-wise unique (instance ids are int32, classes below 256)
+            cls = sem.ravel()[flat_idx].astype(np.int64)
+            inst = instance.ravel()[flat_idx].astype(np.int64)
+            # (class, instance) pairs as one int64 key, sorted like the pairs: a 1-D sort
+            # of one key per run (unique_runs), not a row-wise unique (instance ids are
+            # int32, classes below 256)
             key = (cls << 32) | (inst + (1 << 31))
-            ukey, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            ukey, inverse, first = unique_runs(key)
             uniq = np.stack([ukey >> 32, (ukey & 0xFFFFFFFF) - (1 << 31)], axis=1)
-            inverse = inverse.reshape(-1)
-            if (uniq[:, 0] == 0).any():
-                raise SisgenInputError(
-                    "class 0 is a thing class with instances; Cityscapes instanceIds cannot "
-                    "encode them (0 * 1000 + k reads as class k)"
-                )
-            code = np.empty(len(uniq), dtype=np.int64)
-            keep = (uniq[:, 1] // 1000 == uniq[:, 0]) & (uniq[:, 1] >= uniq[:, 0] * 1000)
-            used: dict[int, set[int]] = {}
-            for g in np.flatnonzero(keep):
-                c, i = int(uniq[g, 0]), int(uniq[g, 1])
-                code[g] = i
-                used.setdefault(c, set()).add(i % 1000)
-            next_k: dict[int, int] = {}
-            for g in sorted(np.flatnonzero(~keep), key=lambda g: first[g]):
-                c = int(uniq[g, 0])
-                taken = used.setdefault(c, set())
-                k = next_k.get(c, 0)
-                while k in taken:
-                    k += 1
-                if k >= 1000:
-                    raise SisgenInputError(
-                        f"class {c} has more than 1000 instances; Cityscapes instanceIds "
-                        "cannot encode them"
-                    )
-                taken.add(k)
-                next_k[c] = k + 1
-                code[g] = c * 1000 + k
+            code = _instance_codes(uniq, first)
+            if code.max() > limit:
+                raise SisgenInputError(_TOO_LARGE)
             out.ravel()[flat_idx] = code[inverse]
-    if out.max(initial=0) > np.iinfo(np.uint16).max or out.min(initial=0) < 0:
+    return out
+
+
+_TOO_LARGE = ("instance ids do not fit Cityscapes' uint16 instanceIds (class * 1000 + k must "
+              "be at most 65535, so thing class ids at most 65)")
+
+
+def _instance_codes(uniq: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The ``class * 1000 + k`` code of each distinct ``(class, instance id)`` pair.
+
+    Raises:
+        SisgenInputError: Class 0 has instances, or a class has more than 1000.
+    """
+    if (uniq[:, 0] == 0).any():
         raise SisgenInputError(
-            "instance ids do not fit Cityscapes' uint16 instanceIds (class * 1000 + k must be "
-            "at most 65535, so thing class ids at most 65)"
+            "class 0 is a thing class with instances; Cityscapes instanceIds cannot "
+            "encode them (0 * 1000 + k reads as class k)"
         )
-    return out.astype(np.uint16)
+    code = np.empty(len(uniq), dtype=np.int64)
+    keep = (uniq[:, 1] // 1000 == uniq[:, 0]) & (uniq[:, 1] >= uniq[:, 0] * 1000)
+    used: dict[int, set[int]] = {}
+    for g in np.flatnonzero(keep):
+        c, i = int(uniq[g, 0]), int(uniq[g, 1])
+        code[g] = i
+        used.setdefault(c, set()).add(i % 1000)
+    next_k: dict[int, int] = {}
+    for g in sorted(np.flatnonzero(~keep), key=lambda g: first[g]):
+        c = int(uniq[g, 0])
+        taken = used.setdefault(c, set())
+        k = next_k.get(c, 0)
+        while k in taken:
+            k += 1
+        if k >= 1000:
+            raise SisgenInputError(
+                f"class {c} has more than 1000 instances; Cityscapes instanceIds "
+                "cannot encode them"
+            )
+        taken.add(k)
+        next_k[c] = k + 1
+        code[g] = c * 1000 + k
+    return code
 
 
 @register_writer("cityscapes")
@@ -164,7 +188,7 @@ class CityscapesWriter(Writer):
             "color": self.gt_dir / f"{stem}_gtFine_color.png",
         }
         instance_ids = cityscapes_instance_ids(semantic, labelmap.instance, self._thing_ids)
-        write_image(paths["label"], semantic.astype(np.uint8))
+        write_label_png(paths["label"], semantic, image)
         write_image(paths["instance"], instance_ids)
         write_image(paths["color"], self.vocabulary.colorize(semantic))
         image_path = write_photo(self.image_dir, stem, image, self.image_format,

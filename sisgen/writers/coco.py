@@ -48,7 +48,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from ..errors import SisgenInputError
 from ..io import write_image, write_json, write_text
@@ -56,6 +55,7 @@ from ..labelmap import LabelMap
 from ..vocab import Vocabulary
 from .base import (
     SampleImage,
+    SegmentRuns,
     Writer,
     Written,
     check_image_format,
@@ -63,45 +63,83 @@ from .base import (
     safe_stem,
     segment_runs,
     segments,
+    write_label_png,
     write_photo,
 )
 
 SEGMENTATIONS = ("rle", "polygon")
 
 
-def runs_to_rle(starts: np.ndarray, lengths: np.ndarray, height: int, width: int
-                ) -> dict[str, Any]:
-    """COCO compressed RLE of a mask given by its column-major runs (see ``segment_runs``).
+def compressed_rles(runs: SegmentRuns) -> list[dict[str, Any]]:
+    """COCO compressed RLE (``{"size", "counts"}``) of every segment, all at once.
 
-    The counts alternate background / mask run lengths from the first pixel on, as
-    pycocotools' ``encode`` counts them; pycocotools compresses them to its string form.
+    The same strings pycocotools' ``encode`` gives a segment's mask: counts alternate
+    background / mask run lengths from the first pixel on (column-major, a zero first count
+    when the mask starts at pixel 0, the trailing background only when non-empty); from
+    the fourth count on each is stored as its difference to the count two before, and
+    every number is written as 5-bit groups, least significant first, one character
+    ``48 + group`` each, with ``0x20`` set while more groups follow (a group's ``0x10``
+    bit is the sign). Computed for all counts of all segments as array operations.
+
+    Args:
+        runs: The segments' runs (:func:`~sisgen.writers.base.segment_runs`).
+
+    Returns:
+        One RLE dict per segment, with ``counts`` as an ASCII string.
     """
-    ends = starts + lengths
-    counts = np.empty(2 * len(starts), np.int64)
-    counts[0::2] = starts - np.concatenate(([0], ends[:-1]))
-    counts[1::2] = lengths
-    tail = height * width - (int(ends[-1]) if len(ends) else 0)
-    values = counts.tolist() + ([tail] if tail else [])
-    rle = mask_utils.frPyObjects({"size": [height, width], "counts": values}, height, width)
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
+    h, w = runs.height, runs.width
+    n_runs = np.diff(runs.bounds)
+    k = len(n_runs)
+    seg = np.repeat(np.arange(k), n_runs)
+    ends = runs.starts + runs.lengths
+    full = n_runs > 0
+    last_end = np.zeros(k, np.int64)
+    last_end[full] = ends[runs.bounds[1:][full] - 1]
+    tail = h * w - last_end
+    size = 2 * n_runs + (tail > 0)
+    offsets = np.concatenate(([0], np.cumsum(size)))
+    counts = np.empty(int(offsets[-1]), np.int64)
+    previous = np.concatenate(([0], ends[:-1]))
+    previous[runs.bounds[:-1][full]] = 0  # a segment's first run counts from pixel 0
+    at = offsets[seg] + 2 * (np.arange(len(seg)) - runs.bounds[seg])
+    counts[at] = runs.starts - previous
+    counts[at + 1] = runs.lengths
+    has_tail = tail > 0
+    counts[offsets[1:][has_tail] - 1] = tail[has_tail]
+    local = np.arange(len(counts)) - np.repeat(offsets[:-1], size)
+    values = counts.copy()
+    later = np.flatnonzero(local > 2)
+    values[later] -= counts[later - 2]
+    text, cuts = _leb_text(values)
+    bounds = cuts[offsets]
+    return [{"size": [h, w], "counts": text[bounds[i]:bounds[i + 1]]} for i in range(k)]
 
 
-def runs_to_bbox_area(starts: np.ndarray, lengths: np.ndarray, height: int
-                      ) -> tuple[list[float], int]:
-    """``([x, y, w, h], area)`` of a mask given by its column-major runs.
+def _leb_text(values: np.ndarray) -> tuple[str, np.ndarray]:
+    """The characters of pycocotools' RLE string for each value, and each value's offset.
 
-    A run that continues into the next column covers the bottom row of one column and the
-    top row of the next, so it spans the full height in the box.
+    Returns:
+        ``(text, cuts)``: all values' characters in order, and ``[len(values) + 1]``
+        offsets into ``text`` (value ``i`` is ``text[cuts[i]:cuts[i + 1]]``).
     """
-    last = starts + lengths - 1
-    x0, x1 = starts // height, last // height
-    wraps = x1 > x0
-    top = int(np.where(wraps, 0, starts % height).min())
-    bottom = int(np.where(wraps, height - 1, last % height).max())
-    left, right = int(x0.min()), int(x1.max())
-    return ([float(left), float(top), float(right - left + 1), float(bottom - top + 1)],
-            int(lengths.sum()))
+    x = values.astype(np.int64)
+    groups = 13  # an int64 in 5-bit groups
+    chars = np.zeros((len(x), groups), np.uint8)
+    active = np.ones(len(x), bool)
+    used = np.zeros(len(x), np.int64)
+    for g in range(groups):
+        c = x & 0x1F
+        x = x >> 5  # arithmetic: negative values end at -1
+        more = np.where(c & 0x10, x != -1, x != 0)
+        chars[:, g] = np.where(active, 48 + (c | (more << 5)), 0)
+        used += active
+        active &= more
+        if not active.any():
+            chars = chars[:, : g + 1]
+            break
+    keep = np.arange(chars.shape[1]) < used[:, None]
+    cuts = np.concatenate(([0], np.cumsum(used)))
+    return chars[keep].tobytes().decode("ascii"), cuts
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
@@ -157,19 +195,20 @@ def image_records(
 
     """
     seg = segments(semantic, instance, vocabulary)
-    h, w = seg.ids.shape
+    runs = segment_runs(seg.ids, len(seg))
+    rles = compressed_rles(runs)
     things: list[dict[str, Any]] = []
     stuff: list[dict[str, Any]] = []
-    for k, (starts, lengths) in enumerate(segment_runs(seg.ids, len(seg))):
-        bbox, area = runs_to_bbox_area(starts, lengths, h)
+    for k, (cls, box, area, crowd, thing) in enumerate(zip(
+            seg.classes.tolist(), runs.boxes().tolist(), runs.areas().tolist(),
+            seg.crowd.tolist(), seg.thing.tolist(), strict=True)):
         shape: Any = None
-        if segmentation == "polygon" and seg.thing[k] and not seg.crowd[k]:
+        if segmentation == "polygon" and thing and not crowd:
             shape = mask_to_polygons(seg.ids == k + 1) or None
-        record = {"category_id": int(seg.classes[k]) + 1,
-                  "segmentation": shape if shape is not None else runs_to_rle(starts, lengths,
-                                                                              h, w),
-                  "area": area, "bbox": bbox, "iscrowd": int(seg.crowd[k])}
-        (things if seg.thing[k] else stuff).append(record)
+        record = {"category_id": cls + 1,
+                  "segmentation": shape if shape is not None else rles[k],
+                  "area": area, "bbox": [float(v) for v in box], "iscrowd": int(crowd)}
+        (things if thing else stuff).append(record)
     return things, stuff
 
 
@@ -201,11 +240,12 @@ def panoptic_segments(
     seg = segments(semantic, instance, vocabulary)
     if len(seg) >= 256**3:
         raise SisgenInputError(f"{len(seg)} segments do not fit a COCO panoptic PNG")
-    infos: list[dict[str, Any]] = []
-    for k, (starts, lengths) in enumerate(segment_runs(seg.ids, len(seg))):
-        bbox, area = runs_to_bbox_area(starts, lengths, seg.ids.shape[0])
-        infos.append({"id": k + 1, "category_id": int(seg.classes[k]) + 1, "area": area,
-                      "bbox": [int(v) for v in bbox], "iscrowd": int(seg.crowd[k])})
+    runs = segment_runs(seg.ids, len(seg))
+    infos = [{"id": k + 1, "category_id": cls + 1, "area": area, "bbox": box,
+              "iscrowd": int(crowd)}
+             for k, (cls, box, area, crowd) in enumerate(zip(
+                 seg.classes.tolist(), runs.boxes().tolist(), runs.areas().tolist(),
+                 seg.crowd.tolist(), strict=True))]
     return seg.ids, infos
 
 
@@ -429,7 +469,7 @@ class CocoWriter(Writer):
         semantic = labelmap.semantic
         things, stuff = image_records(semantic, labelmap.instance, self.vocabulary,
                                       self.segmentation)
-        write_image(paths["label"], semantic.astype(np.uint8))
+        write_label_png(paths["label"], semantic, image)
         write_photo(self.image_dir, stem, image, self.image_format, self.jpeg_quality)
         h, w = labelmap.shape
         record = {

@@ -35,7 +35,15 @@ from ..errors import SisgenInputError
 from ..io import read_json, write_image, write_json
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
-from .base import SampleImage, Writer, Written, check_image_format, register_writer, write_photo
+from .base import (
+    SampleImage,
+    Writer,
+    Written,
+    check_image_format,
+    register_writer,
+    write_label_png,
+    write_photo,
+)
 
 
 def uint16_instances(instance: np.ndarray) -> np.ndarray:
@@ -144,7 +152,7 @@ class FolderWriter(Writer):
         stem = self._check(name, image, labelmap)
         paths = {"label": self.label_dir / f"{stem}.png"}
         inst_path = self.instance_dir / f"{stem}.png"
-        write_image(paths["label"], labelmap.semantic.astype(np.uint8))
+        write_label_png(paths["label"], labelmap.semantic, image)
         if labelmap.instance is not None:
             write_image(inst_path, uint16_instances(labelmap.instance))
             paths["instance"] = inst_path

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import write_image, write_json, write_text
+from ..io import write_json, write_text
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
 from .base import (
@@ -53,6 +53,7 @@ from .base import (
     Written,
     check_image_format,
     register_writer,
+    write_label_png,
     write_photo,
 )
 from .folder import check_vocabulary_file
@@ -199,7 +200,7 @@ class MMSegWriter(Writer):
         """
         stem = self._check(name, image, labelmap)
         label = self.ann_dir / f"{stem}.png"
-        write_image(label, labelmap.semantic.astype(np.uint8))
+        write_label_png(label, labelmap.semantic, image)
         img = write_photo(self.image_dir, stem, image, self.image_format, self.jpeg_quality)
         return Written(name, {"image": self._rel(img), "label": self._rel(label)})
 

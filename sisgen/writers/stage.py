@@ -24,9 +24,18 @@ _WORKER_WRITERS: list[Writer] = []
 Result = tuple[list[Written] | SisgenInputError, float]
 
 
-def write_sample(writers: Sequence[Writer], name: str, image: np.ndarray, labelmap: LabelMap
-                 ) -> Result:
+def write_sample(writers: Sequence[Writer], name: str, image: np.ndarray, labelmap: LabelMap,
+                 labels_checked: bool = False) -> Result:
     """Every writer's files of one sample.
+
+    Args:
+        writers: The run's writers.
+        name: The sample name.
+        image: The ``H×W×3`` uint8 RGB image.
+        labelmap: Its labels.
+        labels_checked: The label map is known to hold only the writers' vocabulary ids
+            (the run's sample path checked its map), so no writer checks it again.
+            Otherwise the first writer checks it, for all.
 
     Returns:
         ``(written, seconds)``: one :class:`Written` per writer, in order -- or the
@@ -35,6 +44,9 @@ def write_sample(writers: Sequence[Writer], name: str, image: np.ndarray, labelm
     """
     t0 = time.perf_counter()
     shared = SampleImage(image)
+    if labels_checked:
+        for w in writers:
+            shared.mark_checked(w.vocabulary, labelmap.semantic)
     try:
         out: list[Written] | SisgenInputError = [
             w.write_files(name, shared, labelmap) for w in writers]
@@ -50,8 +62,9 @@ def _init_worker(writers: list[Writer]) -> None:
     _WORKER_WRITERS[:] = writers
 
 
-def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap) -> Result:
-    return write_sample(_WORKER_WRITERS, name, image, labelmap)
+def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap, labels_checked: bool
+                     ) -> Result:
+    return write_sample(_WORKER_WRITERS, name, image, labelmap, labels_checked)
 
 
 class WriteStage:
@@ -68,10 +81,15 @@ class WriteStage:
         workers: Worker processes (spawned; 0: none).
         threads: Threads in this process when ``workers`` is 0 (1: inline, when
             :meth:`submit` is called).
+        labels_checked: The run's label maps hold only the vocabulary's ids (its source
+            validates every map and the edits keep to the vocabulary): writers skip their
+            own check (:func:`write_sample`).
     """
 
-    def __init__(self, writers: list[Writer], workers: int = 0, threads: int = 1):
+    def __init__(self, writers: list[Writer], workers: int = 0, threads: int = 1,
+                 labels_checked: bool = False):
         self.writers = writers
+        self.labels_checked = bool(labels_checked)
         self.pool: Executor | None = None
         self.in_process = workers <= 0
         if workers > 0:
@@ -85,13 +103,14 @@ class WriteStage:
 
     def submit(self, name: str, image: np.ndarray, labelmap: LabelMap) -> Future:
         """Start writing a sample; the future's result is :func:`write_sample`'s."""
+        checked = self.labels_checked
         if self.pool is None:
             fut: Future = Future()
-            fut.set_result(write_sample(self.writers, name, image, labelmap))
+            fut.set_result(write_sample(self.writers, name, image, labelmap, checked))
             return fut
         if self.in_process:
-            return self.pool.submit(write_sample, self.writers, name, image, labelmap)
-        return self.pool.submit(_write_in_worker, name, image, labelmap)
+            return self.pool.submit(write_sample, self.writers, name, image, labelmap, checked)
+        return self.pool.submit(_write_in_worker, name, image, labelmap, checked)
 
     def close(self, cancel: bool = False) -> None:
         """Wait for the workers (dropping queued samples with ``cancel``) and stop them."""
