@@ -29,6 +29,11 @@ combines them. The manifest's first line records the run (:mod:`sisgen.runs`).
 A sample that cannot be made (a corrupt PNG, ids outside the vocabulary, a bad COCO
 polygon, an edit that does not apply) is recorded in the manifest with the error and
 skipped; ``retry_errors=True`` tries such samples again on resume.
+
+A plan (:class:`~sisgen.curation.Plan`, ``plan=``) replaces ``samples_per_map``: map ``m``
+gets the plan's count (0 skips it) and sample indices run through the maps' counts in
+source order (:class:`~sisgen.samples.SampleLayout`), so seeds, batches, resumes, shards
+and merges work exactly as without one; the run record holds the plan's digest.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .curation import Plan
 from .edits import Recipe, ResampleNoise
 from .engines import Generator
 from .errors import SisgenInputError
@@ -71,6 +77,7 @@ from .samples import (
     BANK_MAPS,
     PreparedBatch,
     PreparedSample,
+    SampleLayout,
     SamplePath,
     run_bank,
     run_engine,
@@ -266,6 +273,7 @@ def generate(
     write_workers: int = 0,
     write_threads: int = 1,
     quality_filter: QualityFilter | None = None,
+    plan: Plan | str | Path | None = None,
     bank: InstanceBank | str | Path | None = None,
     bank_maps: int = BANK_MAPS,
     resize_first: bool = False,
@@ -298,7 +306,12 @@ def generate(
             of the arrays); processes scale further.
         quality_filter: Optional :class:`~sisgen.filtering.QualityFilter`: images its
             segmenter does not recognise are dropped (``"status": "filtered"`` in the
-            manifest) or have the disagreeing pixels written as ignore (255).
+            manifest) or have the rejected pixels written as ignore (255); each sample's
+            ``quality`` records its scores (ignored fraction, overall and per class). Its
+            segmenter and loss statistics must be for the source's vocabulary.
+        plan: A :class:`~sisgen.curation.Plan` or plan file: samples per map (replaces
+            ``samples_per_map``, which must stay 1); must be the source's plan. ``limit``
+            then keeps the first ``limit`` of the plan's maps.
         bank: The instance bank of ``paste`` steps without a ``bank:`` file (an
             :class:`InstanceBank` or a ``.npz`` path). Default: built from the first
             ``bank_maps`` maps of the source -- however many maps the run uses, so a sample
@@ -332,8 +345,19 @@ def generate(
     for kind in writers:
         WRITERS.get(kind)
     shard = resolve_shard(shard)
-    n_maps = len(source) if limit is None else min(int(limit), len(source))
-    total = n_maps * samples_per_map
+    if quality_filter is not None and hasattr(quality_filter, "check_vocabulary"):
+        quality_filter.check_vocabulary(vocab, f"the {source.kind} source")
+    counts = None
+    if plan is not None:
+        if samples_per_map != 1:
+            raise SisgenInputError("give samples_per_map or a plan, not both (the plan says "
+                                   "how many samples each map gets)")
+        plan = plan if isinstance(plan, Plan) else Plan.load(plan)
+        counts = plan.counts(source)
+    n_maps = len(source) if counts is None else len(counts)
+    n_maps = n_maps if limit is None else min(int(limit), n_maps)
+    layout = SampleLayout(n_maps, samples_per_map, None if counts is None else counts[:n_maps])
+    total = layout.total
     blocks = shard_blocks(total, batch_size, shard)
     out = Path(out_dir)
     manifest_path = out / manifest_name(shard)
@@ -351,7 +375,8 @@ def generate(
         record = {
             "status": "run", "sisgen": __version__, "source": source.kind,
             "vocabulary": vocabulary_record(vocab), "recipe": recipe.to_list(),
-            "seed": int(seed), "samples_per_map": int(samples_per_map), "maps": n_maps,
+            "seed": int(seed), "samples_per_map": None if plan else int(samples_per_map),
+            "maps": n_maps,
             "total": total, "batch_size": int(batch_size),
             "model": {"name": generator.model_name, "hash": generator.model_hash,
                       "resolution": list(generator.resolution)},
@@ -359,12 +384,14 @@ def generate(
             "shard": None if shard is None else list(shard), "blocks": len(blocks),
             "expected": sum(len(b) for b in blocks),
         }
+        if plan is not None:
+            record.update(plan=plan.record(), plan_file=plan.path)
         records = run_records(previous)
         if retry_errors and any(e.get("status") == "error" for e in previous):
             previous = [e for e in previous if e.get("status") != "error"]
             write_text(manifest_path, "".join(_line(e) for e in previous))
         new_record = check_resume(records[-1] if records else None, record, manifest_path)
-        done = done_indices(previous, samples_per_map)
+        done = done_indices(previous, record["samples_per_map"])
         failed_maps = frozenset(int(e["source_index"]) for e in previous
                                 if e.get("stage") == "source")
         part_tag = "" if shard is None else f".shard-{shard[0]}-of-{shard[1]}"
@@ -383,7 +410,7 @@ def generate(
         raise
 
     path = SamplePath(source, recipe, generator.resolution, seed=seed,
-                      samples_per_map=samples_per_map, bank=bank,
+                      samples_per_map=samples_per_map, counts=counts, bank=bank,
                       with_photo=generator.takes_photo,
                       input_spec=getattr(generator, "input_spec", None), maps=n_maps,
                       resize_first=resize_first)
@@ -439,7 +466,8 @@ def _error_slots(batch: PreparedBatch, block: range, path: SamplePath, todo: set
     """The batch's error records, placed at their sample positions (a map's error once).
 
     A map that cannot be loaded is one record, counted for every sample of it this run
-    still had to make (``todo``); a block that meets the map again reports nothing.
+    still had to make (``todo``), with the indices of its samples (``indices``); a block
+    that meets the map again reports nothing.
     """
     slots = []
     for entry in batch.errors:
@@ -449,8 +477,9 @@ def _error_slots(batch: PreparedBatch, block: range, path: SamplePath, todo: set
                 continue
             reported_maps.add(m)
             first = min(i for i in block if path.locate(i)[0] == m)
-            spm = path.samples_per_map
-            count = sum(1 for i in range(m * spm, (m + 1) * spm) if i in todo)
+            indices = path.layout.map_range(m)
+            count = sum(1 for i in indices if i in todo)
+            entry = {**entry, "indices": [indices.start, indices.stop]}
             slots.append((first, _Slot(entry=entry, count=count)))
         elif entry.get("index") in todo:
             slots.append((int(entry["index"]), _Slot(entry=entry)))

@@ -6,6 +6,13 @@ recipe, seed, samples per map, number of maps, batch size, model, writers and th
 options, the instance bank it built, and the shard. A resumed run must match it (a larger
 ``limit`` extends the run and appends a new record); :func:`merge` checks that the shards of
 a folder are all there, are complete and describe the same run before it combines them.
+
+A run that follows a plan (:mod:`sisgen.curation`) records ``"samples_per_map": null`` and
+``"plan": {"sha256", "mode", "maps", "total"}`` (what decides its samples) plus
+``"plan_file"``, where the plan was read from (informational: a resume or another shard may
+read the same plan from another path). A map that cannot be loaded is recorded once with
+the sample indices it stood for (``"indices": [start, stop]``), so a manifest reads back
+without knowing the plan.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ from .errors import SisgenInputError
 from .manifest import read_manifest
 from .vocab import Vocabulary, get_vocabulary
 
+#: Record keys that say nothing about the samples (never compared).
+INFORMATIONAL = ("plan_file",)
 #: Record keys that may differ between the shards of one run.
-PER_SHARD = ("shard", "blocks", "expected")
+PER_SHARD = ("shard", "blocks", "expected", *INFORMATIONAL)
 #: Record keys a resumed run may change (a larger limit extends the run).
-EXTENDABLE = ("maps", "total", "blocks", "expected")
+EXTENDABLE = ("maps", "total", "blocks", "expected", *INFORMATIONAL)
 
 
 def resolve_shard(shard: tuple[int, int] | str | None) -> tuple[int, int] | None:
@@ -93,10 +102,24 @@ def check_resume(previous: dict[str, Any] | None, current: dict[str, Any],
         raise SisgenInputError(
             f"--resume with fewer label maps ({current['maps']}) than the recorded run "
             f"({previous['maps']}); resume with --limit {previous['maps']} or more", path)
-    return differences(previous, current) != []
+    return differences(previous, current, ignore=INFORMATIONAL) != []
 
 
-def done_indices(entries: list[dict[str, Any]], samples_per_map: int,
+def source_error_indices(entry: dict[str, Any], samples_per_map: int | None) -> range:
+    """The sample indices a map's load error stands for.
+
+    Its recorded ``indices`` (``[start, stop]``); entries of older manifests (without
+    them) stand for the ``samples_per_map`` samples of their map.
+    """
+    if "indices" in entry:
+        start, stop = entry["indices"]
+        return range(int(start), int(stop))
+    spm = int(samples_per_map or 1)
+    base = int(entry["source_index"]) * spm
+    return range(base, base + spm)
+
+
+def done_indices(entries: list[dict[str, Any]], samples_per_map: int | None = None,
                  retry_errors: bool = False) -> set[int]:
     """Sample indices a manifest records as finished (errors too, unless retried)."""
     done: set[int] = set()
@@ -106,8 +129,7 @@ def done_indices(entries: list[dict[str, Any]], samples_per_map: int,
         if "index" in e:
             done.add(int(e["index"]))
         elif e.get("stage") == "source":
-            base = int(e["source_index"]) * samples_per_map
-            done.update(range(base, base + samples_per_map))
+            done.update(source_error_indices(e, samples_per_map))
     return done
 
 
@@ -175,7 +197,7 @@ def check_shards(out: str | os.PathLike, vocabulary: Any = None
                 raise SisgenInputError(f"shard {k}/{n} is from another run than shard 0 "
                                        f"({shown})", path)
         samples = [e for e in lines if e.get("status") != "run"]
-        covered = done_indices(samples, int(record["samples_per_map"]))
+        covered = done_indices(samples, record.get("samples_per_map"))
         expected = int(record["expected"])
         if len(covered) < expected:
             raise SisgenInputError(f"shard {k}/{n} is incomplete: {len(covered)} of "
@@ -201,16 +223,17 @@ def merged_manifest_text(record: dict[str, Any], entries: list[dict[str, Any]]) 
     A map's load error stands where its first sample would, as in an unsharded run, so
     the merged manifest reads exactly like the manifest of one run of the same settings.
     """
-    spm = int(record["samples_per_map"])
+    spm = record.get("samples_per_map")
 
     def key(e: dict[str, Any]) -> tuple[int, int]:
         if "index" in e:
             return (int(e["index"]), 1)
-        return (int(e["source_index"]) * spm, 0)
+        return (source_error_indices(e, spm).start, 0)
 
     lines = [record] + sorted(entries, key=key)
     return "".join(json.dumps(e) + "\n" for e in lines)
 
 
 __all__ = ["check_resume", "check_shards", "done_indices", "merged_manifest_text",
-           "resolve_shard", "run_records", "shard_blocks", "vocabulary_record"]
+           "resolve_shard", "run_records", "shard_blocks", "source_error_indices",
+           "vocabulary_record"]

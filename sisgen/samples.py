@@ -4,9 +4,10 @@
 scene editor all prepare a sample here, so one (source, recipe, seed, index) means one
 label map and one image everywhere:
 
-1. **load** map ``(index // samples_per_map) % len(source)`` (the source decodes and
-   validates it once) and, for photo-editing models, its photo, with every pixel's
-   source index tracked through the edits (:mod:`sisgen.edits.photo`);
+1. **load** the sample's map (:class:`SampleLayout`: map ``index // samples_per_map``,
+   or with a plan's per-map counts the map whose block of indices holds ``index``; the
+   source decodes and validates it once) and, for photo-editing models, its photo, with
+   every pixel's source index tracked through the edits (:mod:`sisgen.edits.photo`);
 2. **edit** it with the recipe under the sample's seed ``sample_seed(run seed, index)``,
    with the run's instance bank (``paste``) -- noise-region marks keep the map's *base
    seed* (the seed of its first sample) outside the marked region;
@@ -17,8 +18,8 @@ label map and one image everywhere:
    engine takes (:meth:`InputSpec.build`), so worker processes can build them.
 
 Sample ``k`` of a map is named ``<map id>_s<k>`` (just ``<map id>`` with one sample per
-map); a path that cycles over its source (``index >= len(source) * samples_per_map``)
-adds ``_c<cycle>``. Bad input never raises out of :meth:`SamplePath.prepare`: it becomes an
+map and no plan); a path that cycles over its samples (``index >= len(path)``) adds
+``_c<cycle>``. Bad input never raises out of :meth:`SamplePath.prepare`: it becomes an
 error record naming the file, so a long run skips the sample and goes on.
 """
 
@@ -93,6 +94,68 @@ def run_engine(generator: Any, batch: PreparedBatch) -> np.ndarray:
         [s.labelmap for s in items], [s.seed for s in items], [s.base_seed for s in items])))
 
 
+class SampleLayout:
+    """The index layout of a run: which map, and which of its samples, a sample index is.
+
+    Without per-map counts every map has ``samples_per_map`` samples: sample ``i`` is
+    sample ``i % samples_per_map`` of map ``i // samples_per_map``. With ``counts`` (a
+    plan's, :mod:`sisgen.curation`), the samples of map ``m`` are the indices
+    ``offsets[m] .. offsets[m + 1] - 1``, ``offsets`` the cumulative counts in source order
+    (map 0 first); a map with count 0 has no index. Either way the first ``n`` maps always
+    take the same indices, so a larger ``limit`` extends a run, and seeds (a function of
+    the index) do not depend on how a run is split. Indices past :attr:`total` cycle:
+    ``index = cycle * total + within``.
+
+    Args:
+        maps: Maps the layout covers (the first ones of the source).
+        samples_per_map: Samples of every map (without ``counts``).
+        counts: Samples of each map (``len(counts)`` maps; ``maps`` is then ignored).
+
+    Raises:
+        SisgenInputError: No samples at all, or a negative count.
+    """
+
+    def __init__(self, maps: int, samples_per_map: int = 1,
+                 counts: Sequence[int] | None = None):
+        if counts is None:
+            if samples_per_map < 1:
+                raise SisgenInputError(f"samples_per_map must be >= 1, got {samples_per_map}")
+            counts = [int(samples_per_map)] * int(maps)
+            self.samples_per_map: int | None = int(samples_per_map)
+        else:
+            self.samples_per_map = None
+        arr = np.asarray(list(counts), np.int64)
+        if arr.size and arr.min() < 0:
+            raise SisgenInputError("sample counts must be >= 0")
+        self.counts = arr
+        self.offsets = np.concatenate([[0], np.cumsum(arr)]).astype(np.int64)
+        self.maps = len(arr)
+        self.total = int(self.offsets[-1])
+        if self.total < 1:
+            raise SisgenInputError("the run has no samples (no maps, or every count is 0)")
+
+    def locate(self, index: int) -> tuple[int, int, int]:
+        """``(map index, sample k of that map, cycle)`` of sample ``index``."""
+        index = int(index)
+        if index < 0:
+            raise IndexError(f"sample index must be >= 0, got {index}")
+        cycle, within = divmod(index, self.total)
+        if self.samples_per_map is not None:
+            return within // self.samples_per_map, within % self.samples_per_map, cycle
+        m = int(np.searchsorted(self.offsets, within, side="right")) - 1
+        return m, within - int(self.offsets[m]), cycle
+
+    def map_range(self, map_index: int, cycle: int = 0) -> range:
+        """The sample indices of map ``map_index`` (in cycle ``cycle``)."""
+        base = int(cycle) * self.total
+        return range(base + int(self.offsets[map_index]), base + int(self.offsets[map_index + 1]))
+
+    def first(self, index: int) -> int:
+        """The index of the first sample of ``index``'s map in the same cycle."""
+        m, k, _ = self.locate(index)
+        return int(index) - k
+
+
 @dataclass
 class PreparedSample:
     """A label map ready for the engine, with its bookkeeping.
@@ -141,6 +204,9 @@ class SamplePath:
         resolution: ``(H, W)`` of the engine; ``None`` keeps the maps' own size.
         seed: The run seed.
         samples_per_map: Samples per map (each with its own seed and edits).
+        counts: Samples of each map instead (a plan's :meth:`~sisgen.curation.Plan.counts`;
+            0 skips a map); covers the first ``len(counts)`` maps (see
+            :class:`SampleLayout`). Sample names then always end in ``_s<k>``.
         bank: The run's instance bank for ``paste`` steps without a ``bank:`` file.
         with_photo: Photo editing (SESAME-style engines): load the photo, give every
             sample the aligned photo and the hole.
@@ -152,11 +218,15 @@ class SamplePath:
             2048x1024 maps: edits then touch 1/16 of the pixels), but geometric and
             morphological edits then act at the engine resolution, so samples differ from
             the default (edit at the source resolution, then resize).
+
+    Raises:
+        SisgenInputError: No samples, or ``counts`` for more maps than the source has.
     """
 
     def __init__(self, source: Source, recipe: Any = None,
                  resolution: tuple[int, int] | None = None, *, seed: int = 0,
-                 samples_per_map: int = 1, bank: Any = None, with_photo: bool = False,
+                 samples_per_map: int = 1, counts: Sequence[int] | None = None,
+                 bank: Any = None, with_photo: bool = False,
                  input_spec: Any = None, maps: int | None = None,
                  resize_first: bool = False):
         if samples_per_map < 1:
@@ -173,19 +243,23 @@ class SamplePath:
         self.resize_first = bool(resize_first) and self.resolution is not None
         if self.maps < 1:
             raise SisgenInputError("the source has no label maps")
+        if counts is not None:
+            counts = list(counts)[:self.maps] if maps is not None else list(counts)
+            if len(counts) > len(source):
+                raise SisgenInputError(f"sample counts for {len(counts)} maps, but the "
+                                       f"{source.kind} source has {len(source)}")
+            self.maps = len(counts)
+        self.layout = SampleLayout(self.maps, self.samples_per_map, counts)
+        self.planned = counts is not None
 
     # ------------------------------------------------------------------ addressing
     def __len__(self) -> int:
         """Samples in one pass over the maps."""
-        return self.maps * self.samples_per_map
+        return self.layout.total
 
     def locate(self, index: int) -> tuple[int, int, int]:
         """``(map index, sample k of that map, cycle)`` of sample ``index``."""
-        index = int(index)
-        if index < 0:
-            raise IndexError(f"sample index must be >= 0, got {index}")
-        cycle, within = divmod(index, len(self))
-        return within // self.samples_per_map, within % self.samples_per_map, cycle
+        return self.layout.locate(index)
 
     def sample_seed(self, index: int) -> int:
         """The seed of sample ``index`` (edits and noise)."""
@@ -193,12 +267,12 @@ class SamplePath:
 
     def base_seed(self, index: int) -> int:
         """The seed of the first sample of ``index``'s map in the same cycle."""
-        return sample_seed(self.seed, int(index) - int(index) % self.samples_per_map)
+        return sample_seed(self.seed, self.layout.first(index))
 
     def name(self, map_id: str, index: int) -> str:
         """The sample name of ``index`` for a map whose id is ``map_id``."""
         _, k, cycle = self.locate(index)
-        name = map_id if self.samples_per_map == 1 else f"{map_id}_s{k}"
+        name = map_id if self.samples_per_map == 1 and not self.planned else f"{map_id}_s{k}"
         return name if cycle == 0 else f"{name}_c{cycle}"
 
     # ------------------------------------------------------------------ preparing

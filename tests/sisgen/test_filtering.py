@@ -137,7 +137,9 @@ def test_scores_drop_and_ignore_modes(onnx_path):
     np.testing.assert_array_equal(res[0].labelmap.instance, inst)
     assert res[0].labelmap.id == "a"
     assert res[0].to_dict() == {"keep": True, "miou": 0.75, "pixel_acc": 0.75,
-                                "ignored_pixels": 16}
+                                "ignored_pixels": 16, "ignored_fraction": 0.25,
+                                "class_ignored": {"0": 0.0, "1": 0.5}}
+    assert "ignored_fraction" not in strict.apply([image], [label])[0].to_dict()
 
 
 def test_ignored_label_pixels_are_not_scored(ts_path):
