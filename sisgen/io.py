@@ -175,3 +175,57 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SisgenInputError(f"malformed JSON ({e})", path) from e
+
+
+_ARRAYS_MAGIC = b"SISGENA1"
+
+
+def encode_arrays(arrays: dict[str, np.ndarray], header: dict[str, Any]) -> bytes:
+    """Pack named arrays and a JSON header into one uncompressed blob (:func:`read_arrays`).
+
+    The layout is ``magic``, the JSON length (8 bytes, little endian), the JSON (the
+    header plus each array's dtype, shape and offset) and the raw C-order bytes of the
+    arrays, so reading one back is one read and no decoding (no pickle, no zip).
+    """
+    table, offset, parts = {}, 0, []
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        table[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset}
+        parts.append(a.tobytes())
+        offset += a.nbytes
+    text = json.dumps({"header": header, "arrays": table}).encode("utf-8")
+    return b"".join([_ARRAYS_MAGIC, len(text).to_bytes(8, "little"), text, *parts])
+
+
+def read_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a blob written from :func:`encode_arrays`: ``(arrays, header)``.
+
+    The arrays are writable views of one buffer read from the file.
+
+    Raises:
+        SisgenInputError: The file is missing, not such a blob, or truncated.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            buf = np.empty(os.fstat(f.fileno()).st_size, np.uint8)  # no zero fill
+            n = f.readinto(memoryview(buf))
+    except FileNotFoundError:
+        raise SisgenInputError("file not found", path) from None
+    if n != len(buf) or buf[:8].tobytes() != _ARRAYS_MAGIC:
+        raise SisgenInputError("not an array blob (or truncated)", path)
+    size = int.from_bytes(buf[8:16].tobytes(), "little")
+    try:
+        info = json.loads(buf[16:16 + size].tobytes())
+        base = 16 + size
+        arrays = {}
+        for name, spec in info["arrays"].items():
+            dtype = np.dtype(spec["dtype"])
+            count = int(np.prod(spec["shape"], dtype=np.int64))
+            start = base + int(spec["offset"])
+            if start + count * dtype.itemsize > len(buf):
+                raise ValueError("truncated")
+            arrays[name] = np.frombuffer(buf, dtype, count, start).reshape(spec["shape"])
+        return arrays, info["header"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise SisgenInputError(f"malformed array blob ({e})", path) from None

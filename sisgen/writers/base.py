@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..errors import SisgenInputError
@@ -148,8 +149,8 @@ class Segments:
     Ignored and unknown ids belong to no segment (0).
 
     Attributes:
-        ids: ``H×W`` int64 segment ids, 0 = void.
-        classes: ``[K]`` class id of each segment.
+        ids: ``H×W`` int32 segment ids, 0 = void.
+        classes: ``[K]`` int64 class id of each segment.
         crowd: ``[K]`` bool, the crowd regions.
         thing: ``[K]`` bool, thing (instance or crowd) segments as opposed to stuff.
     """
@@ -163,28 +164,51 @@ class Segments:
         return len(self.classes)
 
 
+def class_ids_u8(semantic: np.ndarray) -> np.ndarray:
+    """``semantic`` as uint8 for 256-entry lookups; ids outside 0..255 become 255.
+
+    No vocabulary class has the id 255 (the ignore id), so an unknown id stays unknown.
+    """
+    semantic = np.asarray(semantic)
+    if semantic.dtype == np.uint8:
+        return np.ascontiguousarray(semantic)
+    inside = (semantic >= 0) & (semantic < 256)
+    return np.where(inside, semantic, 255).astype(np.uint8)
+
+
 def segments(semantic: np.ndarray, instance: np.ndarray | None, vocabulary: Vocabulary
              ) -> Segments:
-    """Split a label map into its COCO segments (see :class:`Segments`), in one pass."""
-    sem, thing_px, stuff_px = pixel_kinds(semantic, vocabulary)
-    sem_c = np.clip(sem, 0, 255)
+    """Split a label map into its COCO segments (see :class:`Segments`), in one pass.
+
+    Thing pixels with an instance are grouped by :func:`unique_runs`; which crowd and
+    stuff classes are present follows from two class histograms (all pixels, instance
+    pixels); one 256-entry table then gives every other pixel its segment id.
+    """
+    sem = class_ids_u8(semantic)
+    thing = vocabulary.thing_table()
+    total = np.bincount(sem.ravel(), minlength=256)
+    with_instance = np.zeros(256, np.int64)
+    inst_classes = np.zeros(0, np.int64)
+    sel = None
     if instance is not None:
-        ids, inst_classes = _instance_groups(sem, instance, thing_px)
-        crowd_px = thing_px & (ids == 0)
-    else:
-        ids, inst_classes = np.zeros(sem.shape, np.int64), np.zeros(0, np.int64)
-        crowd_px = thing_px
-    parts = [inst_classes]
-    for px in (crowd_px, stuff_px):
-        present = np.flatnonzero(np.bincount(sem_c[px], minlength=256))
-        number = np.zeros(256, np.int64)
-        number[present] = np.arange(1, len(present) + 1) + sum(len(p) for p in parts)
-        ids[px] = number[sem_c[px]]
-        parts.append(present)
-    n_inst, n_crowd, n_stuff = (len(p) for p in parts)
+        sel = cv2.LUT(sem, thing.astype(np.uint8)).view(bool) & (instance != 0)
+        sem_sel = sem[sel]
+        key = instance[sel].astype(np.int64) * 256 + sem_sel
+        uniq, inverse, _ = unique_runs(key)
+        inst_classes = uniq % 256
+        with_instance = np.bincount(sem_sel, minlength=256)
+    crowd_classes = np.flatnonzero(thing & (total > with_instance))
+    stuff_classes = np.flatnonzero(vocabulary.stuff_table() & (total > 0))
+    n_inst, n_crowd, n_stuff = len(inst_classes), len(crowd_classes), len(stuff_classes)
+    number = np.zeros(256, np.int32)
+    number[crowd_classes] = np.arange(n_inst + 1, n_inst + n_crowd + 1)
+    number[stuff_classes] = np.arange(n_inst + n_crowd + 1, n_inst + n_crowd + n_stuff + 1)
+    ids = cv2.LUT(sem, number)
+    if n_inst:
+        ids[sel] = inverse + 1
     return Segments(
         ids=ids,
-        classes=np.concatenate(parts).astype(np.int64),
+        classes=np.concatenate([inst_classes, crowd_classes, stuff_classes]).astype(np.int64),
         crowd=np.repeat([False, True, False], [n_inst, n_crowd, n_stuff]),
         thing=np.repeat([True, True, False], [n_inst, n_crowd, n_stuff]),
     )

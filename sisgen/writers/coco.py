@@ -118,28 +118,25 @@ def compressed_rles(runs: SegmentRuns) -> list[dict[str, Any]]:
 def _leb_text(values: np.ndarray) -> tuple[str, np.ndarray]:
     """The characters of pycocotools' RLE string for each value, and each value's offset.
 
+    A value takes the fewest 5-bit groups that hold it in two's complement (the loop in
+    pycocotools stops once the rest is the sign extension of the last group), so the
+    number of groups follows from its bit length.
+
     Returns:
         ``(text, cuts)``: all values' characters in order, and ``[len(values) + 1]``
         offsets into ``text`` (value ``i`` is ``text[cuts[i]:cuts[i + 1]]``).
     """
     x = values.astype(np.int64)
-    groups = 13  # an int64 in 5-bit groups
-    chars = np.zeros((len(x), groups), np.uint8)
-    active = np.ones(len(x), bool)
-    used = np.zeros(len(x), np.int64)
-    for g in range(groups):
-        c = x & 0x1F
-        x = x >> 5  # arithmetic: negative values end at -1
-        more = np.where(c & 0x10, x != -1, x != 0)
-        chars[:, g] = np.where(active, 48 + (c | (more << 5)), 0)
-        used += active
-        active &= more
-        if not active.any():
-            chars = chars[:, : g + 1]
-            break
-    keep = np.arange(chars.shape[1]) < used[:, None]
+    magnitude = np.where(x >= 0, x, ~x)  # two's complement: -1 needs as few bits as 0
+    used = np.frexp(magnitude.astype(np.float64))[1] // 5 + 1  # exact below 2**53
+    width = int(used.max(initial=1))
+    g = np.arange(width)
+    chars = (x[:, None] >> (5 * g)) & 0x1F
+    chars |= (g < used[:, None] - 1) << 5  # 0x20: more groups follow
+    chars += 48
     cuts = np.concatenate(([0], np.cumsum(used)))
-    return chars[keep].tobytes().decode("ascii"), cuts
+    text = chars.astype(np.uint8)[g < used[:, None]].tobytes().decode("ascii")
+    return text, cuts
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
