@@ -5,7 +5,9 @@ with a :class:`~sisgen.edits.Recipe`, and runs a generator on them inside each D
 worker. Sample ``k`` of an epoch has the seed ``sample_seed(seed + epoch * EPOCH_SEED_STRIDE,
 k)``, used for both the edits and the generator noise, so the same index gives the same
 image however many workers or ranks share the work; epoch 0 gives the images
-``sisgen generate`` writes with the same seed.
+``sisgen generate`` writes with the same seed. With a plan (``plan=``, see
+:mod:`sisgen.curation`) map ``m`` gets the plan's count of samples per epoch, addressed as
+``sisgen generate --plan`` addresses them (one :class:`~sisgen.samples.SampleLayout`).
 
 Engines are never pickled: the dataset holds a model path or a zero-argument factory and
 opens the generator lazily, once per process.
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from sisgen.curation import Plan
 from sisgen.edits import Recipe
 from sisgen.engines import Generator
 from sisgen.errors import SisgenInputError
@@ -30,6 +33,7 @@ from sisgen.labelmap import SOURCE_INDEX_KEY, LabelMap
 from sisgen.samples import (
     BANK_MAPS,
     PreparedSample,
+    SampleLayout,
     SamplePath,
     run_bank,
     run_engine,
@@ -144,7 +148,8 @@ class SynthesisDataset(IterableDataset):
 
     Each epoch covers the sample indices ``0..epoch_length-1`` once across all DataLoader
     workers and distributed ranks together (see :func:`shard`). Index ``k`` reads label map
-    ``(k // samples_per_map) % len(source)``, is edited with the recipe under its seed,
+    ``(k // samples_per_map) % len(source)`` (with a plan: the map whose block of indices
+    holds ``k``, :class:`~sisgen.samples.SampleLayout`), is edited with the recipe under its seed,
     resized (nearest) to the generator resolution, and generated in engine batches of
     ``batch_size``.
 
@@ -163,8 +168,12 @@ class SynthesisDataset(IterableDataset):
         recipe: Edit recipe (anything :meth:`Recipe.load` accepts).
         seed: Run seed.
         samples_per_map: Images per label map and epoch (each with its own seed).
+        plan: A :class:`~sisgen.curation.Plan` or plan file for ``source``: images per map
+            and epoch instead of ``samples_per_map`` (0 skips a map); the same samples as
+            ``sisgen generate --plan`` with the same seed.
         batch_size: Engine batch size (independent of the DataLoader batch size).
-        length: Samples per epoch; default ``len(source) * samples_per_map``. A larger
+        length: Samples per epoch; default ``len(source) * samples_per_map`` (with a plan:
+            its total). A larger
             value cycles over the maps (later passes have other seeds).
         epochs: Epochs per iteration; ``None`` iterates forever.
         shuffle: Visit the indices of each epoch in a seeded permutation (same in every
@@ -184,11 +193,13 @@ class SynthesisDataset(IterableDataset):
         bank_maps: Maps of the automatic bank.
 
     Raises:
-        SisgenInputError: The recipe names classes the source's vocabulary lacks.
+        SisgenInputError: The recipe names classes the source's vocabulary lacks, or the
+            plan is for another source (names the plan file).
     """
 
     def __init__(self, source: Source, generator: GeneratorSpec, *, recipe: Any = None,
-                 seed: int = 0, samples_per_map: int = 1, batch_size: int = 4,
+                 seed: int = 0, samples_per_map: int = 1,
+                 plan: Plan | str | os.PathLike | None = None, batch_size: int = 4,
                  length: int | None = None, epochs: int | None = 1, shuffle: bool = False,
                  to_tensor: bool = False, train_ids: bool = False, rank: int | None = None,
                  world_size: int | None = None,
@@ -203,6 +214,11 @@ class SynthesisDataset(IterableDataset):
             raise ValueError(f"epochs must be >= 0 or None, got {epochs}")
         if len(source) == 0:
             raise ValueError("the source has no label maps")
+        if plan is not None and samples_per_map != 1:
+            raise ValueError("give samples_per_map or a plan, not both")
+        self.plan = None if plan is None else (plan if isinstance(plan, Plan)
+                                               else Plan.load(plan))
+        self.counts = None if self.plan is None else self.plan.counts(source)
         self.source = source
         self.generator = LazyGenerator(generator, load_kwargs)
         self.recipe = Recipe.load(recipe)
@@ -213,8 +229,8 @@ class SynthesisDataset(IterableDataset):
         self.seed = int(seed)
         self.samples_per_map = int(samples_per_map)
         self.batch_size = int(batch_size)
-        self.epoch_length = (len(source) * self.samples_per_map if length is None
-                             else int(length))
+        layout = SampleLayout(len(source), self.samples_per_map, self.counts)
+        self.epoch_length = layout.total if length is None else int(length)
         self.epochs = epochs
         self.shuffle = shuffle
         self.to_tensor = to_tensor
@@ -269,7 +285,8 @@ class SynthesisDataset(IterableDataset):
         """
         return SamplePath(
             self.source, self.recipe, None if generator is None else generator.resolution,
-            seed=self.run_seed(epoch), samples_per_map=self.samples_per_map, bank=self.bank,
+            seed=self.run_seed(epoch), samples_per_map=self.samples_per_map,
+            counts=self.counts, bank=self.bank,
             with_photo=generator is not None and generator.takes_photo,
             input_spec=None if generator is None else getattr(generator, "input_spec", None))
 

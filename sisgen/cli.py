@@ -1,6 +1,7 @@
-"""The ``sisgen`` command line: quickstart, train, export, generate, eval, edit, info.
+"""The ``sisgen`` command line: quickstart, train, export, generate, eval, curate, edit, info.
 
-Sub-commands import their heavy dependencies (training, export) only when they run.
+Sub-commands import their heavy dependencies (training, export) only when they run;
+``sisgen segmenter ...`` is handed whole to ``sisgen.training.segmenter.cli``.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def _key_values(items: list[str], what: str) -> dict[str, object]:
 #: Maps of a ToyCity source opened by the CLI without --limit (also what a run's automatic
 #: instance bank reads, so a sample never depends on --limit).
 TOYCITY_LENGTH = 1000
+#: ToyCity's size for ``curate`` when neither --size, --model nor the segmenter give one.
+TOYCITY_SIZE = (128, 256)
 
 
 def _open_source(args: argparse.Namespace, resolution: tuple[int, int],
@@ -180,25 +183,75 @@ def cmd_generate(args: argparse.Namespace) -> int:
     kinds, writer_options = _writers(args)
     if "coco" in writer_options and args.coco_segmentation:
         writer_options["coco"]["segmentation"] = args.coco_segmentation
-    quality_filter = None
-    if args.segmenter:
-        from .filtering import QualityFilter, Segmenter
-
-        quality_filter = QualityFilter(
-            Segmenter(args.segmenter, mean=args.seg_mean, std=args.seg_std,
-                      input_range=tuple(args.seg_input_range)),
-            min_miou=args.min_miou, mode=args.filter_mode)
+    quality_filter = _quality_filter(args, src)
     report = generate(
         gen, src, args.out, writers=kinds, recipe=args.recipe, seed=args.seed,
         samples_per_map=args.samples_per_map, batch_size=args.batch_size, limit=args.limit,
         writer_options=writer_options, shard=args.shard, resume=args.resume,
         retry_errors=args.retry_errors, workers=args.workers,
         write_workers=args.write_workers, write_threads=args.write_threads,
-        quality_filter=quality_filter, bank=args.bank,
+        quality_filter=quality_filter, plan=args.plan, bank=args.bank,
         resize_first=args.resize_first,
     )
     print(json.dumps(report.to_dict(), indent=2))
     return 0
+
+
+#: ImageNet statistics: a --segmenter's input normalisation when neither the arguments nor
+#: the file's metadata sidecar give one.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _segmenter_inputs(args: argparse.Namespace) -> dict[str, tuple[float, ...] | None]:
+    """``mean`` / ``std`` / ``input_range`` of ``--segmenter``.
+
+    Given values win, then the file's metadata sidecar (``None`` here: the Segmenter reads
+    it), then ImageNet statistics in [0, 1].
+    """
+    from .filtering import segmenter_metadata
+
+    path = Path(args.segmenter)
+    meta = segmenter_metadata(path) if path.is_file() else None
+    out: dict[str, tuple[float, ...] | None] = {}
+    for key, given, default in (("mean", args.seg_mean, IMAGENET_MEAN),
+                                ("std", args.seg_std, IMAGENET_STD),
+                                ("input_range", args.seg_input_range, (0.0, 1.0))):
+        out[key] = tuple(given) if given is not None else (None if meta else default)
+    return out
+
+
+def _segmenter(args: argparse.Namespace):  # noqa: ANN202  (Segmenter, imported lazily)
+    from .filtering import Segmenter
+
+    return Segmenter(args.segmenter, batch_size=args.batch_size, **_segmenter_inputs(args))
+
+
+def _quality_filter(args: argparse.Namespace, src: Source):  # noqa: ANN202
+    """The ``--segmenter`` quality filter of ``generate`` (``None`` without a segmenter)."""
+    loss_args = [f for f, v in (("--reference-stats", args.reference_stats),
+                                ("--max-ignored", args.max_ignored)) if v is not None]
+    if not args.segmenter:
+        if loss_args or args.filter_mode != "drop":
+            raise SisgenInputError(f"{', '.join(loss_args) or '--filter-mode'} needs --segmenter")
+        return None
+    from .filtering import QualityFilter
+
+    reference = None
+    if args.filter_mode == "loss":
+        if args.reference_stats is None:
+            raise SisgenInputError("--filter-mode loss needs --reference-stats (make one with "
+                                   "`sisgen curate stats`)")
+        from .curation import ReferenceStats
+
+        reference = ReferenceStats.load(args.reference_stats, vocabulary=src.vocabulary)
+    elif args.reference_stats is not None:
+        raise SisgenInputError("--reference-stats is for --filter-mode loss")
+    min_miou = args.min_miou if args.min_miou is not None else (
+        0.0 if args.filter_mode == "loss" else 0.5)
+    return QualityFilter(_segmenter(args), min_miou=min_miou, mode=args.filter_mode,
+                         reference=reference, factor=args.loss_factor,
+                         max_ignored=args.max_ignored)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -224,14 +277,98 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device, inception_weights=args.inception_weights,
         fid_protocol=args.fid_protocol, fid_reference=args.fid_reference,
         fid_save_reference=args.save_fid_reference, segmenter=args.segmenter,
-        seg_mean=args.seg_mean, seg_std=args.seg_std,
-        seg_input_range=tuple(args.seg_input_range), remap=args.seg_remap,
+        **_eval_segmenter_inputs(args), remap=args.seg_remap,
         lpips_net=args.lpips_net, lpips_weights=args.lpips_weights,
         lpips_trunk=args.lpips_trunk, diversity_samples=args.diversity_samples,
         icv_reduction=args.icv_reduction)
     print(json.dumps({"model": str(args.model), "source": args.source, "split": args.split,
                       **scores}, indent=2))
     return 0
+
+
+def _eval_segmenter_inputs(args: argparse.Namespace) -> dict[str, object]:
+    if not args.segmenter:
+        return {}
+    given = _segmenter_inputs(args)
+    return {"seg_mean": given["mean"], "seg_std": given["std"],
+            "seg_input_range": given["input_range"]}
+
+
+def _curation_size(args: argparse.Namespace, segmenter: object = None,
+                   generator: object = None) -> tuple[int, int] | None:
+    """``--size``, else the generator's resolution, else the segmenter's input size."""
+    if args.size is not None:
+        return args.size
+    for holder, attr in ((generator, "resolution"), (segmenter, "input_size")):
+        value = getattr(holder, attr, None)
+        if value is not None:
+            return int(value[0]), int(value[1])
+    return None
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    """``curate stats``: reference statistics; ``curate plan``: a plan file."""
+    from .curation import ReferenceStats, balance_plan, compute_reference_stats, hardness_plan
+
+    segmenter = _segmenter(args) if args.segmenter else None
+    generator = None
+    if getattr(args, "model", None):
+        from . import load
+
+        generator = load(args.model, threads=args.threads)
+    size = _curation_size(args, segmenter, generator)
+    src = _open_source(args, size or TOYCITY_SIZE)
+    if args.curate == "stats":
+        if segmenter is None:
+            raise SisgenInputError("curate stats needs --segmenter")
+        stats = compute_reference_stats(segmenter, src, limit=args.limit, size=size,
+                                        batch_size=args.batch_size, progress=True)
+        stats.save(args.out)
+        summary = {"out": args.out, "images": stats.images, "pixels": int(stats.pixels.sum()),
+                   "skipped": len(stats.skipped), "mean_loss": stats.mean_loss,
+                   "class_loss": {c["name"]: c["mean_loss"] for c in stats.to_dict()["classes"]}}
+        print(json.dumps(summary, indent=2))
+        return 0
+    plan = None
+    if "hardness" in args.mode:
+        if segmenter is None:
+            raise SisgenInputError(f"--mode {args.mode} needs --segmenter")
+        stats = (None if args.stats is None
+                 else ReferenceStats.load(args.stats, vocabulary=src.vocabulary))
+        plan = hardness_plan(segmenter, src, args.max_samples, generator=generator,
+                             seed=args.seed, recipe=args.recipe, stats=stats, limit=args.limit,
+                             size=size, batch_size=args.batch_size, progress=True)
+    if "balance" in args.mode:
+        plan = balance_plan(src, total=args.total, max_samples=args.max_samples,
+                            min_samples=args.min_samples, base=plan, limit=args.limit,
+                            progress=True)
+    assert plan is not None
+    plan.save(args.out)
+    summary = {"out": args.out, "mode": plan.mode, "maps": plan.maps, "total": plan.total,
+               "sha256": plan.digest()}
+    for key in ("counts", "pixel_share", "skipped"):
+        if key in plan.report:
+            summary[key] = plan.report[key]
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_segmenter_command(argv: list[str]) -> int:
+    """``sisgen segmenter ...``: the compact segmenter's own command line.
+
+    Handed whole to ``sisgen.training.segmenter.cli`` (``add_parser`` / ``run``), imported
+    only now, so that ``sisgen`` itself never imports training code.
+    """
+    try:
+        from .training.segmenter import cli as segmenter_cli
+    except ImportError as e:
+        raise SisgenInputError(f"the segmenter commands are not available ({e})") from None
+    parser = argparse.ArgumentParser(prog="sisgen")
+    sub = parser.add_subparsers(dest="command", required=True)
+    segmenter_cli.add_parser(sub)
+    names = list(sub.choices)
+    name = "segmenter" if "segmenter" in names or len(names) != 1 else names[0]
+    return int(segmenter_cli.run(parser.parse_args([name, *argv])) or 0)
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -275,12 +412,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _add_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
     """The model and label-map source options shared by ``generate`` and ``eval``."""
     parser.add_argument("--model", required=True, help="model folder or .onnx file")
-    parser.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
-    parser.add_argument("--root", help="dataset root")
-    parser.add_argument("--split", default=split)
-    parser.add_argument("--vocabulary", help="vocabulary for folder sources")
-    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="source option, e.g. annotations=polygons (repeatable)")
+    _add_label_source_arguments(parser, split)
     parser.add_argument("--mode", choices=["eager", "compile", "cudagraphs"], default="eager",
                         help="torch backend mode for model folders (cudagraphs: CUDA only)")
     parser.add_argument("--half", action="store_true", help="model folders: autocast to "
@@ -290,11 +422,64 @@ def _add_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
                         help="model folders: NHWC weights and inputs (faster on tensor cores)")
 
 
+def _add_label_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
+    """The label-map source options (``--source``, ``--root``, ...)."""
+    parser.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
+    parser.add_argument("--root", help="dataset root")
+    parser.add_argument("--split", default=split)
+    parser.add_argument("--vocabulary", help="vocabulary for folder sources")
+    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="source option, e.g. annotations=polygons (repeatable)")
+
+
 def _add_segmenter_input_arguments(parser: argparse.ArgumentParser) -> None:
-    """How images are normalized for a ``--segmenter`` (ImageNet statistics by default)."""
-    parser.add_argument("--seg-mean", type=float, nargs=3, default=(0.485, 0.456, 0.406))
-    parser.add_argument("--seg-std", type=float, nargs=3, default=(0.229, 0.224, 0.225))
-    parser.add_argument("--seg-input-range", type=float, nargs=2, default=(0.0, 1.0))
+    """How images are normalized for a ``--segmenter``.
+
+    Given values win, then the file's metadata sidecar (``<file>.json``), then ImageNet
+    statistics in [0, 1].
+    """
+    parser.add_argument("--seg-mean", type=float, nargs=3, help="default: the segmenter's "
+                        "metadata, else ImageNet's 0.485 0.456 0.406")
+    parser.add_argument("--seg-std", type=float, nargs=3, help="default: the segmenter's "
+                        "metadata, else ImageNet's 0.229 0.224 0.225")
+    parser.add_argument("--seg-input-range", type=float, nargs=2,
+                        help="what uint8 0..255 maps to (default: metadata, else 0 1)")
+
+
+def _add_curate_parser(sub: argparse._SubParsersAction) -> None:
+    """``sisgen curate stats|plan``."""
+    cur = sub.add_parser("curate", help="curation: a segmenter's reference statistics, "
+                         "hardness / class-balanced plans")
+    csub = cur.add_subparsers(dest="curate", required=True)
+    st = csub.add_parser("stats", help="per-class mean loss of a segmenter on real photos")
+    pl = csub.add_parser("plan", help="a plan file: samples per label map")
+    pl.add_argument("--mode", required=True,
+                    choices=["hardness", "balance", "hardness+balance"])
+    for p in (st, pl):
+        _add_label_source_arguments(p, split="train")
+        p.add_argument("--segmenter", required=p is st,
+                       help="TorchScript/ONNX segmenter (metadata sidecar <file>.json read)")
+        _add_segmenter_input_arguments(p)
+        p.add_argument("--out", required=True, help="output JSON file")
+        p.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
+        p.add_argument("--size", type=_size, help="score at HxW (default: the model's "
+                       "resolution, else the segmenter's input size, else the maps' own)")
+        p.add_argument("--batch-size", type=_positive_int, default=8)
+    pl.add_argument("--max-samples", type=_positive_int, default=4,
+                    help="most samples of one map (K of the hardness rank rule)")
+    pl.add_argument("--min-samples", type=_non_negative_int, default=1,
+                    help="balance: fewest samples of a map")
+    pl.add_argument("--total", type=_positive_int, help="balance: samples in all (default: "
+                    "the hardness plan's total, else the sum of the maps' repeat factors)")
+    pl.add_argument("--stats", help="hardness: reference statistics; each pixel's loss is "
+                    "divided by its class's mean real loss")
+    pl.add_argument("--model", help="hardness without photos: score a first synthetic pass "
+                    "of this generator (sample 0 of each map, --seed, --recipe)")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--recipe", help="edit recipe of the synthetic pass")
+    pl.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
+    for p in (st, pl):
+        p.set_defaults(func=cmd_curate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,9 +545,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--writer-option", action="append", default=[], metavar="WRITER.KEY=VALUE",
                    help="writer option, e.g. coco.panoptic=true (repeatable)")
     g.add_argument("--segmenter", help="TorchScript/ONNX segmenter for quality filtering")
-    g.add_argument("--min-miou", type=float, default=0.5, help="quality filter threshold")
-    g.add_argument("--filter-mode", choices=["drop", "ignore_disagreement"], default="drop")
+    g.add_argument("--min-miou", type=float, help="quality filter: drop images below this "
+                   "mIoU (default 0.5; 0 with --filter-mode loss)")
+    g.add_argument("--filter-mode", choices=["drop", "ignore_disagreement", "loss"],
+                   default="drop", help="drop images, or also write as ignore (255) the pixels "
+                   "the segmenter disagrees with / whose loss exceeds --loss-factor x their "
+                   "class's mean real loss (--reference-stats)")
+    g.add_argument("--reference-stats", help="with --filter-mode loss: `sisgen curate stats` "
+                   "file of the segmenter on real images")
+    g.add_argument("--loss-factor", type=_positive_float, default=1.25,
+                   help="--filter-mode loss threshold factor (FreeMask: 1.25)")
+    g.add_argument("--max-ignored", type=float, help="ignoring modes: drop an image when more "
+                   "than this fraction of its labelled pixels is ignored")
     _add_segmenter_input_arguments(g)
+    g.add_argument("--plan", help="`sisgen curate plan` file: samples per map (replaces "
+                   "--samples-per-map)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--samples-per-map", type=_positive_int, default=1)
     g.add_argument("--batch-size", type=_positive_int, default=8)
@@ -385,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--retry-errors", action="store_true",
                    help="with --resume: try the samples recorded as errors again")
     g.set_defaults(func=cmd_generate)
+
+    _add_curate_parser(sub)
+    sub.add_parser("segmenter", add_help=False,
+                   help="train / export / evaluate sisgen's compact segmenter "
+                   "(sisgen segmenter --help)")
 
     m = sub.add_parser("merge", help="merge the shards of a generate run into one dataset")
     m.add_argument("--out", required=True, help="the run's output folder")
@@ -447,8 +649,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sisgen`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["segmenter"]:
+            return run_segmenter_command(argv[1:])
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except SisgenInputError as e:
         print(f"sisgen: error: {e}", file=sys.stderr)

@@ -25,12 +25,12 @@ Typical use::
 
 from __future__ import annotations
 
-from .balance import allocate, balance_plan, class_pixels, repeat_factors
+from .balance import balance_counts, balance_plan, class_pixels, target_shares
 from .hardness import hardness_plan, hardness_scores, rank_counts
 from .pairs import image_pairs, photo_pairs, synthetic_pairs
 from .plan import Plan
 from .stats import ReferenceStats, compute_reference_stats
 
-__all__ = ["Plan", "ReferenceStats", "allocate", "balance_plan", "class_pixels",
+__all__ = ["Plan", "ReferenceStats", "balance_counts", "balance_plan", "class_pixels",
            "compute_reference_stats", "hardness_plan", "hardness_scores", "image_pairs",
-           "photo_pairs", "rank_counts", "repeat_factors", "synthetic_pairs"]
+           "photo_pairs", "rank_counts", "synthetic_pairs", "target_shares"]

@@ -1,28 +1,34 @@
-"""Class-balanced plans: more samples of the label maps that contain rare classes.
+"""Class-balanced plans: more samples of the label maps that show rare classes.
 
-**Rule** (repeat-factor sampling, Gupta et al., LVIS 2019, on pixel shares instead of image
-frequencies): with ``f_c`` the share of class ``c`` among all labelled pixels of the
-covered maps and ``t`` a target share (default ``1 / number of classes present``, the share
-of every class under perfect balance), class ``c`` gets the factor
-``r_c = max(1, (t / f_c) ** power)`` (``power`` 0.5: the square root, as in LVIS), and a
-map gets ``w = max r_c`` over the classes it holds at least ``min_pixels`` of -- a map is
-worth repeating when it shows *some* rare class. With a base plan (``hardness+balance``)
-the weight is the product ``w * base count``: both scores multiply.
+**Target.** With ``f_c`` the share of class ``c`` among all labelled pixels of the covered
+maps (each map once), the plan aims at target shares ``t_c``: ``"sqrt"`` (default)
+``t_c ∝ sqrt(f_c)`` -- rare classes gain most, common ones keep a large share, as in
+square-root repeat-factor sampling (LVIS) --, ``"uniform"`` (every present class alike), or
+a mapping ``{class name: share}``.
 
-**Budget.** ``total`` samples (default: the base plan's total, else ``round(sum w)``, each
-map repeated by its factor as in LVIS) are shared out in proportion to the weights, every
-map kept between ``min_samples`` and ``max_samples`` (a water-filling: one scale ``s`` with
-``sum clip(s * w, min, max) = total``), then rounded by largest remainder so the counts
-add up to ``total`` exactly. Maps that cannot be read, and maps a base plan skips, get 0.
+**Counts.** Every readable map starts at ``min_samples``; the rest of the budget ``total``
+is handed out greedily, a few samples a round, to the maps with the largest *balance
+score* under the shares reached so far, ``score_i = sum_c (p_ic / P_i) * t_c / s_c``
+(``p_ic`` the map's pixels of class ``c``, ``P_i`` its labelled pixels, ``s_c`` the
+current expected share): the first-order gain of one more sample of map ``i`` towards the
+target (cross-entropy ``-sum_c t_c log s_c``). A map showing mostly rare pixels scores
+high; as a class approaches its target its maps stop winning. No map gets more than
+``max_samples``. With a base plan (``hardness+balance``) the score is multiplied by the
+map's base count (both scores multiply) and maps the base skips stay skipped.
+
+**Budget.** ``total`` defaults to the base plan's total, else ``round(maps * (1 + K) / 2)``
+with ``K = max_samples`` -- what a hardness plan of the same ``K`` costs.
 
 **Report.** The class pixel shares of the source (each map once), of the base plan (if
-any) and of this plan -- the shares expected in the generated set, each map's pixels
-counted once per sample -- by class name, with the class factors.
+any), the target and this plan's -- the shares expected in the generated set, each map's
+pixels counted once per sample -- by class name. (A recipe's edits move pixels too; the
+report counts the maps as the source holds them.)
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -58,54 +64,63 @@ def class_pixels(source: Source, maps: int, progress: bool = False
     return out, skipped
 
 
-def repeat_factors(pixels: np.ndarray, *, threshold: float | None = None, power: float = 0.5,
-                   min_pixels: int = 16) -> tuple[np.ndarray, np.ndarray, float]:
-    """Class factors and map weights of the rule (module docstring).
+def target_shares(shares: np.ndarray, target: str | Mapping[str, float],
+                  names: list[str]) -> np.ndarray:
+    """The target share of each class (module docstring), summing to 1 over present classes.
 
-    Returns:
-        ``(map weights [maps], class factors [classes], target share t)``.
+    Raises:
+        SisgenInputError: Unknown target kind or class name, or no positive share.
     """
-    totals = pixels.sum(axis=0).astype(np.float64)
-    share = totals / max(totals.sum(), 1.0)
-    present = share > 0
-    t = float(threshold) if threshold is not None else 1.0 / max(int(present.sum()), 1)
-    factor = np.ones(len(share))
-    factor[present] = np.maximum(1.0, (t / share[present]) ** float(power))
-    shows = pixels >= max(int(min_pixels), 1)
-    weights = np.where(shows, factor[None, :], 1.0).max(axis=1, initial=1.0)
-    return weights, factor, t
+    present = shares > 0
+    if isinstance(target, str):
+        if target not in ("sqrt", "uniform"):
+            raise SisgenInputError(f"target must be 'sqrt', 'uniform' or {{class: share}}, "
+                                   f"got {target!r}")
+        t = np.where(present, np.sqrt(shares) if target == "sqrt" else 1.0, 0.0)
+    else:
+        unknown = sorted(set(target) - set(names))
+        if unknown:
+            raise SisgenInputError(f"target names unknown classes {unknown[:5]}")
+        t = np.array([float(target.get(n, 0.0)) for n in names]) * present
+    if not t.sum() > 0:
+        raise SisgenInputError("the target gives no class of these maps a positive share")
+    return t / t.sum()
 
 
-def allocate(weights: np.ndarray, total: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Integer counts in ``[low, high]`` proportional to ``weights``, summing to ``total``.
+def balance_counts(pixels: np.ndarray, target: np.ndarray, total: int, low: np.ndarray,
+                   high: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Greedy counts in ``[low, high]`` summing to ``total`` (module docstring, counts).
 
-    ``total`` is clipped to ``[sum low, sum high]``. See the module docstring (budget).
+    Args:
+        pixels: ``[maps, classes]`` pixel counts.
+        target: Target share per class.
+        total: Samples in all (clipped to ``[sum low, sum high]``).
+        low: Fewest samples per map.
+        high: Most samples per map.
+        scale: Per-map factor of the score (a base plan's counts).
     """
-    w = np.asarray(weights, np.float64)
-    lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
-    total = int(min(max(total, lo.sum()), hi.sum()))
-
-    def filled(scale: float) -> np.ndarray:
-        return np.clip(scale * w, lo, hi)
-
-    a, b = 0.0, 1.0
-    while filled(b).sum() < total and b < 1e18:
-        b *= 2.0
-    for _ in range(200):  # the lower end keeps sum <= total
-        mid = (a + b) / 2
-        if filled(mid).sum() <= total:
-            a = mid
-        else:
-            b = mid
-    x = filled(a)
-    counts = np.floor(x + 1e-9).astype(np.int64)
-    rest = total - int(counts.sum())
-    if rest > 0:
-        frac = x - counts
-        order = np.lexsort((np.arange(len(x)), -frac))  # largest remainder, then map order
-        room = [i for i in order if counts[i] < hi[i]]
-        counts[room[:rest]] += 1
-    return counts
+    n = np.asarray(low, np.int64).copy()
+    high = np.asarray(high, np.int64)
+    px = pixels.astype(np.float64)
+    per_map = px.sum(axis=1)
+    frac = px / np.maximum(per_map, 1.0)[:, None]
+    amount = px.T @ n
+    remaining = int(min(max(total, n.sum()), high.sum())) - int(n.sum())
+    index = np.arange(len(n))
+    while remaining > 0:
+        share = amount / max(amount.sum(), 1.0)
+        score = frac @ (target / np.maximum(share, 1e-9))
+        if scale is not None:
+            score = score * scale
+        room = np.flatnonzero(n < high)
+        if not len(room):
+            break
+        take = min(max(1, remaining // 4), len(room))
+        best = room[np.lexsort((index[room], -score[room]))[:take]]
+        n[best] += 1
+        amount += px[best].sum(axis=0)
+        remaining -= take
+    return n
 
 
 def _shares(pixels: np.ndarray, counts: np.ndarray, names: list[str]) -> dict[str, float]:
@@ -118,21 +133,18 @@ def _shares(pixels: np.ndarray, counts: np.ndarray, names: list[str]) -> dict[st
 
 def balance_plan(source: Source, *, total: int | None = None, max_samples: int = 4,
                  min_samples: int = 1, base: Plan | None = None, limit: int | None = None,
-                 threshold: float | None = None, power: float = 0.5, min_pixels: int = 16,
-                 progress: bool = False) -> Plan:
+                 target: str | Mapping[str, float] = "sqrt", progress: bool = False) -> Plan:
     """A plan that raises the pixel share of rare classes (module docstring).
 
     Args:
         source: The label maps.
-        total: Samples in all (default: ``base.total``, else ``round(sum of weights)``).
-        max_samples: Most samples of one map.
+        total: Samples in all (default: ``base.total``, else ``round(maps * (1 + K) / 2)``).
+        max_samples: Most samples of one map (``K``).
         min_samples: Fewest samples of a readable map (0 lets the plan skip maps).
-        base: A plan to combine with (e.g. :func:`hardness_plan`'s): weights multiply by
+        base: A plan to combine with (e.g. :func:`hardness_plan`'s): scores multiply by
             its counts; maps it skips stay skipped; mode ``"<base mode>+balance"``.
         limit: Plan only the first ``limit`` maps (with ``base``: at most its maps).
-        threshold: Target share ``t`` (default ``1 / classes present``).
-        power: Exponent of the class factor.
-        min_pixels: Pixels of a class a map must hold to count as showing it.
+        target: ``"sqrt"``, ``"uniform"`` or ``{class name: share}``.
         progress: Show a progress bar.
 
     Returns:
@@ -155,34 +167,29 @@ def balance_plan(source: Source, *, total: int | None = None, max_samples: int =
         raise SisgenInputError(f"no map of the {source.kind} source could be read "
                                f"({skipped[0]['error'] if skipped else 'no maps'})",
                                skipped[0]["file"] if skipped else None)
-    weights, factor, t = repeat_factors(pixels[readable], threshold=threshold, power=power,
-                                        min_pixels=min_pixels)
-    w = np.zeros(maps)
-    w[readable] = weights
     names = source.vocabulary.names
-    shares = {"source": _shares(pixels, readable.astype(np.int64), names)}
+    once = readable.astype(np.int64)
+    totals = (pixels * once[:, None]).sum(axis=0).astype(np.float64)
+    goal = target_shares(totals / max(totals.sum(), 1.0), target, names)
+    shares = {"source": _shares(pixels, once, names)}
     base_counts = None
     if base is not None:
         base_counts = np.asarray(base.counts()[:maps], np.int64)
-        w = w * base_counts
         readable &= base_counts > 0
+        shares["base"] = _shares(pixels, base_counts, names)
     if total is None:
         total = (int(base_counts[readable].sum()) if base_counts is not None
-                 else int(math.floor(float(w[readable].sum()) + 0.5)))
-    low = np.where(readable, min_samples, 0)
-    high = np.where(readable, max_samples, 0)
-    counts = allocate(np.where(readable, w, 0.0), int(total), low, high)
-    if base_counts is not None:
-        shares["base"] = _shares(pixels, base_counts, names)
+                 else int(math.floor(maps * (1 + max_samples) / 2 + 0.5)))
+    counts = balance_counts(pixels, goal, int(total), np.where(readable, min_samples, 0),
+                            np.where(readable, max_samples, 0), scale=base_counts)
+    shares["target"] = {n: round(float(v), 6) for n, v in zip(names, goal, strict=True)}
     shares["plan"] = _shares(pixels, counts, names)
     report: dict[str, Any] = {
-        "rule": "repeat factor on pixel shares: r_c = max(1, (t / f_c) ** power); map weight "
-                "= max r_c over its classes" + (" x base count" if base is not None else ""),
-        "threshold": t, "power": float(power), "min_pixels": int(min_pixels),
+        "rule": "greedy towards target pixel shares: score = sum_c (p_ic / P_i) t_c / s_c"
+                + (" x base count" if base is not None else ""),
+        "target": target if isinstance(target, str) else dict(target),
         "max_samples": int(max_samples), "min_samples": int(min_samples), "maps": maps,
-        "total": int(counts.sum()),
-        "class_factor": {n: round(float(f), 4) for n, f in zip(names, factor, strict=True)},
-        "pixel_share": shares, "skipped": skipped,
+        "total": int(counts.sum()), "pixel_share": shares, "skipped": skipped,
     }
     mode = "balance"
     if base is not None:
