@@ -2,6 +2,8 @@
 
 * :class:`SynthesisDataset` -- a PyTorch ``IterableDataset`` synthesizing labeled images on
   the fly, worker- and rank-sharded, seeded per sample.
+* :class:`LabeledDataset` -- (photo, label) pairs of any source with photos, e.g. a
+  curated generated dataset with its ignore pixels.
 * :class:`SyntheticSwap` -- a label-preserving augmentation replacing photos by synthetic
   images of their own label maps.
 * :class:`MixedDataset` / :class:`MixedIterableDataset` -- real and synthetic samples at a
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from .augment import SyntheticSwap
 from .dataset import LazyGenerator, SynthesisDataset, SynthesisMapDataset, shard
+from .labeled import LabeledDataset
 from .mixing import MixedDataset, MixedIterableDataset, epoch_plan
 from .registration import (
     MissingDependencyError,
@@ -23,6 +26,7 @@ from .registration import (
 )
 
 __all__ = [
+    "LabeledDataset",
     "LazyGenerator",
     "MissingDependencyError",
     "MixedDataset",
