@@ -95,3 +95,29 @@ def test_generate_and_dataset_make_the_same_samples(op, src, gen, tmp_path):
         assert item["id"] == e["sample"]
         np.testing.assert_array_equal(item["label"], label)
         np.testing.assert_array_equal(item["image"], image)
+
+
+def test_generate_and_dataset_agree_under_a_plan(src, gen, tmp_path):
+    from sisgen.curation import Plan
+
+    plan = Plan.from_counts(src, [1, 3, 0, 2], "hardness")
+    plan.save(tmp_path / "plan.json")
+    recipe = f"edits: [{STEPS['paste']}, {STEPS['hflip']}]"
+    out = tmp_path / "out"
+    generate(gen, src, out, writers=("folder",), recipe=recipe, seed=5, plan=plan,
+             batch_size=4, progress=False, writer_options={"folder": {"image_format": "png"}})
+    ok = [e for e in read_manifest(out / "manifest.jsonl") if e["status"] == "ok"]
+    assert [e["source_index"] for e in ok] == [0, 1, 1, 1, 3, 3]
+    ds = SynthesisDataset(src, gen, recipe=recipe, seed=5, plan=tmp_path / "plan.json",
+                          batch_size=4)
+    assert ds.epoch_length == 6
+    items = list(ds)
+    assert [it["index"] for it in items] == [e["index"] for e in ok]
+    for item, e in zip(items, ok, strict=True):
+        assert item["id"] == e["sample"] and item["seed"] == e["seed"]
+        label = read_label_png(out / "folder" / e["outputs"]["folder"]["label"])
+        image = read_rgb(out / "folder" / e["outputs"]["folder"]["image"])
+        np.testing.assert_array_equal(item["label"], label)
+        np.testing.assert_array_equal(item["image"], image)
+    with pytest.raises(ValueError, match="samples_per_map or a plan"):
+        SynthesisDataset(src, gen, plan=plan, samples_per_map=2)
