@@ -585,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_curate_parser(sub)
     sub.add_parser("segmenter", add_help=False,
-                   help="train / export / evaluate sisgen's compact segmenter "
+                   help="train, score and export sisgen's compact segmenter "
                    "(sisgen segmenter --help)")
 
     m = sub.add_parser("merge", help="merge the shards of a generate run into one dataset")

@@ -205,3 +205,12 @@ def test_reference_stats_need_photos_and_matching_classes(tmp_path, city):
         compute_reference_stats(toycity_segmenter(), src)
     with pytest.raises(SisgenInputError, match="do not match"):
         compute_reference_stats(Segmenter(colour_net(), vocabulary=RGB), city)
+
+
+def test_segmenter_command_is_dispatched_lazily(capsys):
+    pytest.importorskip("sisgen.training.segmenter.cli")
+    from sisgen.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["segmenter", "--help"])
+    assert e.value.code == 0 and "train" in capsys.readouterr().out
