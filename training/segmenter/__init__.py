@@ -1,0 +1,25 @@
+"""A compact segmentation network that sisgen trains itself (``sisgen.training.segmenter``).
+
+The curation loop (per-class loss statistics, the loss-based pixel filter, hardness plans)
+and ``benchmarks/downstream.py`` need a segmenter; users may bring their own (TorchScript
+or ONNX), and this package makes the loop run with none:
+
+* :class:`SegNet` -- a small U-Net (conv-BN-ReLU, strided downsampling, bilinear
+  upsampling with skips) mapping images in ``[0, 1]`` to logits;
+* :func:`train_segmenter` -- trains one on streams of labeled items (real, synthetic,
+  curated with ignore pixels) mixed per batch in fixed proportions;
+* :func:`evaluate_segmenter` -- dataset-level mIoU / pixel accuracy / per-class IoU;
+* :func:`export_segmenter` -- ONNX or TorchScript plus a JSON sidecar that
+  :class:`sisgen.filtering.Segmenter` reads;
+* :mod:`.cli` -- ``sisgen segmenter train``.
+"""
+
+from __future__ import annotations
+
+from .data import SourcePairs
+from .evaluate import evaluate_segmenter
+from .network import SegNet
+from .trainer import SegmenterLog, StreamSampler, pixel_loss, train_segmenter
+
+__all__ = ["SegNet", "SegmenterLog", "SourcePairs", "StreamSampler", "evaluate_segmenter",
+           "pixel_loss", "train_segmenter"]

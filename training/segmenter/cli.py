@@ -1,0 +1,142 @@
+"""``sisgen segmenter train``: train, score and export the compact segmenter.
+
+::
+
+    sisgen segmenter train --source toycity --source-option length=300 --size 64x128
+        [--synthetic runs/generated --synthetic-per-batch 16] --steps 1000
+        --batch-size 16 --seed 0 --out runs/segmenter
+
+writes ``OUT/segmenter.onnx`` and ``OUT/segmenter.pt`` (TorchScript), each with its JSON
+sidecar (see :mod:`.export`), and ``OUT/metrics.json`` (the validation scores, the
+training log and the arguments). Sources open as training runs open them
+(:func:`sisgen.training.data.open_run_source`): ToyCity renders at ``--size``. The data
+never depends on ``--seed`` (a ToyCity source keeps its own seed unless
+``--source-option seed=N`` says otherwise), so seeds compare trainings on one data set.
+Validation uses ``--val-source`` (default: ``--source``) with ``--val-split`` (default
+``val``), its own ``--val-root`` / ``--val-source-option`` and at most ``--val-limit``
+pairs; ``--no-val`` skips it. ``--synthetic`` is a folder dataset written by ``sisgen
+generate`` (``--writers folder``; a curated one keeps its ignore pixels): each step then
+draws ``--batch-size`` real and ``--synthetic-per-batch`` synthetic items.
+
+The ``sisgen`` command adds this parser with :func:`add_parser` and dispatches to
+:func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sisgen.errors import SisgenInputError
+from sisgen.io import write_json
+
+__all__ = ["add_parser", "run"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 64x128, got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError("height and width must be positive")
+    return h, w
+
+
+def _count(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return v
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``segmenter`` (with its ``train`` command) to the ``sisgen`` sub-commands."""
+    p = subparsers.add_parser("segmenter", help="train the compact segmenter (curation, "
+                              "downstream benchmarks)", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="segmenter_command", required=True)
+    t = sub.add_parser("train", help="train, score and export a segmenter")
+    t.add_argument("--source", required=True, help="source kind with photos (toycity, ...)")
+    t.add_argument("--root", help="dataset root")
+    t.add_argument("--split", default="train")
+    t.add_argument("--vocabulary", help="vocabulary of a folder source (name or file)")
+    t.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="source option, e.g. length=300 (repeatable)")
+    t.add_argument("--synthetic", help="a folder dataset written by sisgen generate")
+    t.add_argument("--synthetic-per-batch", type=_count, default=None,
+                   help="synthetic items per step (default: --batch-size)")
+    t.add_argument("--size", type=_size, default=(64, 128), help="training size HxW")
+    t.add_argument("--steps", type=_count, default=1000)
+    t.add_argument("--batch-size", type=_count, default=16, help="real items per step")
+    t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate")
+    t.add_argument("--width", type=int, default=None, help="SegNet width")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None, help="torch threads")
+    t.add_argument("--val-source", help="validation source kind (default: --source)")
+    t.add_argument("--val-root", help="validation root (default: --root)")
+    t.add_argument("--val-split", default="val")
+    t.add_argument("--val-source-option", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--val-limit", type=_count, default=None, help="score at most N pairs")
+    t.add_argument("--no-val", action="store_true", help="skip validation")
+    t.add_argument("--out", required=True, help="output folder")
+    t.set_defaults(func=run)
+    return p
+
+
+def _open(kind: str, root: str | None, split: str, options: list[str], vocabulary: str | None,
+          size: tuple[int, int], evaluation: bool) -> Any:
+    from sisgen.training.config import apply_overrides
+    from sisgen.training.data import open_run_source
+
+    spec: dict[str, Any] = {"kind": kind, "split": split, **apply_overrides({}, options)}
+    if root is not None:
+        spec["root"] = root
+    if vocabulary is not None:
+        spec["vocabulary"] = vocabulary
+    return open_run_source(spec, size, seed=0, evaluation=evaluation)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``sisgen segmenter <command>``; returns the exit code."""
+    if args.segmenter_command != "train":
+        raise SisgenInputError(f"unknown segmenter command {args.segmenter_command!r}")
+    from sisgen import sources
+    from sisgen.training.segmenter import SourcePairs, evaluate_segmenter, train_segmenter
+    from sisgen.training.segmenter.export import export_segmenter
+
+    size = tuple(args.size)
+    real = SourcePairs(_open(args.source, args.root, args.split, args.source_option,
+                             args.vocabulary, size, False), size)
+    streams: list[tuple[Any, int]] = [(real, args.batch_size)]
+    if args.synthetic:
+        syn = SourcePairs(sources.open("folder", args.synthetic), size)
+        per = args.batch_size if args.synthetic_per_batch is None else args.synthetic_per_batch
+        streams.append((syn, per))
+    options = {k: v for k, v in (("lr", args.lr), ("width", args.width)) if v is not None}
+    net, log = train_segmenter(streams, vocabulary=real.vocabulary, steps=args.steps,
+                               seed=args.seed, size=size, threads=args.threads, **options)
+    out = Path(args.out)
+    files = {fmt: export_segmenter(net, out / f"segmenter{suffix}", vocabulary=real.vocabulary,
+                                   size=size, format=fmt)
+             for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".pt"))}
+    scores = None
+    if not args.no_val:
+        val_source = _open(args.val_source or args.source, args.val_root or args.root,
+                           args.val_split, args.val_source_option, args.vocabulary, size, True)
+        val: Any = SourcePairs(val_source, size)
+        if args.val_limit is not None and args.val_limit < len(val):
+            from torch.utils.data import Subset
+
+            val = Subset(val, range(args.val_limit))
+        scores = evaluate_segmenter(net, val, vocabulary=real.vocabulary, threads=args.threads)
+    record = {"val": scores, "train": log.to_dict(),
+              "files": {k: str(v) for k, v in files.items()},
+              "args": {k: v for k, v in vars(args).items() if k != "func"}}
+    write_json(out / "metrics.json", record, indent=2)
+    summary = {"out": str(out), "steps": log.steps, "ms_per_step": round(log.ms_per_step, 1)}
+    if scores is not None:
+        summary.update(miou=round(scores["miou"], 2), pixel_acc=round(scores["pixel_acc"], 2))
+    print(json.dumps(summary))
+    return 0
