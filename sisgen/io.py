@@ -91,17 +91,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     never a part; a killed writer can leave a hidden ``.<name>.<pid>.<n>.tmp`` file
     (:func:`remove_temp_files` clears them). The file is created with mode ``0o666`` less
     the process's umask, as ``open(path, "w")`` would make it (not ``mkstemp``'s private
-    ``0o600``), so a dataset written for a team is readable by the team.
+    ``0o600``), so a dataset written for a team is readable by the team. Missing folders
+    are created (only when the first attempt finds the folder missing: no ``mkdir`` per
+    file).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder, name = os.path.split(os.fspath(path))
     while True:
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp"
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             break
         except FileExistsError:  # left by a killed process that had our pid
             continue
+        except FileNotFoundError:
+            if not folder or os.path.isdir(folder):
+                raise
+            os.makedirs(folder, exist_ok=True)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -142,6 +147,20 @@ def encode_image(image: np.ndarray, ext: str = ".png", *, jpeg_quality: int = 95
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(image), params)
     if not ok:
         raise ValueError(f"could not encode image of shape {image.shape} as {ext}")
+    return buf.tobytes()
+
+
+def encode_palette_png(ids: np.ndarray, palette: np.ndarray) -> bytes:
+    """An ``H×W`` uint8 id map drawn with a ``[256, 3]`` RGB palette, as RGB PNG bytes.
+
+    The same bytes as :func:`encode_image` of ``palette[ids]``, made with one 3-channel
+    ``cv2.LUT`` straight into OpenCV's BGR order (no RGB image, no channel swap).
+    """
+    lut = np.ascontiguousarray(np.asarray(palette, np.uint8)[:, ::-1]).reshape(1, 256, 3)
+    ids = np.ascontiguousarray(ids)
+    ok, buf = cv2.imencode(".png", cv2.LUT(cv2.merge([ids, ids, ids]), lut))
+    if not ok:
+        raise ValueError(f"could not encode a colour PNG of shape {ids.shape}")
     return buf.tobytes()
 
 

@@ -119,6 +119,14 @@ def tensorrt_ep_options(fp16: bool = False, cache_dir: str | os.PathLike | None 
     return opts
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; all of them where unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def output_shape(declared: Sequence[Any], inputs: dict[str, torch.Tensor],
                  output_kind: str) -> tuple[int, ...] | None:
     """The concrete output shape for a batch, from the declared (partly symbolic) one.
@@ -144,7 +152,12 @@ class OnnxEngine:
         path: The ONNX file.
         providers: Execution providers (see the module docstring); default CUDA when
             available, then CPU.
-        threads: Intra-op threads (0: onnxruntime's default).
+        threads: Intra-op threads (0: one per CPU this process may run on -- its affinity
+            mask, which onnxruntime's own default ignores: pinned to one core it starts two
+            threads that fight over it).
+        spin: Let idle intra-op threads spin-wait for work (onnxruntime's default). Off by
+            default: a run's prepare and write stages share the cores with the engine,
+            and spinning threads take their cycles.
         io_binding: Bind torch tensors in place and return torch tensors; ``None`` turns it
             on when the session runs on CUDA or TensorRT.
         trt_options: TensorRT EP options (see :func:`tensorrt_ep_options`).
@@ -159,7 +172,8 @@ class OnnxEngine:
 
     def __init__(self, path: str | os.PathLike, providers: Sequence[ProviderSpec] | None = None,
                  threads: int = 0, io_binding: bool | None = None,
-                 trt_options: dict[str, Any] | None = None, share_stream: bool = False):
+                 trt_options: dict[str, Any] | None = None, share_stream: bool = False,
+                 spin: bool = False):
         import onnxruntime as ort
 
         path = os.fspath(path)
@@ -177,8 +191,11 @@ class OnnxEngine:
                                      trt_options=trt_options, cuda_options=cuda_options)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3  # errors only: graph-folding notices are not for users
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = int(threads) or usable_cpus()
+        opts.inter_op_num_threads = 1  # sequential execution: one pool is enough
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = opts.intra_op_num_threads
         try:
             self.session = ort.InferenceSession(path, opts, providers=resolved)
         except Exception as e:  # onnxruntime raises several unrelated types

@@ -39,31 +39,41 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def describe_source(source: Source) -> dict[str, Any]:
-    """What identifies a source's maps: kind, class, vocabulary, plain settings, sample ids.
+    """What identifies a source's maps: kind, class, vocabulary, settings, sample ids.
 
-    Plain attributes (strings, numbers, paths, tuples of them) are the settings a source
-    was opened with (root, split, sizes, options); wrapped sources (``inner``) and
-    remaps are described recursively.
+    Settings are the source's public attributes that are plain data (strings, numbers,
+    paths, short lists and tuples of them), described recursively through the objects
+    it holds (a wrapped source, a remap, ToyCity's generator), so two sources opened
+    with different roots, splits, sizes or options get different descriptions.
     """
-    desc: dict[str, Any] = {"kind": source.kind,
-                            "class": f"{type(source).__module__}.{type(source).__qualname__}"}
-    vocab = getattr(source, "vocabulary", None)
-    if isinstance(vocab, Vocabulary):
-        desc["vocabulary"] = vocab.to_dict()
-    settings: dict[str, Any] = {}
-    for name, value in sorted(vars(source).items()):
-        if isinstance(value, Source):
-            settings[name] = describe_source(value)
-        elif isinstance(value, os.PathLike):
-            settings[name] = os.fspath(value)
-        elif isinstance(value, _PLAIN) or (isinstance(value, tuple)
-                                           and all(isinstance(v, _PLAIN) for v in value)):
-            settings[name] = value
-        elif hasattr(value, "name") and isinstance(value.name, str) and name != "vocabulary":
-            settings[name] = f"{type(value).__qualname__}:{value.name}"  # a Remap, say
-    desc["settings"] = settings
+    desc = _describe(source, 3)
     desc["keys"] = hashlib.sha256("\n".join(source.keys()).encode()).hexdigest()
     return desc
+
+
+def _describe(value: Any, depth: int) -> Any:
+    """Plain data describing ``value`` (``None`` when there is nothing plain to say)."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Vocabulary):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        items = [_describe(v, depth - 1) for v in value[:65]]
+        return items if len(value) <= 64 and None not in items else None
+    if isinstance(value, dict):
+        items = {str(k): _describe(v, depth - 1) for k, v in value.items()}
+        return items if None not in items.values() else None
+    if depth <= 0 or not hasattr(value, "__dict__"):
+        return None
+    out: dict[str, Any] = {"class": f"{type(value).__module__}.{type(value).__qualname__}"}
+    for name, item in sorted(vars(value).items()):
+        if not name.startswith("_"):
+            described = _describe(item, depth - 1)
+            if described is not None:
+                out[name] = described
+    return out
 
 
 class CachedSource(Source):

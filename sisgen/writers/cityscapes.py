@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..io import write_image
+from ..io import atomic_write_bytes, encode_palette_png, write_image
 from ..labelmap import LabelMap
 from ..vocab import Vocabulary
 from .base import (
@@ -190,7 +190,9 @@ class CityscapesWriter(Writer):
         instance_ids = cityscapes_instance_ids(semantic, labelmap.instance, self._thing_ids)
         write_label_png(paths["label"], semantic, image)
         write_image(paths["instance"], instance_ids)
-        write_image(paths["color"], self.vocabulary.colorize(semantic))
+        ids = semantic if semantic.dtype == np.uint8 else np.clip(semantic, 0, 255).astype(
+            np.uint8)  # as Vocabulary.colorize draws other dtypes
+        atomic_write_bytes(paths["color"], encode_palette_png(ids, self.vocabulary.palette()))
         image_path = write_photo(self.image_dir, stem, image, self.image_format,
                                  self.jpeg_quality, suffix="_leftImg8bit")
         paths = {"image": image_path, **paths}

@@ -155,3 +155,35 @@ def test_torch_engine_runs_export_form_without_touching_model(model):
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def tiny_onnx(path) -> str:
+    """A one-node ONNX graph (``out = labels + 1``) to open sessions on."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["labels", "one"], ["out"])], "tiny",
+        [helper.make_tensor_value_info("labels", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_onnx_threads_follow_the_affinity_mask(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from sisgen.engines.onnx_engine import OnnxEngine, usable_cpus
+
+    path = tiny_onnx(tmp_path / "tiny.onnx")
+    default = OnnxEngine(path, providers=["cpu"])
+    assert default.threads == usable_cpus() >= 1
+    options = default.session.get_session_options()
+    assert options.intra_op_num_threads == usable_cpus()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    one = OnnxEngine(path, providers=["cpu"], threads=1, spin=True)
+    assert one.threads == 1
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    out = one.run({"labels": np.zeros((3, 2), np.float32)})
+    np.testing.assert_array_equal(out, np.ones((3, 2), np.float32))

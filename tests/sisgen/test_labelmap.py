@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sisgen.labelmap import NOISE_MASK_KEY, LabelMap, resize_nearest
+from sisgen.labelmap import NOISE_MASK_KEY, LabelMap, nearest_indices, resize_nearest
 
 
 def test_resize_nearest_is_pils_nearest():
@@ -31,3 +31,12 @@ def test_labelmap_resized_keeps_ids_dtypes_and_noise_marks():
     back = big.resized((2, 2))
     np.testing.assert_array_equal(back.semantic, sem)
     np.testing.assert_array_equal(back.instance, inst)
+
+
+def test_resize_nearest_takes_rows_then_columns_for_any_layout():
+    a = np.arange(7 * 9 * 2, dtype=np.int32).reshape(7, 9, 2)
+    for size in [(3, 4), (7, 9), (15, 20), (1, 1)]:
+        rows, cols = nearest_indices(7, size[0]), nearest_indices(9, size[1])
+        out = resize_nearest(a[:, ::-1], size)  # a non-contiguous view as well
+        np.testing.assert_array_equal(out, a[:, ::-1][rows[:, None], cols[None, :]])
+        assert out.flags.writeable and out.flags.c_contiguous
