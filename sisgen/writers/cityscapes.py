@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..errors import SisgenInputError
@@ -29,6 +30,7 @@ from .base import (
     Writer,
     Written,
     check_image_format,
+    class_ids_u8,
     register_writer,
     unique_runs,
     write_label_png,
@@ -65,10 +67,9 @@ def cityscapes_instance_ids(
         raise SisgenInputError(_TOO_LARGE)
     out = sem.astype(np.uint16)
     if instance is not None:
-        thing = np.zeros(256, dtype=bool)
-        thing[np.asarray(thing_ids, dtype=np.int64)] = True
-        sel = (instance != 0) & (thing[sem] if sem.dtype == np.uint8
-                                 else (sem < 256) & thing[np.clip(sem, 0, 255)])
+        thing = np.zeros(256, dtype=np.uint8)
+        thing[np.asarray(thing_ids, dtype=np.int64)] = 1
+        sel = (instance != 0) & cv2.LUT(class_ids_u8(sem), thing).view(bool)
         if sel.any():
             flat_idx = np.flatnonzero(sel)
             cls = sem.ravel()[flat_idx].astype(np.int64)

@@ -115,12 +115,15 @@ def compressed_rles(runs: SegmentRuns) -> list[dict[str, Any]]:
     return [{"size": [h, w], "counts": text[bounds[i]:bounds[i + 1]]} for i in range(k)]
 
 
+#: A value needs ``n + 1`` groups from ``_GROUP_LIMITS[n - 1]`` on (two's complement).
+_GROUP_LIMITS = np.array([1 << (5 * n - 1) for n in range(1, 13)], np.int64)
+
+
 def _leb_text(values: np.ndarray) -> tuple[str, np.ndarray]:
     """The characters of pycocotools' RLE string for each value, and each value's offset.
 
     A value takes the fewest 5-bit groups that hold it in two's complement (the loop in
-    pycocotools stops once the rest is the sign extension of the last group), so the
-    number of groups follows from its bit length.
+    pycocotools stops once the rest is the sign extension of the last group).
 
     Returns:
         ``(text, cuts)``: all values' characters in order, and ``[len(values) + 1]``
@@ -128,15 +131,14 @@ def _leb_text(values: np.ndarray) -> tuple[str, np.ndarray]:
     """
     x = values.astype(np.int64)
     magnitude = np.where(x >= 0, x, ~x)  # two's complement: -1 needs as few bits as 0
-    used = np.frexp(magnitude.astype(np.float64))[1] // 5 + 1  # exact below 2**53
+    used = np.searchsorted(_GROUP_LIMITS, magnitude, side="right") + 1
     width = int(used.max(initial=1))
-    g = np.arange(width)
-    chars = (x[:, None] >> (5 * g)) & 0x1F
-    chars |= (g < used[:, None] - 1) << 5  # 0x20: more groups follow
-    chars += 48
+    chars = np.empty((width, len(x)), np.uint8)  # group k of every value in row k
+    for k in range(width):
+        chars[k] = ((x >> (5 * k)) & 0x1F) + 48 + ((used > k + 1) << 5)  # 0x20: more follow
+    keep = np.arange(width)[:, None] < used
     cuts = np.concatenate(([0], np.cumsum(used)))
-    text = chars.astype(np.uint8)[g < used[:, None]].tobytes().decode("ascii")
-    return text, cuts
+    return chars.T[keep.T].tobytes().decode("ascii"), cuts
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
