@@ -24,6 +24,31 @@ PHOTO_KEY, HOLE_KEY = "photo", "hole"
 SOURCE_INDEX_KEY = "source_index"
 
 
+def copy_meta(value: Any) -> Any:
+    """A deep copy of a ``meta`` value, fast for the plain data meta holds.
+
+    Dicts, lists and tuples are rebuilt, strings and numbers shared (they are immutable),
+    arrays copied; anything else (subclasses included) goes through :func:`copy.deepcopy`.
+    Several times faster than ``deepcopy`` on the provenance and edit records every
+    sample carries.
+    """
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    if kind is dict:
+        return {k: copy_meta(v) for k, v in value.items()}
+    if kind is list:
+        return [copy_meta(v) for v in value]
+    if kind is tuple:
+        return tuple(copy_meta(v) for v in value)
+    if kind is np.ndarray:
+        return value.copy()
+    return copy.deepcopy(value)  # subclasses (OrderedDict, named tuples) keep their type
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
+
+
 @dataclass
 class LabelMap:
     """One label map: class ids, optional instance ids and provenance.
@@ -75,7 +100,7 @@ class LabelMap:
         return LabelMap(
             self.semantic.copy(),
             None if self.instance is None else self.instance.copy(),
-            copy.deepcopy(self.meta),
+            copy_meta(self.meta),
         )
 
     def edges(self) -> np.ndarray:
@@ -90,7 +115,7 @@ class LabelMap:
         size = (int(size[0]), int(size[1]))
         if size == self.shape:
             return self.copy()
-        meta = copy.deepcopy(self.meta)
+        meta = copy_meta(self.meta)
         if meta.get(NOISE_MASK_KEY) is not None:
             meta[NOISE_MASK_KEY] = resize_nearest(np.asarray(meta[NOISE_MASK_KEY], bool), size)
         return LabelMap(

@@ -7,14 +7,20 @@ photo editing (padded with -1). Scaling is nearest neighbour: ids are never inte
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import IGNORE_ID, NOISE_MASK_KEY, SOURCE_PIXEL_KEY, LabelMap, resize_nearest
+from ..labelmap import (
+    IGNORE_ID,
+    NOISE_MASK_KEY,
+    SOURCE_PIXEL_KEY,
+    LabelMap,
+    copy_meta,
+    resize_nearest,
+)
 from ..vocab import Vocabulary
 from .base import Edit, register_edit
 from .checks import check_choice, check_int, check_number, check_number_range, check_pair
@@ -45,7 +51,7 @@ def transform_pixels(
         elif k == SOURCE_PIXEL_KEY:  # photo editing: pixels keep pointing at their origin
             meta[k] = run(np.asarray(v), -1)
         else:
-            meta[k] = copy.deepcopy(v)
+            meta[k] = copy_meta(v)
     return LabelMap(
         run(labelmap.semantic, IGNORE_ID),
         None if labelmap.instance is None else run(labelmap.instance, 0),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,7 +9,7 @@ import cv2
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import IGNORE_ID, LabelMap
+from ..labelmap import IGNORE_ID, LabelMap, copy_meta
 from ..vocab import Vocabulary
 from .base import Edit, lookup, register_edit
 from .checks import (
@@ -75,7 +74,7 @@ def _relabel_u8(labelmap: LabelMap, mapping: dict[int, int], vocab: Vocabulary) 
     instance = None if labelmap.instance is None else labelmap.instance.copy()
     if instance is not None and clear.any():
         np.copyto(instance, 0, where=cv2.LUT(sem, clear).view(bool))
-    return LabelMap(cv2.LUT(sem, table), instance, copy.deepcopy(labelmap.meta))
+    return LabelMap(cv2.LUT(sem, table), instance, copy_meta(labelmap.meta))
 
 
 def fill_from_nearest_stuff(labelmap: LabelMap, freed: np.ndarray, vocab: Vocabulary) -> None:

@@ -40,3 +40,24 @@ def test_resize_nearest_takes_rows_then_columns_for_any_layout():
         out = resize_nearest(a[:, ::-1], size)  # a non-contiguous view as well
         np.testing.assert_array_equal(out, a[:, ::-1][rows[:, None], cols[None, :]])
         assert out.flags.writeable and out.flags.c_contiguous
+
+
+def test_copy_meta_is_a_deep_copy():
+    from collections import OrderedDict, namedtuple
+
+    from sisgen.labelmap import copy_meta
+
+    Pair = namedtuple("Pair", "a b")
+    meta = {"id": "x", "size": (2, 3), "edits": [{"op": "hflip", "params": {"p": 0.5}}],
+            "mask": np.ones((2, 2), bool), "order": OrderedDict(a=[1]), "pair": Pair(1, [2]),
+            "n": np.int64(4)}
+    out = copy_meta(meta)
+    assert out.keys() == meta.keys() and out["size"] == (2, 3)
+    assert out["edits"] == meta["edits"] and out["edits"][0] is not meta["edits"][0]
+    assert out["edits"][0]["params"] is not meta["edits"][0]["params"]
+    assert out["mask"] is not meta["mask"] and (out["mask"] == meta["mask"]).all()
+    assert type(out["order"]) is OrderedDict and out["order"]["a"] is not meta["order"]["a"]
+    assert type(out["pair"]) is Pair and out["pair"].b is not meta["pair"].b
+    assert out["n"] == 4
+    lm = LabelMap(np.zeros((2, 2), np.uint8), None, meta)
+    assert lm.copy().meta["edits"][0] is not meta["edits"][0]
