@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..filtering import Segmenter
+from ..segmenter import Segmenter
 from ..sources import Source
 from .pairs import PairFunction, batched, image_pairs, photo_pairs, synthetic_pairs
 from .plan import Plan

@@ -3,7 +3,7 @@
 FreeMask's loss filter needs, for every class, the segmenter's mean cross-entropy on *real*
 pixels of that class: a synthetic pixel whose loss is well above what real pixels of its
 class cost is probably drawn wrong. :func:`compute_reference_stats` runs a
-:class:`~sisgen.filtering.Segmenter` over the photos of any source and accumulates, per
+:class:`~sisgen.segmenter.Segmenter` over the photos of any source and accumulates, per
 class, the summed loss, the pixel count and the correctly predicted pixels;
 :class:`ReferenceStats` saves and loads them as JSON::
 
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..filtering import Segmenter
 from ..io import read_json, write_json
 from ..runs import vocabulary_record
+from ..segmenter import Segmenter
 from ..sources import Source
 from ..vocab import Vocabulary
 from .pairs import batched, photo_pairs

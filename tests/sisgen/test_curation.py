@@ -12,7 +12,8 @@ import torch
 from sisgen import LabelMap, get_vocabulary, sources
 from sisgen.curation import ReferenceStats, compute_reference_stats
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import QualityFilter, Segmenter
+from sisgen.filtering import QualityFilter
+from sisgen.segmenter import Segmenter
 from sisgen.vocab import ClassInfo, Vocabulary
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -77,6 +78,21 @@ def test_bad_sidecars_name_the_sidecar(seg_file):
     sidecar(seg_file, class_ids=[0, 1])  # the net has 3 channels
     with pytest.raises(SisgenInputError, match=r"3 channels.*2 class ids"):
         Segmenter(seg_file).predict(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+def test_segmenter_inputs_given_then_sidecar_then_imagenet(seg_file):
+    from sisgen.segmenter import IMAGENET_MEAN, IMAGENET_STD, segmenter_inputs
+
+    assert segmenter_inputs(seg_file) == {"mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                                          "input_range": (0.0, 1.0)}
+    assert segmenter_inputs(seg_file, mean=[0.5, 0.5, 0.5])["mean"] == (0.5, 0.5, 0.5)
+    sidecar(seg_file)
+    assert segmenter_inputs(seg_file) == {"mean": None, "std": None, "input_range": None}
+    given = segmenter_inputs(seg_file, std=(2, 2, 2), input_range=(-1, 1))
+    assert given == {"mean": None, "std": (2, 2, 2), "input_range": (-1, 1)}
+    sidecar(seg_file, version=2)
+    with pytest.raises(SisgenInputError, match=r"seg\.pt\.json.*version"):
+        segmenter_inputs(seg_file)
 
 
 def test_vocabulary_check_without_metadata():

@@ -22,7 +22,7 @@ from sisgen.curation import (
     target_shares,
 )
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import Segmenter
+from sisgen.segmenter import Segmenter
 
 SIZE = (32, 64)
 

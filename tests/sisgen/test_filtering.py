@@ -10,7 +10,8 @@ import torch
 
 from sisgen import LabelMap, get_vocabulary
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import QualityFilter, Segmenter, class_map_from_train_ids, score_prediction
+from sisgen.filtering import QualityFilter, score_prediction
+from sisgen.segmenter import Segmenter, class_map_from_train_ids
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -166,3 +167,12 @@ def test_errors_and_train_id_class_map(tmp_path):
     vocab = get_vocabulary("cityscapes")
     cmap = class_map_from_train_ids(vocab)
     assert len(cmap) == 19 and cmap[0] == vocab.resolve("road")
+
+
+def test_segmenter_names_stay_importable_from_filtering():
+    import sisgen.filtering as filtering
+    import sisgen.segmenter as segmenter
+
+    for name in ("Segmenter", "SEGMENTER_FORMAT", "class_map_from_train_ids",
+                 "segmenter_metadata", "sidecar_path"):
+        assert getattr(filtering, name) is getattr(segmenter, name)

@@ -16,10 +16,11 @@ from sisgen.curation import Plan, compute_reference_stats
 from sisgen.engines import Generator
 from sisgen.engines.torch_engine import TorchEngine
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import QualityFilter, Segmenter
+from sisgen.filtering import QualityFilter
 from sisgen.generate import generate, merge, read_manifest, sample_seed
 from sisgen.io import read_label_png
 from sisgen.models import build_model
+from sisgen.segmenter import Segmenter
 
 SIZE = (32, 64)
 COUNTS = [2, 0, 1, 3, 1, 2]
