@@ -292,6 +292,33 @@ def test_miou_with_a_torchscript_segmenter_and_a_remap(tmp_path):
         compute_metrics(["miou"], labelmaps=maps, images=images)
 
 
+def test_miou_segmenter_file_normalisation_options_then_sidecar_then_imagenet(tmp_path):
+    from sisgen.vocab import ClassInfo, Vocabulary
+
+    conv = nn.Conv2d(3, 3, 1, bias=False)  # logit c = normalised colour channel c
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3)[:, :, None, None])
+    path = tmp_path / "seg.pt"
+    torch.jit.script(conv.eval()).save(str(path))
+    grey = [np.full((4, 4, 3), 128, np.uint8)]
+    red, blue = [LabelMap(np.zeros((4, 4), np.uint8))], [LabelMap(np.full((4, 4), 2, np.uint8))]
+
+    def miou(maps, **opts):
+        return compute_metrics(["miou"], labelmaps=maps, images=grey, segmenter=path,
+                               **opts)["miou"]
+
+    # no sidecar, nothing given: ImageNet statistics make grey bluest
+    assert miou(blue) == 1.0 and miou(red) == 0.0
+    vocab = Vocabulary("rgb", [ClassInfo(i, n, c) for i, n, c in
+                               ((0, "red", (255, 0, 0)), (1, "green", (0, 255, 0)),
+                                (2, "blue", (0, 0, 255)))])
+    meta = {"format": "sisgen-segmenter", "version": 1, "vocabulary": vocab.to_dict(),
+            "class_ids": [0, 1, 2], "mean": [0.0, 0.5, 0.5], "std": [1, 1, 1]}
+    (tmp_path / "seg.pt.json").write_text(json.dumps(meta))
+    assert miou(red) == 1.0  # the sidecar's mean leaves only red positive
+    assert miou(blue, seg_mean=(0.485, 0.456, 0.406), seg_std=(0.229, 0.224, 0.225)) == 1.0
+
+
 # ------------------------------------------------------------------------- LPIPS
 def _random_lpips(net: str) -> LPIPS:
     torch.manual_seed(1)

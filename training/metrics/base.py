@@ -42,11 +42,15 @@ class MetricOptions:
         fid_save_reference: Write the real statistics of this run to this ``.npz``.
         feature_extractor: A callable ``uint8 [B,3,H,W] -> [B, D]`` used instead of the
             Inception (tests, other feature spaces).
-        segmenter: A :class:`sisgen.filtering.Segmenter`, a callable ``images -> ids``, or
+        segmenter: A :class:`sisgen.segmenter.Segmenter`, a callable ``images -> ids``, or
             a TorchScript/ONNX file.
-        seg_mean: Segmenter input mean (used when ``segmenter`` is a file).
-        seg_std: Segmenter input std.
-        seg_input_range: What uint8 0..255 maps to before ``seg_mean``/``seg_std``.
+        seg_mean: Segmenter input mean (used when ``segmenter`` is a file). ``None``: the
+            file's metadata sidecar, else ImageNet's (0.485, 0.456, 0.406)
+            (:func:`sisgen.segmenter.segmenter_inputs`).
+        seg_std: Segmenter input std (``None``: the sidecar, else ImageNet's
+            (0.229, 0.224, 0.225)).
+        seg_input_range: What uint8 0..255 maps to before ``seg_mean``/``seg_std``
+            (``None``: the sidecar, else (0, 1)).
         remap: Remap table applied to the ground truth before scoring (name, file, Remap).
         lpips_net: ``"vgg"`` or ``"alex"`` LPIPS trunk.
         lpips_weights: The lpips package's linear-layer file (``vgg.pth``/``alex.pth``).
@@ -65,9 +69,9 @@ class MetricOptions:
     fid_save_reference: str | os.PathLike | None = None
     feature_extractor: Callable[[torch.Tensor], torch.Tensor] | None = None
     segmenter: Any = None
-    seg_mean: Sequence[float] = (0.485, 0.456, 0.406)
-    seg_std: Sequence[float] = (0.229, 0.224, 0.225)
-    seg_input_range: tuple[float, float] = (0.0, 1.0)
+    seg_mean: Sequence[float] | None = None
+    seg_std: Sequence[float] | None = None
+    seg_input_range: tuple[float, float] | None = None
     remap: Any = None
     lpips_net: str = "vgg"
     lpips_weights: str | os.PathLike | None = None

@@ -18,8 +18,10 @@ predict the 19 trainIds while label maps hold labelIds. ``remap`` (a :mod:`sisge
 table such as ``"cityscapes->cityscapes_trainid"``) moves the ground truth into the
 segmenter's space before scoring, which is how the official evaluations score.
 
-The segmenter is a :class:`sisgen.filtering.Segmenter` (TorchScript or ONNX file with
-its input range, mean and std), the same one quality filtering uses.
+The segmenter is a :class:`sisgen.segmenter.Segmenter` (TorchScript or ONNX file with
+its input range, mean and std), the same one quality filtering uses. A file's input
+normalisation comes from the options, else its metadata sidecar, else ImageNet statistics
+in [0, 1] (:func:`sisgen.segmenter.segmenter_inputs`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import numpy as np
 import torch
 
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import Segmenter
 from sisgen.labelmap import IGNORE_ID
 from sisgen.remap import Remap, get_remap
+from sisgen.segmenter import Segmenter, segmenter_inputs
 from sisgen.vocab import Vocabulary
 
 from .base import EvalBatch, Metric, MetricOptions, register_metric
@@ -95,17 +97,21 @@ class ConfusionMatrix:
 def build_segmenter(options: MetricOptions) -> Segmenter | Callable[[np.ndarray], np.ndarray]:
     """The options' segmenter: a prebuilt one as is, or a file opened as a ``Segmenter``.
 
+    A file's ``mean`` / ``std`` / ``input_range`` are the options' ``seg_*`` values where
+    given, else its metadata sidecar's, else ImageNet statistics in [0, 1]
+    (:func:`sisgen.segmenter.segmenter_inputs`, as ``sisgen eval`` does).
+
     Raises:
-        SisgenInputError: No segmenter was given.
+        SisgenInputError: No segmenter was given, or its file is missing or malformed.
     """
     seg = options.segmenter
     if seg is None:
         raise SisgenInputError("the miou metric needs a segmenter (a TorchScript or ONNX file: "
                          "--segmenter / segmenter=)")
     if isinstance(seg, (str, os.PathLike)):
-        return Segmenter(seg, mean=options.seg_mean, std=options.seg_std,
-                         input_range=options.seg_input_range, device=options.device,
-                         batch_size=options.batch_size)
+        inputs = segmenter_inputs(seg, options.seg_mean, options.seg_std,
+                                  options.seg_input_range)
+        return Segmenter(seg, **inputs, device=options.device, batch_size=options.batch_size)
     return seg
 
 
