@@ -543,8 +543,13 @@ class Writer:
         shared.check_labels(self.vocabulary, labelmap.semantic, name)
         return safe_stem(name)
 
-    def _rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+    def _rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the root, ``/``-separated (string work for paths built on it)."""
+        text, root = os.fspath(path), os.fspath(self.root) + os.sep
+        if text.startswith(root):
+            rel = text[len(root):]
+            return rel if os.sep == "/" else rel.replace(os.sep, "/")
+        return Path(path).relative_to(self.root).as_posix()
 
     def __enter__(self) -> Writer:
         return self
