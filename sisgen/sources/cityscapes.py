@@ -20,6 +20,8 @@ used directly.
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -134,6 +136,25 @@ def rasterize_polygons(data: object, vocabulary: Vocabulary,
     return semantic, instance
 
 
+_DECODER: dict[int, ThreadPoolExecutor] = {}
+_DECODER_LOCK = threading.Lock()
+
+
+def _decoder() -> ThreadPoolExecutor:
+    """This process's helper thread for a map's second PNG (made on first use).
+
+    Keyed by process id: a forked child (a fork-started DataLoader worker) inherits the
+    parent's executor without its thread, so it makes its own.
+    """
+    pid = os.getpid()
+    with _DECODER_LOCK:
+        pool = _DECODER.get(pid)
+        if pool is None:
+            _DECODER.clear()
+            pool = _DECODER[pid] = ThreadPoolExecutor(1, thread_name_prefix="sisgen-decode")
+        return pool
+
+
 @register_source("cityscapes")
 class CityscapesSource(Source):
     """Cityscapes fine annotations of one split.
@@ -218,12 +239,21 @@ class CityscapesSource(Source):
         path = self.files[index]
         if self.annotations == "polygons":
             return self._load_polygons(index)
-        semantic, meta = self.read_semantic(self._keys[index], path, city=path.parent.name,
-                                            split=self.split)
-        instance: np.ndarray | None = None
         ipath = self.instance_path(index)
-        if ipath.is_file():
-            raw = read_label_png(ipath, allow_16bit=True)
+        # the instance PNG (16-bit, the slower one) decodes on a helper thread while this one
+        # decodes the labels: OpenCV releases the GIL, so a second core shortens a load
+        pending = _decoder().submit(read_label_png, ipath, allow_16bit=True) \
+            if ipath.is_file() else None
+        try:
+            semantic, meta = self.read_semantic(self._keys[index], path, city=path.parent.name,
+                                                split=self.split)
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
+        instance: np.ndarray | None = None
+        if pending is not None:
+            raw = pending.result()
             instance = raw.astype(np.int32)
             instance[raw < 1000] = 0  # stuff and crowd pixels store their plain labelId
             meta["instance_file"] = str(ipath)

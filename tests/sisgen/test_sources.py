@@ -430,3 +430,21 @@ def test_coco_stuff_bad_files(coco_root: Path, tmp_path: Path) -> None:
         src.load(0)
     with pytest.raises(SisgenInputError, match="stuffthingmaps"):
         sources.open("coco_stuff", tmp_path, split="train2017")
+
+
+def test_cityscapes_loads_after_fork(cityscapes_root):
+    """The instance PNG decodes on a helper thread; a forked child makes its own."""
+    import multiprocessing
+
+    src = sources.open("cityscapes", cityscapes_root, split="val")
+    first = src.load(0)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        sem, inst = pool.apply_async(_load_arrays, (src, 0)).get(timeout=60)
+    np.testing.assert_array_equal(sem, first.semantic)
+    np.testing.assert_array_equal(inst, first.instance)
+
+
+def _load_arrays(src, index):
+    lm = src.load(index)
+    return lm.semantic, lm.instance
