@@ -1,0 +1,428 @@
+"""Does synthetic data help a segmenter? The curation loop on ToyCity, measured, as JSON.
+
+One command runs the whole protocol on a CPU (defaults: about an hour on 2 cores)::
+
+    python benchmarks/downstream.py --out runs/downstream
+    python benchmarks/downstream.py --out runs/downstream-quick --quick   # minutes, a smoke run
+
+Protocol (every choice below is a flag):
+
+* **Data.** ToyCity at 64x128. ``R``: ``--real`` photo/label pairs (split ``train``);
+  ``E``: ``--extra`` extra label maps (split ``extra``; their photos are used only by the
+  oracle arm); ``T``: ``--test`` held-out photos (split ``test``) that score every arm.
+* **Generator** trained *only on R* (``--gen-preset``, ``--gen-minutes`` of wall time),
+  exported to ONNX; all synthetic images go through ``sisgen.generate`` with the folder
+  writer and are read back from disk by :class:`sisgen.integrations.LabeledDataset`, as a
+  user's training pipeline would read them.
+* **Reference segmenter** trained on R (the same trainer as the arms, seed 1000); its
+  per-class mean loss on R is the reference of the loss filter
+  (:func:`sisgen.curation.compute_reference_stats`).
+* **Synthetic sets.** Scenario ``same_masks`` (FreeMask's setting): from R's own maps,
+  edited by ``RECIPE`` (flips, car/person swaps, pasted rare instances). Scenario
+  ``extra_layouts``: from E's maps. Per scenario three sets of the same size: ``raw``
+  (``--samples-per-map`` samples of every map, no filtering), ``filtered`` (the same
+  samples, pixels whose loss exceeds ``--loss-factor`` x their class's mean real loss
+  written as ignore) and ``curated`` (filtered, and the samples distributed by a
+  hardness + class-balance plan with at most ``--max-samples`` per map: hardness scored on
+  R's photos for the same masks, on a first synthetic pass for the extra layouts).
+* **Arms**, each a segmenter (:func:`sisgen.training.segmenter.train_segmenter`) trained for
+  the same ``--steps`` with ``--batch`` real images per step; mixed arms add ``--batch``
+  synthetic images per step on top (the real set is never starved: every arm that has R
+  sees exactly as many real images as the R arm), ``S_only`` uses ``--batch`` synthetic
+  (curated) images, ``R+oracle`` adds ``--batch`` real photos of E's layouts.
+* **Scoring**: mIoU (percent) on T, for ``--seeds`` seeds per arm; seed ``s`` gives every
+  arm the same initial weights, so gains are paired per seed, and their standard errors are
+  those of the paired differences.
+
+Prints one JSON object (``miou`` per scenario and arm with mean/std/stderr/runs, the gains,
+``oracle_share_curated``, ``synthetic_only_ratio``, ``stderr``, ``targets``, ``minutes``) and
+writes it to ``OUT/result.json`` with a bar chart ``OUT/downstream.png``. Finished stages
+and arms are kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a
+fresh run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIZE = (64, 128)
+RECIPE = """\
+# The same-masks scenario's edits: more variety from the same layouts.
+edits:
+  - {op: hflip, p: 0.5}
+  - {op: paste, classes: [person, traffic sign, pole], range: [1, 3], p: 0.5}
+  - {op: swap, a: car, b: person, p: 0.1}
+"""
+SCENARIOS = ("same_masks", "extra_layouts")
+SYNTHETIC = ("raw", "filtered", "curated")
+
+
+# ----------------------------------------------------------------------------- data
+def _toycity(split: str, length: int, seed: int) -> Any:
+    from sisgen import sources
+
+    return sources.open("toycity", split=split, size=SIZE, length=length, seed=seed)
+
+
+def _data(args: argparse.Namespace) -> dict[str, Any]:
+    return {"R": _toycity("train", args.real, args.data_seed),
+            "E": _toycity("extra", args.extra, args.data_seed),
+            "T": _toycity("test", args.test, args.data_seed)}
+
+
+def _log(text: str) -> None:
+    print(f"[downstream {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- stages
+def train_generator(args: argparse.Namespace, out: Path) -> Path:
+    """The generator, trained on R only, exported to ONNX (reused when present)."""
+    model = out / "generator" / "model.onnx"
+    if model.is_file():
+        return model
+    from sisgen.export import export_onnx
+    from sisgen.training.config import load_config
+    from sisgen.training.trainer import Trainer
+
+    cfg = load_config(args.gen_preset, [
+        f"out_dir={out / 'generator' / 'train'}", f"height={SIZE[0]}", f"width={SIZE[1]}",
+        f"max_minutes={args.gen_minutes}", "steps=null", f"seed={args.data_seed}",
+        f"source.length={args.real}", "source.split=train", "sample_every=0",
+        "checkpoint_every=1000000", *([f"threads={args.threads}"] if args.threads else []),
+        *args.gen_override])
+    trainer = Trainer(cfg)
+    t = time.perf_counter()
+    trainer.fit()
+    _log(f"generator: {trainer.step} steps in {time.perf_counter() - t:.0f} s")
+    export_onnx(trainer.final_generator().cpu(), model)
+    return model
+
+
+def _train_arm(streams: list[tuple[Any, int]], args: argparse.Namespace, seed: int) -> Any:
+    from sisgen.training.segmenter import train_segmenter
+
+    net, _ = train_segmenter(streams, steps=args.steps, seed=seed, size=SIZE, width=args.width,
+                             threads=1)
+    return net
+
+
+def reference(args: argparse.Namespace, out: Path, data: dict[str, Any]) -> tuple[Any, Any]:
+    """The reference segmenter (trained on R) and its statistics on R."""
+    from sisgen.curation import ReferenceStats, compute_reference_stats
+    from sisgen.filtering import Segmenter
+    from sisgen.integrations import LabeledDataset
+    from sisgen.training.segmenter.export import export_segmenter
+
+    folder = out / "reference"
+    path, stats_path = folder / "segmenter.onnx", folder / "stats.json"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        net = _train_arm([(LabeledDataset(data["R"]), args.batch)], args, seed=1000)
+        export_segmenter(net, path, vocabulary=data["R"].vocabulary, size=SIZE)
+    segmenter = Segmenter(path)
+    if not stats_path.is_file():
+        compute_reference_stats(segmenter, data["R"]).save(stats_path)
+    return segmenter, ReferenceStats.load(stats_path, vocabulary=data["R"].vocabulary)
+
+
+def _plan(args: argparse.Namespace, out: Path, scenario: str, layouts: Any, generator: Any,
+          segmenter: Any, stats: Any, total: int) -> Any:
+    """Hardness (on photos or a synthetic pass) times class balance, ``total`` samples."""
+    from sisgen.curation import Plan, balance_plan, hardness_plan
+
+    path = out / "plans" / f"{scenario}.json"
+    if path.is_file():
+        return Plan.load(path, source=layouts)
+    if scenario == "same_masks":
+        hard = hardness_plan(segmenter, layouts, args.max_samples, photos=True, stats=stats)
+    else:
+        hard = hardness_plan(segmenter, layouts, args.max_samples, generator=generator,
+                             seed=args.data_seed + 17, stats=stats)
+    plan = balance_plan(layouts, base=hard, total=total, max_samples=args.max_samples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plan.save(path)
+    return plan
+
+
+def synthesize(args: argparse.Namespace, out: Path, data: dict[str, Any], model: Path,
+               segmenter: Any, stats: Any) -> dict[str, dict[str, Path]]:
+    """Write the three synthetic sets of both scenarios; returns their folder datasets."""
+    from sisgen import load
+    from sisgen.filtering import QualityFilter
+    from sisgen.generate import generate
+
+    generator = load(model)
+    sets: dict[str, dict[str, Path]] = {}
+    for scenario, layouts, recipe in (("same_masks", data["R"], RECIPE),
+                                      ("extra_layouts", data["E"], None)):
+        total = len(layouts) * args.samples_per_map
+        plan = _plan(args, out, scenario, layouts, generator, segmenter, stats, total)
+        sets[scenario] = {}
+        for kind in SYNTHETIC:
+            folder = out / "synthetic" / f"{scenario}_{kind}"
+            sets[scenario][kind] = folder / "folder"
+            if (folder / "done").is_file():
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            qf = None if kind == "raw" else QualityFilter(
+                segmenter, mode="loss", reference=stats, factor=args.loss_factor,
+                max_ignored=args.max_ignored, min_miou=0.0)
+            t = time.perf_counter()
+            amount = ({"plan": plan} if kind == "curated"
+                      else {"samples_per_map": args.samples_per_map})
+            report = generate(generator, layouts, folder, writers=("folder",), recipe=recipe,
+                              seed=args.data_seed, batch_size=16, quality_filter=qf,
+                              progress=False, **amount)
+            (folder / "done").write_text(json.dumps(report.to_dict()), encoding="utf-8")
+            _log(f"{scenario}/{kind}: {report.written} images "
+                 f"({report.filtered} dropped) in {time.perf_counter() - t:.0f} s")
+    return sets
+
+
+# ----------------------------------------------------------------------------- arms
+def arms(sets: dict[str, dict[str, Path]]) -> dict[str, dict[str, list[str]]]:
+    """Scenario -> arm -> the streams it trains on (each ``--batch`` items per step)."""
+    table: dict[str, dict[str, list[str]]] = {}
+    for scenario in SCENARIOS:
+        table[scenario] = {"R": ["R"]}
+        for kind in SYNTHETIC:
+            table[scenario][f"R+S_{kind}"] = ["R", f"{scenario}/{kind}"]
+        table[scenario]["S_only"] = [f"{scenario}/curated"]
+    table["extra_layouts"]["R+oracle"] = ["R", "E"]
+    return table
+
+
+def _stream(name: str, data: dict[str, Any], sets: dict[str, dict[str, Path]]) -> Any:
+    from sisgen import sources
+    from sisgen.integrations import LabeledDataset
+
+    if name in data:
+        return LabeledDataset(data[name])
+    scenario, kind = name.split("/")
+    return LabeledDataset(sources.open("folder", sets[scenario][kind]))
+
+
+def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
+    """Train and score one (arm, seed); the result is cached in its JSON file."""
+    config, streams, seed, path = job
+    args = argparse.Namespace(**config)
+    import torch
+
+    torch.set_num_threads(1)
+    from sisgen.training.segmenter import evaluate_segmenter
+
+    data = _data(args)
+    sets = {s: {k: Path(p) for k, p in v.items()} for s, v in config["sets"].items()}
+    t = time.perf_counter()
+    net = _train_arm([(_stream(n, data, sets), args.batch) for n in streams], args, seed)
+    score = evaluate_segmenter(net, _stream("T", data, sets), batch_size=64)
+    result = {"streams": streams, "seed": seed, "miou": score["miou"], "iou": score["iou"],
+              "seconds": round(time.perf_counter() - t, 1)}
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(result), encoding="utf-8")
+    os.replace(tmp, path)
+    return result
+
+
+def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path]]
+             ) -> dict[tuple[str, ...], list[float]]:
+    """mIoU of every distinct arm (by its streams) for every seed; runs ``--jobs`` at once."""
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config["sets"] = {s: {k: str(p) for k, p in v.items()} for s, v in sets.items()}
+    distinct = sorted({tuple(v) for arm in arms(sets).values() for v in arm.values()})
+    (out / "arms").mkdir(parents=True, exist_ok=True)
+    jobs, results = [], {}
+    for streams in distinct:
+        for seed in range(args.seeds):
+            path = out / "arms" / f"{'+'.join(streams).replace('/', '_')}_seed{seed}.json"
+            if path.is_file():
+                results[(streams, seed)] = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                jobs.append((config, list(streams), seed, str(path)))
+    _log(f"{len(jobs)} segmenter runs to do ({len(results)} cached)")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(args.jobs) as pool:
+        for r in pool.imap_unordered(run_arm, jobs):
+            results[(tuple(r["streams"]), r["seed"])] = r
+            _log(f"{'+'.join(r['streams'])} seed {r['seed']}: {r['miou']:.1f} mIoU "
+                 f"({r['seconds']:.0f} s)")
+    return {s: [results[(s, seed)]["miou"] for seed in range(args.seeds)] for s in distinct}
+
+
+# ----------------------------------------------------------------------------- report
+def _stderr(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
+def summarize(table: dict[str, dict[str, list[str]]], scores: dict[tuple[str, ...], list[float]],
+              minutes: float) -> dict[str, Any]:
+    """The JSON report: per-arm statistics, paired gains and the issue's targets."""
+    def runs(scenario: str, arm: str) -> np.ndarray:
+        return np.asarray(scores[tuple(table[scenario][arm])], float)
+
+    miou = {s: {a: {"mean": round(float(runs(s, a).mean()), 2),
+                    "std": round(float(runs(s, a).std(ddof=1)), 2) if len(runs(s, a)) > 1
+                    else None,
+                    "stderr": round(_stderr(runs(s, a)), 2),
+                    "runs": [round(v, 2) for v in runs(s, a)]} for a in table[s]}
+            for s in table}
+
+    def gain(scenario: str, arm: str, base: str = "R") -> tuple[float, float]:
+        d = runs(scenario, arm) - runs(scenario, base)
+        return float(d.mean()), _stderr(d)
+
+    gains = {"gain_same_masks": gain("same_masks", "R+S_curated"),
+             "gain_raw_same_masks": gain("same_masks", "R+S_raw"),
+             "gain_raw_extra": gain("extra_layouts", "R+S_raw"),
+             "gain_curated_extra": gain("extra_layouts", "R+S_curated"),
+             "gain_oracle_extra": gain("extra_layouts", "R+oracle"),
+             "curated_minus_raw_extra": gain("extra_layouts", "R+S_curated", "R+S_raw")}
+    oracle = gains["gain_oracle_extra"][0]
+    share = gains["gain_curated_extra"][0] / oracle if oracle > 0 else math.nan
+    r_mean = runs("same_masks", "R").mean()
+    ratio = runs("extra_layouts", "S_only").mean() / r_mean
+    ratio_same = runs("same_masks", "S_only").mean() / r_mean
+
+    def sig(name: str) -> bool:
+        mean, err = gains[name]
+        return bool(mean > 2 * err)
+
+    result: dict[str, Any] = {"miou": miou}
+    result.update({k: round(v[0], 2) for k, v in gains.items()})
+    result.update({
+        "oracle_share_curated": round(share, 3),
+        "synthetic_only_ratio": round(float(ratio), 3),
+        "synthetic_only_ratio_same_masks": round(float(ratio_same), 3),
+        "stderr": {**{k: round(v[1], 2) for k, v in gains.items()},
+                   **{f"{s}/{a}": miou[s][a]["stderr"] for s in miou for a in miou[s]}},
+        "targets": {
+            "extra: curated gain >= 2 and > 2 stderr": bool(
+                gains["gain_curated_extra"][0] >= 2 and sig("gain_curated_extra")),
+            "extra: >= 60% of the oracle gain": bool(share >= 0.6),
+            "extra: curated beats raw by > 2 stderr": sig("curated_minus_raw_extra"),
+            "same masks: curated gain >= 1.5 and > 2 stderr": bool(
+                gains["gain_same_masks"][0] >= 1.5 and sig("gain_same_masks")),
+            "S alone >= 90% of R alone": bool(ratio >= 0.9),
+        },
+        "minutes": round(minutes, 1),
+    })
+    return result
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN replaced by ``None`` (strict JSON)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def bar_chart(result: dict[str, Any], path: Path) -> None:
+    """Mean mIoU of every arm with +-1 standard error, one group per scenario (PIL)."""
+    from PIL import Image, ImageDraw
+
+    groups = [(s, list(result["miou"][s].items())) for s in SCENARIOS]
+    bars = sum(len(arms_) for _, arms_ in groups)
+    bw, gap, left, top, height = 56, 40, 60, 50, 300
+    width = left + bars * bw + gap * len(groups) + 20
+    img = Image.new("RGB", (width, top + height + 90), "white")
+    d = ImageDraw.Draw(img)
+    lo = min(v["mean"] - 3 for _, a in groups for _, v in a) // 5 * 5
+    hi = max(v["mean"] + (v["stderr"] or 0) + 3 for _, a in groups for _, v in a)
+
+    def y(v: float) -> float:
+        return top + height - (v - lo) / (hi - lo) * height
+
+    for tick in np.arange(lo, hi, 5):
+        d.line([(left - 4, y(tick)), (width - 10, y(tick))], fill=(225, 225, 225))
+        d.text((8, y(tick) - 6), f"{tick:.0f}", fill="black")
+    d.text((8, 10), "mIoU (%) on held-out real ToyCity photos, mean +- stderr over seeds",
+           fill="black")
+    colours = {"R": (120, 120, 120), "R+oracle": (60, 140, 60), "S_only": (200, 140, 40)}
+    x = left
+    for scenario, items in groups:
+        d.text((x, top + height + 55), scenario, fill="black")
+        for arm, v in items:
+            colour = colours.get(arm, (60, 100, 190) if "curated" in arm else (120, 160, 220))
+            d.rectangle([x + 4, y(v["mean"]), x + bw - 4, y(lo)], fill=colour)
+            err = v["stderr"] or 0
+            d.line([(x + bw / 2, y(v["mean"] - err)), (x + bw / 2, y(v["mean"] + err))],
+                   fill="black", width=2)
+            d.text((x + 4, y(v["mean"]) - 14), f"{v['mean']:.1f}", fill="black")
+            for i, part in enumerate(arm.replace("+", "+\n").split("\n")):
+                d.text((x + 2, top + height + 6 + 12 * i), part, fill="black")
+            x += bw
+        x += gap
+    img.save(path)
+
+
+# ----------------------------------------------------------------------------- main
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="working folder (stages are reused)")
+    p.add_argument("--real", type=int, default=300, help="real pairs R")
+    p.add_argument("--extra", type=int, default=1000, help="extra layouts E")
+    p.add_argument("--test", type=int, default=500, help="held-out test photos T")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--gen-preset", default="toycity_spade_tiny")
+    p.add_argument("--gen-minutes", type=float, default=15.0)
+    p.add_argument("--gen-override", action="append", default=[],
+                   help="extra key=value override of the generator's training config")
+    p.add_argument("--samples-per-map", type=int, default=2,
+                   help="raw/filtered samples per map; also the curated sets' mean")
+    p.add_argument("--max-samples", type=int, default=4, help="K of the curated plans")
+    p.add_argument("--loss-factor", type=float, default=1.25)
+    p.add_argument("--max-ignored", type=float, default=0.5,
+                   help="drop a synthetic image with more than this fraction ignored")
+    p.add_argument("--steps", type=int, default=1000, help="segmenter steps of every arm")
+    p.add_argument("--batch", type=int, default=16, help="images per stream per step")
+    p.add_argument("--width", type=int, default=16, help="segmenter width")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--jobs", type=int, default=2, help="segmenter runs at once (1 thread each)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of the generator")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run in minutes: tiny sets, short training, 2 seeds")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.real, args.extra, args.test = 48, 64, 64
+        args.gen_minutes, args.steps, args.seeds = 0.5, 30, 2
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = _data(args)
+    model = train_generator(args, out)
+    segmenter, stats = reference(args, out, data)
+    sets = synthesize(args, out, data, model, segmenter, stats)
+    scores = run_arms(args, out, sets)
+    result = summarize(arms(sets), scores, (time.perf_counter() - t0) / 60)
+    result["config"] = {k: v for k, v in vars(args).items()}
+    result = _finite(result)
+    (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    bar_chart(result, out / "downstream.png")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
