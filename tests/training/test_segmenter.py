@@ -201,9 +201,12 @@ def test_mismatched_vocabularies_and_unknown_ids_are_clear_errors():
 
 
 def test_items_of_another_size_are_resized_to_the_training_size():
-    data = SourcePairs(sources.open("toycity", size=(64, 128), length=2, seed=0))
-    net, log = train_segmenter([(data, 2)], steps=1, width=4, depth=2, size=(H, W))
+    big = SourcePairs(sources.open("toycity", size=(64, 128), length=2, seed=0))
+    net, log = train_segmenter([(big, 2)], steps=1, width=4, depth=2, size=(H, W))
     assert log.steps == 1
+    # without a size, the first stream's first item sets it
+    net, log = train_segmenter([(toycity_pairs(2), 1), (big, 1)], steps=2, width=4, depth=2)
+    assert log.drawn == [2, 2]
 
 
 # ----------------------------------------------------------------------------- evaluation
