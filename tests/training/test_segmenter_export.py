@@ -19,6 +19,15 @@ from sisgen.training.segmenter.export import check_export, export_segmenter
 H, W = 32, 64
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions: one thread is faster, and never stalls on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained():
     """A tiny net trained a few steps (BatchNorm statistics away from their defaults)."""
@@ -119,11 +128,14 @@ def test_cli_mixes_a_generated_folder_dataset_and_checks_its_vocabulary(tmp_path
     segmenter_cli.add_parser(parser.add_subparsers(dest="command"))
     base = ["segmenter", "train", "--source", "toycity", "--source-option", "length=4",
             "--size", f"{H}x{W}", "--steps", "2", "--batch-size", "2", "--width", "4",
-            "--no-val", "--synthetic", str(syn), "--synthetic-per-batch", "1"]
+            "--no-val", "--synthetic", str(syn), "--synthetic-per-batch", "1",
+            "--formats", "torchscript"]
     args = parser.parse_args([*base, "--out", str(tmp_path / "a")])
     assert args.func(args) == 0
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["train"]["drawn"] == [4, 2] and metrics["val"] is None
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "metrics.json", "segmenter.pt", "segmenter.pt.json"]
     write_json(syn / "vocabulary.json", get_vocabulary("cityscapes").to_dict())
     args = parser.parse_args([*base, "--out", str(tmp_path / "b")])
     with pytest.raises(SisgenInputError, match="vocabulary"):

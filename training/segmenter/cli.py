@@ -6,9 +6,9 @@
         [--synthetic runs/generated --synthetic-per-batch 16] --steps 1000
         --batch-size 16 --seed 0 --out runs/segmenter
 
-writes ``OUT/segmenter.onnx`` and ``OUT/segmenter.pt`` (TorchScript), each with its JSON
-sidecar (see :mod:`.export`), and ``OUT/metrics.json`` (the validation scores, the
-training log and the arguments). Sources open as training runs open them
+writes ``OUT/segmenter.onnx`` and ``OUT/segmenter.pt`` (TorchScript; ``--formats``
+chooses), each with its JSON sidecar (see :mod:`.export`), and ``OUT/metrics.json`` (the
+validation scores, the training log and the arguments). Sources open as training runs open them
 (:func:`sisgen.training.data.open_run_source`): ToyCity renders at ``--size``. The data
 never depends on ``--seed`` (a ToyCity source keeps its own seed unless
 ``--source-option seed=N`` says otherwise), so seeds compare trainings on one data set.
@@ -73,13 +73,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate")
     t.add_argument("--width", type=int, default=None, help="SegNet width")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="torch threads")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: torch's; 1 is best on a small, busy machine)")
+    t.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast (faster on CPUs with native bfloat16)")
     t.add_argument("--val-source", help="validation source kind (default: --source)")
     t.add_argument("--val-root", help="validation root (default: --root)")
     t.add_argument("--val-split", default="val")
     t.add_argument("--val-source-option", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--val-limit", type=_count, default=None, help="score at most N pairs")
     t.add_argument("--no-val", action="store_true", help="skip validation")
+    t.add_argument("--formats", default="onnx,torchscript",
+                   help="comma-separated export formats (onnx, torchscript)")
     t.add_argument("--out", required=True, help="output folder")
     t.set_defaults(func=run)
     return p
@@ -104,9 +109,14 @@ def run(args: argparse.Namespace) -> int:
         raise SisgenInputError(f"unknown segmenter command {args.segmenter_command!r}")
     from sisgen import sources
     from sisgen.training.segmenter import SourcePairs, evaluate_segmenter, train_segmenter
-    from sisgen.training.segmenter.export import export_segmenter
+    from sisgen.training.segmenter.export import FORMATS, export_segmenter
 
     size = tuple(args.size)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise SisgenInputError(f"--formats {args.formats!r}: expected some of "
+                               f"{', '.join(FORMATS)}")
     real = SourcePairs(_open(args.source, args.root, args.split, args.source_option,
                              args.vocabulary, size, False), size)
     streams: list[tuple[Any, int]] = [(real, args.batch_size)]
@@ -116,11 +126,12 @@ def run(args: argparse.Namespace) -> int:
         streams.append((syn, per))
     options = {k: v for k, v in (("lr", args.lr), ("width", args.width)) if v is not None}
     net, log = train_segmenter(streams, vocabulary=real.vocabulary, steps=args.steps,
-                               seed=args.seed, size=size, threads=args.threads, **options)
+                               seed=args.seed, size=size, threads=args.threads,
+                               bf16=args.bf16, **options)
     out = Path(args.out)
-    files = {fmt: export_segmenter(net, out / f"segmenter{suffix}", vocabulary=real.vocabulary,
-                                   size=size, format=fmt)
-             for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".pt"))}
+    files = {fmt: export_segmenter(net, out / f"segmenter{FORMATS[fmt]}",
+                                   vocabulary=real.vocabulary, size=size, format=fmt)
+             for fmt in formats}
     scores = None
     if not args.no_val:
         val_source = _open(args.val_source or args.source, args.val_root or args.root,

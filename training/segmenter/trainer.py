@@ -326,7 +326,7 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
         lr: Peak AdamW learning rate.
         weight_decay: AdamW weight decay of the convolution weights (not of norms and
             biases).
-        warmup: Linear warm-up steps.
+        warmup: Linear warm-up steps (at most a fifth of ``steps``).
         seed: Seed of the weights, the draws and the augmentation.
         size: ``(H, W)`` items are resized to when they differ (labels nearest, photos
             area/bicubic); ``None``: the size of the first stream's first item.
@@ -404,7 +404,7 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
             labels = torch.cat([p[1] for p in parts]).long()
             images, labels = augment(images, labels, rng, max_scale)
             images = images.contiguous(memory_format=torch.channels_last)
-            rate = learning_rate(step, int(steps), lr, warmup)
+            rate = learning_rate(step, int(steps), lr, min(warmup, int(steps) // 5))
             for group in opt.param_groups:
                 group["lr"] = rate
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
