@@ -282,7 +282,8 @@ class SegmenterLog:
 
 
 def _class_ids(streams: Sequence[tuple[Any, int]], vocabulary: Vocabulary | str | None,
-               num_classes: int | None) -> tuple[list[int], Vocabulary | None]:
+               num_classes: int | None) -> list[int]:
+    """The class id of each output channel; checks the streams' vocabularies."""
     vocab = None if vocabulary is None else get_vocabulary(vocabulary)
     if vocab is None and num_classes is None:
         vocab = next((getattr(d, "vocabulary", None) for d, _ in streams
@@ -300,10 +301,10 @@ def _class_ids(streams: Sequence[tuple[Any, int]], vocabulary: Vocabulary | str 
         if num_classes is not None and num_classes != len(vocab):
             raise ValueError(f"num_classes {num_classes} differs from the {len(vocab)} "
                              f"classes of the vocabulary {vocab.name!r}")
-        return vocab.ids, vocab
+        return vocab.ids
     if not 1 <= int(num_classes) <= 255:
         raise ValueError(f"num_classes must be in 1..255, got {num_classes}")
-    return list(range(int(num_classes))), None
+    return list(range(int(num_classes)))
 
 
 def train_segmenter(streams: Sequence[tuple[Any, int]], *,
@@ -362,7 +363,7 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
     for i, (dataset, n) in enumerate(streams):
         if n and len(dataset) == 0:
             raise SisgenInputError(f"stream {i} ({dataset!r}) has no items")
-    class_ids, _ = _class_ids(streams, vocabulary, num_classes)
+    class_ids = _class_ids(streams, vocabulary, num_classes)
     lut = channel_table(class_ids)
     items = [_Items(d, i, lut) for i, (d, _) in enumerate(streams)]
     if size is None:  # the first item's size
@@ -389,11 +390,11 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = SegNet(len(class_ids), width=width, depth=depth, class_ids=class_ids)
-        decay = [p for n, p in net.named_parameters() if p.ndim > 1]
-        other = [p for n, p in net.named_parameters() if p.ndim <= 1]
+        net = net.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPUs
+        decay = [p for p in net.parameters() if p.ndim > 1]  # convolution weights
+        other = [p for p in net.parameters() if p.ndim <= 1]  # norms and biases
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                  {"params": other, "weight_decay": 0.0}], lr=lr)
-        net = net.to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPUs
         log = SegmenterLog(drawn=[0] * len(streams), threads=torch.get_num_threads())
         net.train()
         start = time.perf_counter()
