@@ -96,6 +96,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     file).
     """
     folder, name = os.path.split(os.fspath(path))
+    made = False
     while True:
         tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_TEMP_NAMES)}.tmp")
         try:
@@ -104,9 +105,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileExistsError:  # left by a killed process that had our pid
             continue
         except FileNotFoundError:
-            if not folder or os.path.isdir(folder):
+            if made or not folder:
                 raise
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)  # another thread may be making it too
+            made = True
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

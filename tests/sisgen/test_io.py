@@ -43,3 +43,36 @@ def test_temp_files_of_a_killed_writer_are_removed(tmp_path):
     (tmp_path / "a" / "x.png").write_bytes(b"whole")
     assert remove_temp_files(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [".keep", "x.png"]
+
+
+def test_threads_writing_into_a_new_folder_all_succeed(tmp_path):
+    """Several threads find the folder missing at once: each makes it (or finds it) and writes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    for round_ in range(20):
+        folder = tmp_path / f"r{round_}" / "a" / "b"
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i, f=folder: atomic_write_bytes(f / f"{i}.bin", bytes([i])),
+                          range(16)))
+        assert sorted(p.name for p in folder.iterdir()) == sorted(f"{i}.bin" for i in range(16))
+    atomic_write_bytes(tmp_path / "file.bin", b"x")
+    with pytest.raises(OSError):  # a folder that cannot be made still fails
+        atomic_write_bytes(tmp_path / "file.bin" / "below.bin", b"x")
+
+
+def test_a_folder_made_by_another_writer_meanwhile_is_used(tmp_path, monkeypatch):
+    """The race threads meet: the open fails, another writer makes the folder, we retry."""
+    import sisgen.io as sio
+
+    real_open = os.open
+
+    def open_then_lose_the_race(path, *args, **kwargs):
+        try:
+            return real_open(path, *args, **kwargs)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)  # the other writer wins
+            raise
+
+    monkeypatch.setattr(sio.os, "open", open_then_lose_the_race)
+    atomic_write_bytes(tmp_path / "new" / "x.bin", b"data")
+    assert (tmp_path / "new" / "x.bin").read_bytes() == b"data"
