@@ -98,7 +98,8 @@ def train_generator(args: argparse.Namespace, out: Path) -> Path:
 
     cfg = load_config(args.gen_preset, [
         f"out_dir={out / 'generator' / 'train'}", f"height={SIZE[0]}", f"width={SIZE[1]}",
-        f"max_minutes={args.gen_minutes}", "steps=null", f"seed={args.data_seed}",
+        *([f"steps={args.gen_steps}"] if args.gen_steps else
+          [f"max_minutes={args.gen_minutes}", "steps=null"]), f"seed={args.data_seed}",
         f"source.length={args.real}", "source.split=train", "sample_every=0",
         "checkpoint_every=1000000", *([f"threads={args.threads}"] if args.threads else []),
         *args.gen_override])
@@ -382,6 +383,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--gen-preset", default="toycity_spade_tiny")
     p.add_argument("--gen-minutes", type=float, default=15.0)
+    p.add_argument("--gen-steps", type=int, default=None,
+                   help="train the generator for this many steps instead of --gen-minutes "
+                        "(the same model on a busy machine)")
     p.add_argument("--gen-override", action="append", default=[],
                    help="extra key=value override of the generator's training config")
     p.add_argument("--samples-per-map", type=int, default=2,
