@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from sisgen import get_vocabulary, sources
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import Segmenter
+from sisgen.segmenter import Segmenter
 from sisgen.training.segmenter import (
     SegNet,
     SourcePairs,

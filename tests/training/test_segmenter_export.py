@@ -11,7 +11,7 @@ import torch
 
 from sisgen import get_vocabulary, sources
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import Segmenter, segmenter_metadata
+from sisgen.segmenter import Segmenter, segmenter_metadata
 from sisgen.training.segmenter import SegNet, SourcePairs, evaluate_segmenter, train_segmenter
 from sisgen.training.segmenter import cli as segmenter_cli
 from sisgen.training.segmenter.export import check_export, export_segmenter
@@ -75,6 +75,8 @@ def test_exported_segmenter_scores_as_the_torch_net(trained, exported):
     torch_scores = evaluate_segmenter(trained, val)
     onnx_scores = evaluate_segmenter(Segmenter(exported["onnx"]), val)
     assert onnx_scores["pixel_acc"] == pytest.approx(torch_scores["pixel_acc"], abs=0.1)
+    with pytest.raises(SisgenInputError, match="seg.onnx"):
+        evaluate_segmenter(Segmenter(exported["onnx"]), val, vocabulary="cityscapes")
 
 
 def test_channels_of_a_vocabulary_with_gaps_follow_its_ids(tmp_path):

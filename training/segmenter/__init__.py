@@ -10,7 +10,7 @@ or ONNX), and this package makes the loop run with none:
   curated with ignore pixels) mixed per batch in fixed proportions;
 * :func:`evaluate_segmenter` -- dataset-level mIoU / pixel accuracy / per-class IoU;
 * :func:`export_segmenter` -- ONNX or TorchScript plus a JSON sidecar that
-  :class:`sisgen.filtering.Segmenter` reads;
+  :class:`sisgen.segmenter.Segmenter` reads;
 * :mod:`.cli` -- ``sisgen segmenter train``.
 """
 

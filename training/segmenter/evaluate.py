@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import Segmenter
+from sisgen.segmenter import Segmenter
 from sisgen.sources import Source
 from sisgen.vocab import Vocabulary, get_vocabulary
 
@@ -53,19 +53,21 @@ def evaluate_segmenter(model: SegNet | Segmenter, data: Any, *, batch_size: int 
 
     Args:
         model: A :class:`SegNet` (its ``class_ids`` give each channel's class) or a
-            :class:`sisgen.filtering.Segmenter` (which predicts class ids itself).
+            :class:`sisgen.segmenter.Segmenter` (which predicts class ids itself).
         data: A map-style dataset of ``{"image": [3,H,W] in 0..1, "label": [H,W]}`` items
             (e.g. :class:`sisgen.integrations.LabeledDataset`) or a source with photos.
         batch_size: Images per forward pass.
         size: For a source: the ``(H, W)`` its pairs are resized to (``None``: native).
-        vocabulary: Names the classes in ``iou``; default the data's ``vocabulary``.
+        vocabulary: The data's classes (names ``iou``; a :class:`Segmenter` is checked
+            against it); default the data's ``vocabulary``.
         threads: ``torch.set_num_threads`` while scoring (restored afterwards).
 
     Returns:
         ``{"miou": %, "pixel_acc": %, "iou": {class name: %}, "images": n}``.
 
     Raises:
-        SisgenInputError: Empty data, or items that are not image/label pairs.
+        SisgenInputError: Empty data, items that are not image/label pairs, or a
+            :class:`Segmenter` of other classes than the data's.
     """
     if isinstance(data, Source):
         data = SourcePairs(data, size=size)
@@ -73,6 +75,8 @@ def evaluate_segmenter(model: SegNet | Segmenter, data: Any, *, batch_size: int 
         raise SisgenInputError("nothing to evaluate: the dataset is empty")
     vocab = get_vocabulary(vocabulary) if vocabulary is not None else getattr(
         data, "vocabulary", None)
+    if isinstance(model, Segmenter) and vocab is not None:
+        model.check_vocabulary(vocab, "the evaluation data")
     was_training = isinstance(model, torch.nn.Module) and model.training
     if isinstance(model, torch.nn.Module):
         model.eval()

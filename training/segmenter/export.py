@@ -2,8 +2,8 @@
 
 The model file maps float images ``[B,3,H,W]`` in ``[0, 1]`` to logits ``[B,C,H,W]``
 (ONNX: input ``image``, output ``logits``, dynamic batch axis). Beside it,
-``<file>.json`` (e.g. ``segmenter.onnx.json``, :func:`sisgen.filtering.sidecar_path`)
-describes it for :class:`sisgen.filtering.Segmenter`, which reads it::
+``<file>.json`` (e.g. ``segmenter.onnx.json``, :func:`sisgen.segmenter.sidecar_path`)
+describes it for :class:`sisgen.segmenter.Segmenter`, which reads it::
 
     {"format": "sisgen-segmenter", "version": 1,
      "vocabulary": <Vocabulary.to_dict()>,
@@ -14,7 +14,7 @@ describes it for :class:`sisgen.filtering.Segmenter`, which reads it::
 ``mean`` and ``std`` are 0 and 1 because :class:`SegNet` normalises inside its graph;
 ``size`` is the size the segmenter was trained at (other sizes run, at some cost in
 accuracy). Both files are written atomically. ``check=True`` (the default) runs the
-written file through :class:`sisgen.filtering.Segmenter` on random images and compares
+written file through :class:`sisgen.segmenter.Segmenter` on random images and compares
 its logits with the torch network's.
 """
 
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from sisgen.errors import SisgenInputError
-from sisgen.filtering import SEGMENTER_FORMAT, Segmenter, sidecar_path
 from sisgen.io import write_json
+from sisgen.segmenter import SEGMENTER_FORMAT, Segmenter, sidecar_path
 from sisgen.vocab import Vocabulary, get_vocabulary
 
 from .network import SegNet
@@ -137,7 +137,7 @@ def check_export(net: SegNet, path: str | os.PathLike, size: tuple[int, int],
                  batch: int = 3, seed: int = 0) -> float:
     """Largest absolute logit difference between ``net`` and the file at ``path``.
 
-    Random uint8 images of ``size`` go through :class:`sisgen.filtering.Segmenter` (the
+    Random uint8 images of ``size`` go through :class:`sisgen.segmenter.Segmenter` (the
     file, set up from its sidecar alone) and through ``net``; ``batch`` differs from the
     export's example batch so the dynamic batch axis is exercised.
     """
