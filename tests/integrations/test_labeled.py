@@ -121,3 +121,36 @@ def test_mixed_dataset_of_real_and_synthetic_labeled_datasets(tmp_path):
     for it in items:
         assert it["image"].shape == (3, H, W) and it["label"].dtype == torch.int64
         assert bool((it["label"] == 255).any()) == it["synthetic"]
+
+
+def test_a_curated_dataset_written_by_generate_reads_back_with_its_ignore_pixels(tmp_path):
+    from sisgen.engines import Generator
+    from sisgen.engines.torch_engine import TorchEngine
+    from sisgen.filtering import QualityFilter
+    from sisgen.generate import generate
+    from sisgen.models import build_model
+    from sisgen.segmenter import Segmenter
+
+    torch.manual_seed(0)
+    model = build_model("spade", dataset="toycity", ngf=2, spade_hidden=4, z_dim=4, height=H,
+                        width=W, num_upsampling_layers="normal")
+    gen = Generator(TorchEngine(model, "cpu"), model.vocabulary, (H, W), model.noise_spec(),
+                    model.model_name, "testhash", model.uses_edges, backend="torch")
+
+    def road_everywhere(images):  # a segmenter that predicts road (1) everywhere
+        logits = torch.zeros(images.shape[0], 10, *images.shape[-2:])
+        logits[:, 1] = 1.0
+        return logits
+
+    curate = QualityFilter(Segmenter(road_everywhere), min_miou=0.0,
+                           mode="ignore_disagreement")
+    src = toycity(length=3)
+    generate(gen, src, tmp_path / "run", writers=("folder",), quality_filter=curate,
+             batch_size=3)
+    ds = LabeledDataset(sources.open("folder", tmp_path / "run" / "folder"))
+    assert len(ds) == 3
+    for i in range(3):
+        label, truth = ds[i]["label"].numpy(), src.load(i).semantic
+        assert ds[i]["image"].shape == (3, H, W)
+        np.testing.assert_array_equal(label == 255, truth != 1)  # disagreeing pixels ignored
+        assert (label[truth == 1] == 1).all()
