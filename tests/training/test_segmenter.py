@@ -100,6 +100,11 @@ def test_trainer_draws_each_stream_per_step():
     real, syn = encoded_pairs(5), encoded_pairs(3, seed=1)
     _, log = train_segmenter([(real, 3), (syn, 1)], num_classes=3, steps=4, width=4, depth=2)
     assert log.drawn == [12, 4] and log.steps == 4
+    _, log = train_segmenter([real, syn], batch_size=5, num_classes=3, steps=2, width=4,
+                             depth=2)  # bare datasets share the batch
+    assert log.drawn == [6, 4]
+    with pytest.raises(ValueError, match="batch_size"):
+        train_segmenter([(real, 3)], batch_size=4, num_classes=3, steps=1)
 
 
 # ----------------------------------------------------------------------------- loss

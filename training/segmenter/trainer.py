@@ -307,23 +307,41 @@ def _class_ids(streams: Sequence[tuple[Any, int]], vocabulary: Vocabulary | str 
     return list(range(int(num_classes)))
 
 
-def train_segmenter(streams: Sequence[tuple[Any, int]], *,
+def _counts(streams: Sequence[Any], batch_size: int | None) -> list[tuple[Any, int]]:
+    """``(dataset, items per step)`` pairs; bare datasets share what ``batch_size`` leaves."""
+    pairs = [s if isinstance(s, tuple) else (s, None) for s in streams]
+    fixed = sum(int(n) for _, n in pairs if n is not None)
+    bare = [i for i, (_, n) in enumerate(pairs) if n is None]
+    if bare and batch_size is None:
+        raise ValueError("give each stream as (dataset, items per step), or a batch_size")
+    if batch_size is not None and (int(batch_size) < fixed + len(bare) or (
+            not bare and int(batch_size) != fixed)):
+        raise ValueError(f"batch_size {batch_size} does not fit the streams' counts ({fixed} "
+                         f"fixed, {len(bare)} to share)")
+    share, extra = divmod(int(batch_size or 0) - fixed, max(1, len(bare)))
+    return [(d, int(n) if n is not None else share + (bare.index(i) < extra))
+            for i, (d, n) in enumerate(pairs)]
+
+
+def train_segmenter(streams: Sequence[tuple[Any, int] | Any], *,
                     vocabulary: Vocabulary | str | None = None, num_classes: int | None = None,
-                    steps: int = 1000, lr: float = 3e-3, weight_decay: float = 1e-4,
-                    warmup: int = 50, seed: int = 0, size: tuple[int, int] | None = None,
-                    width: int = 16, depth: int = 4, max_scale: float = 1.0,
-                    balance: float = 0.5, bf16: bool = False,
+                    steps: int = 1000, batch_size: int | None = None, lr: float = 3e-3,
+                    weight_decay: float = 1e-4, warmup: int = 50, seed: int = 0,
+                    size: tuple[int, int] | None = None, width: int = 16, depth: int = 4,
+                    max_scale: float = 1.0, balance: float = 0.5, bf16: bool = False,
                     threads: int | None = None,
                     callback: Callable[[int, dict[str, float]], None] | None = None,
                     ) -> tuple[SegNet, SegmenterLog]:
     """Train a :class:`SegNet` (module docstring).
 
     Args:
-        streams: ``(dataset, items per step)`` pairs; the batch size is their sum.
+        streams: ``(dataset, items per step)`` pairs (the batch size is their sum), or
+            datasets that share ``batch_size`` equally (``[real]``, ``batch_size=16``).
         vocabulary: The classes (a preset name, file or Vocabulary): output channel ``c`` is
             class ``vocabulary.ids[c]``. Default: the first stream's ``vocabulary``.
         num_classes: Instead of a vocabulary: channel ``c`` is class id ``c``.
         steps: Optimiser steps.
+        batch_size: Items per step, for streams given without a count.
         lr: Peak AdamW learning rate.
         weight_decay: AdamW weight decay of the convolution weights (not of norms and
             biases).
@@ -355,7 +373,7 @@ def train_segmenter(streams: Sequence[tuple[Any, int]], *,
             empty stream, or an item that is not an image/label pair.
         ValueError: Bad counts, or neither classes nor vocabulary.
     """
-    streams = [(d, int(n)) for d, n in streams]
+    streams = _counts(streams, batch_size)
     if not streams or any(n < 0 for _, n in streams) or sum(n for _, n in streams) < 1:
         raise ValueError("give at least one stream and a positive number of items per step")
     if steps < 0 or max_scale < 1.0:
