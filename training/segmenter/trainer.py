@@ -325,7 +325,7 @@ def _counts(streams: Sequence[Any], batch_size: int | None) -> list[tuple[Any, i
 
 def train_segmenter(streams: Sequence[tuple[Any, int] | Any], *,
                     vocabulary: Vocabulary | str | None = None, num_classes: int | None = None,
-                    steps: int = 1000, batch_size: int | None = None, lr: float = 3e-3,
+                    steps: int = 1000, batch_size: int | None = None, lr: float = 1e-2,
                     weight_decay: float = 1e-4, warmup: int = 50, seed: int = 0,
                     size: tuple[int, int] | None = None, width: int = 16, depth: int = 4,
                     max_scale: float = 1.0, balance: float = 0.5, bf16: bool = False,
