@@ -426,7 +426,9 @@ def generate(
     describe = {"source_kind": source.kind, "recipe": record["recipe"],
                 "model_name": generator.model_name, "model_hash": generator.model_hash,
                 "backend": generator.backend}
-    stage = WriteStage([w for _, w in opened], write_workers, write_threads)
+    # the sample path validated each map at load (edits only write vocabulary ids)
+    stage = WriteStage([w for _, w in opened], write_workers, write_threads,
+                       labels_checked=bool(getattr(source, "validate", False)))
     reported_maps: set[int] = set(failed_maps)
     ok = False
     with ManifestAppender(manifest_path) as manifest:

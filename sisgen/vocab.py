@@ -207,6 +207,9 @@ class Vocabulary:
             return np.zeros(0, np.int64)
         known = self._table("known", [*self.ids, self.ignore_id])  # built once
         if semantic.dtype == np.uint8:
+            lo, hi = int(semantic.min()), int(semantic.max())
+            if known[lo:hi + 1].all():  # every value in range is known: no histogram
+                return np.zeros(0, np.int64)
             counts = np.bincount(semantic.ravel(), minlength=256)
             return np.flatnonzero((counts > 0) & ~known)
         lo, hi = int(semantic.min()), int(semantic.max())

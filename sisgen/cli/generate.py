@@ -31,6 +31,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     gen = load(args.model, threads=args.threads, mode=args.mode, half=args.half,
                channels_last=args.channels_last)
     src = _open_source(args, gen.resolution, remap=args.remap)
+    if args.map_cache:
+        from ..sources import CachedSource
+
+        src = CachedSource(src, args.map_cache,
+                           size=gen.resolution if args.resize_first else None)
     kinds, writer_options = _writers(args)
     if "coco" in writer_options and args.coco_segmentation:
         writer_options["coco"]["segmentation"] = args.coco_segmentation
@@ -128,6 +133,9 @@ def add_generate_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resize-first", action="store_true",
                    help="resize maps to the model's size before the edits (fast on large "
                    "maps; edits then act at the model's resolution)")
+    g.add_argument("--map-cache", metavar="DIR",
+                   help="keep decoded label maps in DIR (at the model's size with "
+                   "--resize-first) so that later runs skip decoding them")
     g.add_argument("--bank", help="instance bank .npz for paste steps (default: built from "
                    "the first 500 maps of the source)")
     g.add_argument("--shard", help="k/n: process shard k of n (default: torchrun RANK/WORLD_SIZE)")

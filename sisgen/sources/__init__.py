@@ -25,9 +25,11 @@ from . import (  # noqa: F401  (registration)
     toycity,
 )
 from .base import SOURCES, Source, register_source
+from .cached import CachedSource
 from .remapped import RemappedSource
 
-__all__ = ["RemappedSource", "Source", "available_sources", "open", "register_source"]
+__all__ = ["CachedSource", "RemappedSource", "Source", "available_sources", "open",
+           "register_source"]
 
 
 def available_sources() -> list[str]:

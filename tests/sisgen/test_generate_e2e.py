@@ -168,3 +168,27 @@ def test_generate_coco_json_every_edit_every_format(tmp_path, coco_root):
     assert len(entries) == 6
     src = sources.open("coco", coco_root, split="val2017")
     _check_common_writers(out, _expected(src, COCO_EDITS, entries, (32, 32)), src.vocabulary)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.samples
+@pytest.mark.parametrize("resize_first", [False, True])
+def test_map_cache_gives_the_same_dataset(tmp_path, cityscapes_root, resize_first):
+    """``--map-cache``: a cold and a warm cache write exactly the run without a cache."""
+    model = _export(tmp_path, "cityscapes", SIZE)
+    args = ["generate", "--model", str(model), "--source", "cityscapes",
+            "--root", str(cityscapes_root), "--split", "val", "--limit", "2",
+            "--samples-per-map", "2", "--writers", "cityscapes,coco", "--seed", "3",
+            *(["--resize-first"] if resize_first else [])]
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    cache = tmp_path / "cache"
+    for run in ("cold", "warm"):
+        assert main([*args, "--out", str(tmp_path / run), "--map-cache", str(cache)]) == 0
+    assert any(cache.iterdir())
+    plain = _tree(tmp_path / "plain")
+    assert _tree(tmp_path / "cold") == plain
+    assert _tree(tmp_path / "warm") == plain
