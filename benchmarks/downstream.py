@@ -247,7 +247,8 @@ def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path
     jobs, results = [], {}
     for streams in distinct:
         for seed in range(args.seeds):
-            path = out / "arms" / f"{'+'.join(streams).replace('/', '_')}_seed{seed}.json"
+            name = f"{'+'.join(streams).replace('/', '_')}_steps{args.steps}_seed{seed}.json"
+            path = out / "arms" / name
             if path.is_file():
                 results[(streams, seed)] = json.loads(path.read_text(encoding="utf-8"))
             else:
