@@ -38,7 +38,7 @@ Prints one JSON object (``miou`` per scenario and arm with mean/std/stderr/runs,
 ``oracle_share_curated``, ``synthetic_only_ratio``, ``stderr``, ``targets``, ``minutes``) and
 writes it to ``OUT/result.json`` with a bar chart ``OUT/downstream.png``. Finished stages
 and arms are kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a
-fresh run).
+fresh run); ``minutes`` counts only the work of this invocation.
 """
 
 from __future__ import annotations
