@@ -73,8 +73,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate")
     t.add_argument("--width", type=int, default=None, help="SegNet width")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's; 1 is best on a small, busy machine)")
+    t.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: best for this small network on a busy machine)")
     t.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast (faster on CPUs with native bfloat16)")
     t.add_argument("--val-source", help="validation source kind (default: --source)")

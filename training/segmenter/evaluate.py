@@ -48,7 +48,7 @@ def _predict(model: SegNet | Segmenter, images: torch.Tensor) -> np.ndarray:
 def evaluate_segmenter(model: SegNet | Segmenter, data: Any, *, batch_size: int = 32,
                        size: tuple[int, int] | None = None,
                        vocabulary: Vocabulary | str | None = None,
-                       threads: int | None = None) -> dict[str, Any]:
+                       threads: int | None = 1) -> dict[str, Any]:
     """Score ``model`` on every item of ``data``.
 
     Args:
@@ -60,7 +60,8 @@ def evaluate_segmenter(model: SegNet | Segmenter, data: Any, *, batch_size: int 
         size: For a source: the ``(H, W)`` its pairs are resized to (``None``: native).
         vocabulary: The data's classes (names ``iou``; a :class:`Segmenter` is checked
             against it); default the data's ``vocabulary``.
-        threads: ``torch.set_num_threads`` while scoring (restored afterwards).
+        threads: ``torch.set_num_threads`` while scoring (restored afterwards; ``None``
+            leaves the setting alone; see :func:`train_segmenter` for why 1).
 
     Returns:
         ``{"miou": %, "pixel_acc": %, "iou": {class name: %}, "images": n}``.
