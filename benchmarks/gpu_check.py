@@ -17,8 +17,9 @@ For a CUDA machine with torch and neither TensorRT nor onnxruntime-gpu; it runs 
    bf16 autocast with channels_last at batch 8/32/64; CUDA graphs. Parity of each against
    the fp32 reference: max / mean absolute difference of the uint8 images of 8 samples.
 3. End to end: ``sisgen.generate.generate`` with the ``cityscapes`` and ``coco`` writers into
-   ``/dev/shm`` from synthetic Cityscapes label maps (random class blobs, instances for
-   things; recipe hflip + swap car/truck), 4 samples per map, with the fastest configuration
+   ``/dev/shm`` (the temp folder when it has under 8 GiB free) from synthetic Cityscapes
+   label maps (random class blobs, instances for things; recipe hflip + swap car/truck),
+   4 samples per map, with the fastest configuration
    whose parity is within 8 levels; then the same with an instant engine (host work only).
    Each runs in a child process with a hard time limit; a run cut short reports what its
    manifest recorded.
@@ -48,8 +49,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 try:
     import sisgen  # noqa: F401
+
+    FROM_CHECKOUT = False
 except ImportError:  # a bare checkout on the GPU machine: run from the repository
     sys.path.insert(0, str(REPO))
+    FROM_CHECKOUT = True
 RECIPE = "edits:\n  - {op: hflip, p: 0.5}\n  - {op: swap, a: car, b: truck, p: 0.5}\n"
 PARITY_SAMPLES = 8
 PAPER_TFLOP = 0.562  # 281 GMAC per 256x512 image
@@ -265,8 +269,9 @@ def end_to_end(spec: dict, timeout: float, flop: float | None) -> dict:
     out = Path(spec["out"])
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--e2e-child", json.dumps(spec)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = dict(os.environ)
+    if FROM_CHECKOUT:  # the child imports sisgen the way this process did
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
@@ -405,16 +410,19 @@ def _end_to_end(args, best: dict | None, model, size, cuda: bool, deadline: floa
     """The model run (best configuration) and the null-engine run of ``generate``."""
     if best is None:
         return {"skipped": "no configuration ran"}
-    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shutil.disk_usage(shm).free < 8 * 2**30:  # a small /dev/shm fills
+        shm = Path(tempfile.gettempdir())
     root = shm / f"sisgen_gpu_check_{os.getpid()}"
     root.mkdir(parents=True, exist_ok=True)
+    out: dict = {"folder": str(shm), "folder_free_gb": round(shutil.disk_usage(shm).free / 2**30,
+                                                                1)}
     cores = os.cpu_count() or 1
     workers = args.workers if args.workers is not None else (0 if not cuda
                                                              else max(1, cores // 4))
     write_workers = (args.write_workers if args.write_workers is not None
                      else (0 if not cuda else max(1, cores - workers - 2)))
     spm = 4 if cuda else 2
-    out: dict = {}
     try:
         model.save(root / "model")
         for engine in ("model", "null"):
