@@ -4,12 +4,15 @@ The stages run concurrently, each bounded:
 
 * **prepare** (:class:`~sisgen.samples.SamplePath`): load, edit, resize and build the
   engine inputs of one engine batch -- in ``workers`` worker processes (spawned, each a
-  few batches ahead, so the next batch is staged while the engine runs), or inline;
-* **engine**: one call per batch on the main thread (``Generator.run``: compact inputs in,
-  uint8 images out);
+  few batches ahead, so the next batch is staged while the engine runs), or inline; a
+  batch's arrays come back through shared memory (:mod:`sisgen.transport`);
+* **engine**: one call per batch on the main thread (``Generator.submit``: compact inputs
+  in, uint8 images out), one batch ahead: a GPU computes batch n + 1 while the main
+  thread hands batch n to the writers;
 * **write** (``Writer.write_files``): encoding and atomic file writes of every writer, in
-  ``write_workers`` worker processes with no lock (or inline); each image is encoded once
-  per format for all writers;
+  ``write_workers`` worker processes with no lock (or inline; a batch's images and maps
+  reach the processes through shared memory); each image is encoded once per format for
+  all writers;
 * **commit**: back on the main thread, strictly in sample order, the writers' ordered
   indexes (COCO image ids and part lines) and then the sample's manifest line.
 
@@ -80,10 +83,11 @@ from .samples import (
     SampleLayout,
     SamplePath,
     run_bank,
-    run_engine,
     sample_seed,
+    submit_engine,
 )
 from .sources import Source
+from .transport import Packed, pack, remove_folder, shared_folder, unpack
 from .vocab import get_vocabulary, require_same_ids
 from .writers import Writer, get_writer
 from .writers.base import WRITERS
@@ -123,16 +127,23 @@ class GenerateReport:
 
 # ----------------------------------------------------------------------------- prepare
 class _Blocks:
-    """Map-style view of the run's blocks for a DataLoader (one prepared batch per item)."""
+    """Map-style view of the run's blocks for a DataLoader (one prepared batch per item).
 
-    def __init__(self, path: SamplePath, blocks: list[range], failed_maps: frozenset[int]):
+    With a shared ``folder`` (worker processes), a batch's arrays travel through shared
+    memory (:func:`sisgen.transport.pack`): only a small pickle crosses the pipe.
+    """
+
+    def __init__(self, path: SamplePath, blocks: list[range], failed_maps: frozenset[int],
+                 folder: Path | None = None):
         self.path, self.blocks, self.failed_maps = path, blocks, failed_maps
+        self.folder = folder
 
     def __len__(self) -> int:
         return len(self.blocks)
 
-    def __getitem__(self, i: int) -> PreparedBatch:
-        return self.path.prepare(self.blocks[i], skip_maps=self.failed_maps)
+    def __getitem__(self, i: int) -> PreparedBatch | Packed:
+        batch = self.path.prepare(self.blocks[i], skip_maps=self.failed_maps)
+        return batch if self.folder is None else pack(batch, self.folder)
 
 
 def _prepared(blocks: _Blocks, workers: int) -> Iterator[PreparedBatch]:
@@ -147,7 +158,8 @@ def _prepared(blocks: _Blocks, workers: int) -> Iterator[PreparedBatch]:
     loader = DataLoader(blocks, batch_size=None, shuffle=False, num_workers=workers,
                         prefetch_factor=2, collate_fn=_identity, persistent_workers=False,
                         worker_init_fn=_single_threaded, multiprocessing_context="spawn")
-    yield from loader
+    for item in loader:
+        yield unpack(item) if isinstance(item, Packed) else item
 
 
 def _identity(x: PreparedBatch) -> PreparedBatch:
@@ -427,8 +439,9 @@ def generate(
                 "model_name": generator.model_name, "model_hash": generator.model_hash,
                 "backend": generator.backend}
     # the sample path validated each map at load (edits only write vocabulary ids)
+    folder = shared_folder() if max(workers, write_workers) > 0 else None
     stage = WriteStage([w for _, w in opened], write_workers, write_threads,
-                       labels_checked=bool(getattr(source, "validate", False)))
+                       labels_checked=bool(getattr(source, "validate", False)), folder=folder)
     reported_maps: set[int] = set(failed_maps)
     ok = False
     with ManifestAppender(manifest_path) as manifest:
@@ -436,21 +449,36 @@ def generate(
             manifest.append(record)
         committer = _Committer(opened, manifest, report, describe, bar)
         try:
-            for block, batch in zip(todo, _prepared(_Blocks(path, todo, failed_maps), workers),
-                                    strict=True):
-                for key, v in batch.seconds.items():
-                    report.seconds[key] += v
-                slots = _error_slots(batch, block, path, remaining, reported_maps)
-                if batch.samples:
-                    slots += _engine_slots(generator, batch, quality_filter, done, stage,
-                                           report)
+            blocks_view = _Blocks(path, todo, failed_maps, folder if workers > 0 else None)
+
+            def finish(slots: list[tuple[int, _Slot]], batch: PreparedBatch,
+                       images: Any) -> None:
+                if images is not None:
+                    slots += _engine_slots(images, batch, quality_filter, done, stage, report)
                 for _, slot in sorted(slots, key=lambda s: s[0]):
                     committer.add(slot)
                 committer.drain(wait_until=4 * batch_size)
+
+            # the engine runs one batch ahead: a GPU computes batch n + 1 while this thread
+            # writes batch n (a CPU engine computes it in the call)
+            in_flight: tuple[list[tuple[int, _Slot]], PreparedBatch, Any] | None = None
+            for block, batch in zip(todo, _prepared(blocks_view, workers), strict=True):
+                for key, v in batch.seconds.items():
+                    report.seconds[key] += v
+                slots = _error_slots(batch, block, path, remaining, reported_maps)
+                t0 = time.perf_counter()
+                images = submit_engine(generator, batch) if batch.samples else None
+                report.seconds["engine"] += time.perf_counter() - t0
+                if in_flight is not None:
+                    finish(*in_flight)
+                in_flight = (slots, batch, images)
+            if in_flight is not None:
+                finish(*in_flight)
             committer.drain(wait_until=0)
             ok = True
         finally:
             stage.close(cancel=not ok)
+            remove_folder(folder)
             for _, writer in opened:
                 writer.close()
             if bar is not None:
@@ -488,20 +516,20 @@ def _error_slots(batch: PreparedBatch, block: range, path: SamplePath, todo: set
     return slots
 
 
-def _engine_slots(generator: Generator, batch: PreparedBatch,
-                  quality_filter: QualityFilter | None, done: set[int], stage: WriteStage,
-                  report: GenerateReport) -> list[tuple[int, _Slot]]:
-    """Run the engine on a prepared batch; start writing what is to be written."""
+def _engine_slots(pending: Any, batch: PreparedBatch, quality_filter: QualityFilter | None,
+                  done: set[int], stage: WriteStage, report: GenerateReport
+                  ) -> list[tuple[int, _Slot]]:
+    """The engine's images of a batch (``pending.result()``); start writing them."""
     t0 = time.perf_counter()
     items = batch.samples
-    images = run_engine(generator, batch)
+    images = pending.result()
     t1 = time.perf_counter()
     report.seconds["engine"] += t1 - t0
     verdicts: list[Any] = [None] * len(items)
     if quality_filter is not None:
         verdicts = quality_filter.apply(list(images), [s.labelmap for s in items])
         report.seconds["filter"] += time.perf_counter() - t1
-    slots = []
+    slots, jobs, waiting = [], [], []
     for item, image, verdict in zip(items, images, verdicts, strict=True):
         if item.index in done:  # recomputed for the batch's sake, written before
             continue
@@ -515,8 +543,11 @@ def _engine_slots(generator: Generator, batch: PreparedBatch,
         if verdict is not None:
             item.labelmap = verdict.labelmap
             quality = verdict.to_dict()
-        future = stage.submit(item.name, image, item.labelmap)
-        slots.append((item.index, _Slot(item=item, future=future, quality=quality)))
+        jobs.append((item.name, image, item.labelmap))
+        waiting.append(_Slot(item=item, quality=quality))
+    for slot, future in zip(waiting, stage.submit_many(jobs), strict=True):
+        slot.future = future
+        slots.append((slot.item.index, slot))
     return slots
 
 

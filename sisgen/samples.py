@@ -79,6 +79,29 @@ def run_bank(recipe: Recipe, source: Source, bank: Any, bank_maps: int
     return bank, {"from": "given", "items": len(bank), "digest": bank.digest()}
 
 
+class _Ready:
+    """Images already computed, behind the ``result()`` of a pending batch."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def result(self) -> np.ndarray:
+        return self.images
+
+
+def submit_engine(generator: Any, batch: PreparedBatch) -> Any:
+    """Start the engine on a prepared batch; ``result()`` of the return gives the images.
+
+    With engine inputs and a generator that can enqueue (``Generator.submit``: a GPU
+    computes while the caller goes on), the batch is only enqueued; otherwise the images
+    are computed in the call. Either way ``result()`` equals :func:`run_engine`.
+    """
+    submit = getattr(generator, "submit", None)
+    if batch.inputs is not None and submit is not None:
+        return submit(batch.inputs)
+    return _Ready(run_engine(generator, batch))
+
+
 def run_engine(generator: Any, batch: PreparedBatch) -> np.ndarray:
     """The engine's uint8 ``[B,H,W,3]`` images of a prepared batch.
 

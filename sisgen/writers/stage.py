@@ -9,19 +9,23 @@ starts in a fraction of a second.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import SisgenInputError
 from ..labelmap import LabelMap
+from ..transport import Packed, pack, release, unpack
 from .base import SampleImage, Writer, Written
 
 _WORKER_WRITERS: list[Writer] = []
 
 Result = tuple[list[Written] | SisgenInputError, float]
+Job = tuple[str, np.ndarray, LabelMap]
 
 
 def write_sample(writers: Sequence[Writer], name: str, image: np.ndarray, labelmap: LabelMap,
@@ -67,6 +71,20 @@ def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap, labels_ch
     return write_sample(_WORKER_WRITERS, name, image, labelmap, labels_checked)
 
 
+_WORKER_JOBS: dict[str, list[Job]] = {}
+
+
+def _write_packed_in_worker(packed: Packed, k: int, labels_checked: bool) -> Result:
+    """Write job ``k`` of a packed list of jobs (the last shared file's jobs are kept)."""
+    if packed.path is None:  # small arrays: everything came in the pickle
+        return write_sample(_WORKER_WRITERS, *unpack(packed)[k], labels_checked)
+    jobs = _WORKER_JOBS.get(packed.path)
+    if jobs is None:
+        _WORKER_JOBS.clear()
+        jobs = _WORKER_JOBS[packed.path] = unpack(packed, keep_file=True)
+    return write_sample(_WORKER_WRITERS, *jobs[k], labels_checked)
+
+
 class WriteStage:
     """Runs :func:`write_sample` in worker processes, in threads, or inline.
 
@@ -84,12 +102,15 @@ class WriteStage:
         labels_checked: The run's label maps hold only the vocabulary's ids (its source
             validates every map and the edits keep to the vocabulary): writers skip their
             own check (:func:`write_sample`).
+        folder: A shared-memory folder (:func:`sisgen.transport.shared_folder`): with
+            worker processes, :meth:`submit_many` sends the jobs' arrays through it.
     """
 
     def __init__(self, writers: list[Writer], workers: int = 0, threads: int = 1,
-                 labels_checked: bool = False):
+                 labels_checked: bool = False, folder: Path | None = None):
         self.writers = writers
         self.labels_checked = bool(labels_checked)
+        self.folder = folder
         self.pool: Executor | None = None
         self.in_process = workers <= 0
         if workers > 0:
@@ -111,6 +132,31 @@ class WriteStage:
         if self.in_process:
             return self.pool.submit(write_sample, self.writers, name, image, labelmap, checked)
         return self.pool.submit(_write_in_worker, name, image, labelmap, checked)
+
+    def submit_many(self, jobs: list[Job]) -> list[Future]:
+        """Start writing several samples (``(name, image, labelmap)`` each), one future each.
+
+        With worker processes and a shared folder, the jobs are packed once into shared
+        memory and each worker maps them: the main process copies ~1 MB per sample
+        instead of pickling it through a pipe. The file is removed when all are written.
+        """
+        if self.in_process or self.pool is None or self.folder is None or not jobs:
+            return [self.submit(*job) for job in jobs]
+        packed = pack(jobs, self.folder)
+        futures = [self.pool.submit(_write_packed_in_worker, packed, k, self.labels_checked)
+                   for k in range(len(jobs))]
+        left, lock = [len(futures)], threading.Lock()
+
+        def done(_: Future) -> None:  # in the pool's thread (or here, when already done)
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last:
+                release(packed)
+
+        for f in futures:
+            f.add_done_callback(done)
+        return futures
 
     def close(self, cancel: bool = False) -> None:
         """Wait for the workers (dropping queued samples with ``cancel``) and stop them."""
