@@ -241,8 +241,9 @@ def e2e_child(spec: dict) -> None:
     if spec["engine"] == "null":
         from sisgen.vocab import get_vocabulary
 
+        # no instance edges: a GPU run computes them on the device, not on the host
         gen = Generator(NullEngine(size), get_vocabulary("cityscapes"), size, {},
-                        model_name="null", backend="null")
+                        model_name="null", uses_edges=False, backend="null")
     else:
         gen = sisgen.load(spec["model"], device=spec["device"], mode=spec["mode"],
                           half=spec["half"], channels_last=spec["channels_last"])
@@ -341,6 +342,13 @@ def main() -> int:
     ap.add_argument("--e2e-seconds", type=float, default=60.0, help="target end-to-end run")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--write-workers", type=int, default=None)
+    ap.add_argument("--e2e-only", metavar="CONFIG",
+                    help="skip the engine sweep: only the end-to-end runs, with this "
+                         "configuration (a name from the sweep, e.g. bf16_cl_graphs_b64)")
+    ap.add_argument("--e2e-engines", default="model,null",
+                    help="which end-to-end runs: model, null or both")
+    ap.add_argument("--e2e-rate", type=float, default=330.0,
+                    help="with --e2e-only: the engine's images/s, to size the model run")
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--e2e-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -375,7 +383,12 @@ def main() -> int:
     maps = [src.load(i) for i in range(64)]
     e2e_reserve = 0.0 if args.dry_run else 150.0
     records, reference, best = [], None, None
-    for cfg in configs(cuda):
+    if args.e2e_only:
+        cfg = next((c for c in configs(cuda) if c["name"] == args.e2e_only), None)
+        if cfg is None:
+            ap.error(f"--e2e-only: no configuration {args.e2e_only!r}")
+        best = {**cfg, "run_images_per_s": args.e2e_rate}
+    for cfg in [] if args.e2e_only else configs(cuda):
         left = deadline - time.monotonic()
         if cfg.get("mode") == "cudagraphs" and not cuda:
             records.append({"name": cfg["name"], "skipped": "CUDA graphs need CUDA"})
@@ -398,8 +411,8 @@ def main() -> int:
                                                   > best["run_images_per_s"]):
             best = {**rec, **{k: cfg.get(k) for k in ("half", "channels_last", "mode")}}
     result["configs"] = records
-    result["best"] = best and {k: best[k] for k in ("name", "run_images_per_s", "run_tflops",
-                                                    "engine_images_per_s", "engine_tflops")}
+    result["best"] = best and {k: best.get(k) for k in ("name", "run_images_per_s", "run_tflops",
+                                                        "engine_images_per_s", "engine_tflops")}
     result["end_to_end"] = _end_to_end(args, best, model, size, cuda, deadline, flop)
     result["elapsed_s"] = round(time.monotonic() - t0, 1)
     return _emit(result, args.out)
@@ -426,6 +439,8 @@ def _end_to_end(args, best: dict | None, model, size, cuda: bool, deadline: floa
     try:
         model.save(root / "model")
         for engine in ("model", "null"):
+            if engine not in args.e2e_engines.split(","):
+                continue
             left = deadline - time.monotonic()
             if left < (40 if cuda else 5):
                 out[engine] = {"skipped": f"time budget ({left:.0f} s left)"}
