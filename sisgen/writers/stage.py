@@ -74,16 +74,15 @@ def _write_in_worker(name: str, image: np.ndarray, labelmap: LabelMap, labels_ch
 _WORKER_JOBS: dict[str, list[Job]] = {}
 
 
-def _write_packed_in_worker(packed: Packed, ks: range, labels_checked: bool) -> list[Result]:
-    """Write jobs ``ks`` of a packed list of jobs (the last shared file's jobs are kept)."""
+def _write_packed_in_worker(packed: Packed, k: int, labels_checked: bool) -> Result:
+    """Write job ``k`` of a packed list of jobs (the last shared file's jobs are kept)."""
     if packed.path is None:  # small arrays: everything came in the pickle
-        jobs = unpack(packed)
-    else:
-        jobs = _WORKER_JOBS.get(packed.path)
-        if jobs is None:
-            _WORKER_JOBS.clear()
-            jobs = _WORKER_JOBS[packed.path] = unpack(packed, keep_file=True)
-    return [write_sample(_WORKER_WRITERS, *jobs[k], labels_checked) for k in ks]
+        return write_sample(_WORKER_WRITERS, *unpack(packed)[k], labels_checked)
+    jobs = _WORKER_JOBS.get(packed.path)
+    if jobs is None:
+        _WORKER_JOBS.clear()
+        jobs = _WORKER_JOBS[packed.path] = unpack(packed, keep_file=True)
+    return write_sample(_WORKER_WRITERS, *jobs[k], labels_checked)
 
 
 class WriteStage:
@@ -113,7 +112,6 @@ class WriteStage:
         self.labels_checked = bool(labels_checked)
         self.folder = folder
         self.pool: Executor | None = None
-        self.workers = max(1, workers)
         self.in_process = workers <= 0
         if workers > 0:
             import multiprocessing
@@ -139,38 +137,25 @@ class WriteStage:
         """Start writing several samples (``(name, image, labelmap)`` each), one future each.
 
         With worker processes and a shared folder, the jobs are packed once into shared
-        memory (the main process copies ~1 MB per sample instead of pickling it through a
-        pipe) and sent as one task per worker, each a run of consecutive jobs (a task
-        costs the main process more than its few bytes). The file is removed when all are
-        written.
+        memory and each worker maps them: the main process copies ~1 MB per sample
+        instead of pickling it through a pipe. The file is removed when all are written.
         """
         if self.in_process or self.pool is None or self.folder is None or not jobs:
             return [self.submit(*job) for job in jobs]
         packed = pack(jobs, self.folder)
-        futures: list[Future] = [Future() for _ in jobs]
-        step = -(-len(jobs) // self.workers)
-        chunks = [range(a, min(a + step, len(jobs))) for a in range(0, len(jobs), step)]
-        left, lock = [len(chunks)], threading.Lock()
+        futures = [self.pool.submit(_write_packed_in_worker, packed, k, self.labels_checked)
+                   for k in range(len(jobs))]
+        left, lock = [len(futures)], threading.Lock()
 
-        def done(task: Future, ks: range) -> None:  # in the pool's thread
-            if task.cancelled():
-                for k in ks:
-                    futures[k].cancel()
-            elif task.exception() is not None:
-                for k in ks:
-                    futures[k].set_exception(task.exception())
-            else:
-                for k, result in zip(ks, task.result(), strict=True):
-                    futures[k].set_result(result)
+        def done(_: Future) -> None:  # in the pool's thread (or here, when already done)
             with lock:
                 left[0] -= 1
                 last = left[0] == 0
             if last:
                 release(packed)
 
-        for ks in chunks:
-            task = self.pool.submit(_write_packed_in_worker, packed, ks, self.labels_checked)
-            task.add_done_callback(lambda t, ks=ks: done(t, ks))
+        for f in futures:
+            f.add_done_callback(done)
         return futures
 
     def close(self, cancel: bool = False) -> None:
