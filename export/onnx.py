@@ -49,6 +49,7 @@ from torch import nn
 
 from sisgen.errors import SisgenInputError
 from sisgen.models.base import SISGenerator
+from sisgen.onnx_export import quiet_onnx_export
 
 from .check import ParityResult, check_parity, parity_inputs
 
@@ -241,20 +242,9 @@ def _dynamic_shapes(model: SISGenerator, args: list[torch.Tensor], multiple: int
 def _trace(wrapper: nn.Module, args: list[torch.Tensor], names: list[str], path: Path,
            opset: int, optimize: bool, dynamic_shapes: tuple) -> None:
     """Run the dynamo ONNX exporter quietly (it logs absent torchvision ops and more)."""
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                wrapper, tuple(args), str(path), input_names=names,
-                output_names=["generated" if "image" in names else "image"],
-                opset_version=opset, dynamo=True, external_data=False,
-                dynamic_shapes=dynamic_shapes, verbose=False, optimize=optimize,
-            )
-    finally:
-        quiet.setLevel(level)
+    quiet_onnx_export(wrapper, args, path, input_names=names,
+                      output_names=["generated" if "image" in names else "image"],
+                      opset=opset, dynamic_shapes=dynamic_shapes, optimize=optimize)
 
 
 # --------------------------------------------------------------------------- simplify

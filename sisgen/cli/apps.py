@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..argtypes import size_arg
 from ..errors import SisgenInputError
 from .common import (
     _add_source_arguments,
     _open_source,
     _positive_float,
     _positive_int,
-    _size,
     _writers,
 )
 
@@ -54,7 +54,7 @@ def add_quickstart_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", default="runs/quickstart", help="output folder")
     q.add_argument("--minutes", type=_positive_float, default=7.0, help="training time budget")
     q.add_argument("--num-images", type=_positive_int, default=200, help="images to generate")
-    q.add_argument("--size", type=_size, default=(64, 128), help="resolution HxW (x32)")
+    q.add_argument("--size", type=size_arg, default=(64, 128), help="resolution HxW (x32)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_quickstart)
 

@@ -17,16 +17,6 @@ if TYPE_CHECKING:
     from ..sources.base import Source
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 64x128, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError("height and width must be positive")
-    return h, w
-
-
 def _positive_int(text: str) -> int:
     v = int(text)
     if v < 1:

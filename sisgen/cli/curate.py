@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..argtypes import size_arg
 from ..errors import SisgenInputError
 from .common import (
     TOYCITY_SIZE,
@@ -14,7 +15,6 @@ from .common import (
     _open_source,
     _positive_int,
     _segmenter,
-    _size,
 )
 
 
@@ -111,7 +111,7 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
         _add_segmenter_input_arguments(p)
         p.add_argument("--out", required=True, help="output JSON file")
         p.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
-        p.add_argument("--size", type=_size, help="score at HxW (default: the model's "
+        p.add_argument("--size", type=size_arg, help="score at HxW (default: the model's "
                        "resolution, else the segmenter's input size, else the maps' own)")
         p.add_argument("--batch-size", type=_positive_int, default=8)
     pl.add_argument("--max-samples", type=_positive_int, default=4,

@@ -23,13 +23,7 @@ from sisgen.training.segmenter.trainer import augment, class_weights
 H, W = 32, 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: one thread is faster, and never stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toycity_pairs(length=8, split="train"):

@@ -29,20 +29,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sisgen.argtypes import size_arg
 from sisgen.errors import SisgenInputError
 from sisgen.io import write_json
 
 __all__ = ["add_parser", "run"]
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 64x128, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError("height and width must be positive")
-    return h, w
 
 
 def _count(text: str) -> int:
@@ -67,7 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--synthetic", help="a folder dataset written by sisgen generate")
     t.add_argument("--synthetic-per-batch", type=_count, default=None,
                    help="synthetic items per step (default: --batch-size)")
-    t.add_argument("--size", type=_size, default=(64, 128), help="training size HxW")
+    t.add_argument("--size", type=size_arg, default=(64, 128), help="training size HxW")
     t.add_argument("--steps", type=_count, default=1000)
     t.add_argument("--batch-size", type=_count, default=16, help="real items per step")
     t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate")

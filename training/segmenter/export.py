@@ -20,11 +20,7 @@ its logits with the torch network's.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +29,7 @@ import torch
 
 from sisgen.errors import SisgenInputError
 from sisgen.io import write_json
+from sisgen.onnx_export import quiet_onnx_export
 from sisgen.segmenter import SEGMENTER_FORMAT, Segmenter, sidecar_path
 from sisgen.vocab import Vocabulary, get_vocabulary
 
@@ -116,20 +113,10 @@ def export_segmenter(net: SegNet, path: str | os.PathLike, *, vocabulary: Vocabu
 
 
 def _export_onnx(net: SegNet, example: torch.Tensor, path: Path) -> None:
-    """The dynamo exporter with a dynamic batch axis, its chatter silenced."""
+    """The dynamo exporter with a dynamic batch axis (quietly)."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), str(path), input_names=["image"],
-                              output_names=["logits"], opset_version=18, dynamo=True,
-                              external_data=False, dynamic_shapes=({0: batch},),
-                              verbose=False)
-    finally:
-        quiet.setLevel(level)
+    quiet_onnx_export(net, (example,), path, input_names=["image"], output_names=["logits"],
+                      opset=18, dynamic_shapes=({0: batch},))
 
 
 @torch.no_grad()
