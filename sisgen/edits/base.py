@@ -4,6 +4,11 @@ An edit's data form is ``{"op": name, **params}``. :func:`build_edit` reads the 
 parameters from the edit class's constructor signature, and :meth:`Edit.params` writes them
 back from the attributes of the same names: every edit stores its (normalised) constructor
 arguments as attributes named like the parameters, so nothing is listed twice.
+
+Copy on write: an edit never writes into its input map; its output shares the input's
+arrays where it leaves them unchanged (an edit that does not fire changes none), so a
+full-resolution map is not copied per step. Treat a map's arrays as read-only and call
+:meth:`LabelMap.copy` before writing into them.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import LabelMap
+from ..labelmap import LabelMap, copy_meta
 from ..registry import Registry
 from ..vocab import Vocabulary
 from .checks import check_probability, resolve_classes
@@ -204,15 +209,15 @@ class Edit:
                 passed to :meth:`apply` only when the class sets ``uses_context``.
 
         Returns:
-            The new map (a copy even when the edit did not fire) and a record
-            ``{"op", "params", "fired", ...extra}``.
+            The new map (sharing the input's arrays when the edit did not fire, see the
+            module docstring) and a record ``{"op", "params", "fired", ...extra}``.
 
         """
         params = {**self.resolved_params(vocab), "p": self.p}
         fired = bool(rng.random() < self.p)
         record: dict[str, Any] = {"op": self.op, "params": params, "fired": fired}
         if not fired:
-            return labelmap.copy(), record
+            return LabelMap(labelmap.semantic, labelmap.instance, copy_meta(labelmap.meta)), record
         if self.uses_context:
             out, extra = self.apply(labelmap, rng, vocab, context=dict(context or {}))
         else:

@@ -71,8 +71,9 @@ def _relabel_u8(labelmap: LabelMap, mapping: dict[int, int], vocab: Vocabulary) 
         table[a] = b
         clear[a] = not thing[b]
     sem = np.ascontiguousarray(labelmap.semantic)
-    instance = None if labelmap.instance is None else labelmap.instance.copy()
+    instance = labelmap.instance  # shared unless some pixels lose their instance
     if instance is not None and clear.any():
+        instance = instance.copy()
         np.copyto(instance, 0, where=cv2.LUT(sem, clear).view(bool))
     return LabelMap(cv2.LUT(sem, table), instance, copy_meta(labelmap.meta))
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import LabelMap
+from ..labelmap import LabelMap, copy_meta
 from ..vocab import Vocabulary
 from .base import Edit, build_edit, step_label
 from .paste import Paste
@@ -186,7 +186,8 @@ class Recipe:
         """Apply the steps in order with ``np.random.default_rng(seed)``.
 
         Args:
-            labelmap: The input map (not modified).
+            labelmap: The input map (not modified; the result shares its arrays where no
+                step changed them, see :mod:`sisgen.edits.base`).
             seed: The sample's seed.
             vocab: The vocabulary of the map's ids.
             context: Run-wide objects the steps may use: ``{"bank": InstanceBank}`` is the
@@ -202,7 +203,7 @@ class Recipe:
 
         """
         rng = np.random.default_rng(seed)
-        out = labelmap.copy()
+        out = LabelMap(labelmap.semantic, labelmap.instance, copy_meta(labelmap.meta))
         records: list[dict[str, Any]] = list(out.meta.get("edits", []))
         for i, edit in enumerate(self.edits):
             try:

@@ -228,3 +228,21 @@ def test_generate_fails_on_a_bad_bank_file_before_it_starts(tmp_path):
     with pytest.raises(SisgenInputError, match=r"step 1 \(paste\).*nope.npz.*not found"):
         generate(no_model, src, tmp_path / "out", recipe=recipe, progress=False)
     assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_recipe_copies_on_write_and_never_writes_its_input(vocab, street):
+    lm = street()
+    before = lm.copy()
+    steps = Recipe.from_yaml("edits:\n  - {op: hflip, p: 0}\n  - {op: swap, a: car, b: truck}\n")
+    out = steps(lm, 0, vocab)
+    assert not np.shares_memory(out.semantic, lm.semantic)  # swapped: new classes
+    assert np.shares_memory(out.instance, lm.instance)  # car -> truck keeps the instances
+    assert [e["fired"] for e in out.meta["edits"]] == [False, True]
+    assert "edits" not in lm.meta  # the input's meta is its own
+    idle = Recipe.from_yaml("edits:\n  - {op: flip, direction: vertical, p: 0}\n")(lm, 0, vocab)
+    assert np.shares_memory(idle.semantic, lm.semantic)  # nothing fired: nothing copied
+    grown = Recipe.from_yaml("edits:\n  - {op: dilate, class: truck, pixels: 2}\n")
+    grown(out, 0, vocab)  # an edit that writes, writes into a copy
+    for a, b in [(lm.semantic, before.semantic), (lm.instance, before.instance)]:
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out.instance, before.instance)
