@@ -18,8 +18,9 @@ unlinks or warns about segments the attaching process does not own (fixed only i
 3.13), and it cannot be closed while numpy views of it are alive. Torch's tensor sharing
 would need torch in the write workers, which start without it.
 
-Without a RAM-backed folder, or when it is full, objects are pickled whole (``path`` is
-``None``), as before.
+Each run has its own folder (``sisgen-<pid>-*``), removed at its end; a run killed with
+SIGKILL leaves its folder, which the next run's :func:`shared_folder` removes. Without a
+RAM-backed folder, or when it is full, objects are pickled whole (``path`` is ``None``).
 """
 
 from __future__ import annotations
@@ -67,11 +68,43 @@ def shared_folder(root: str | os.PathLike | None = None, min_free: int | None = 
     root = Path(SHM_ROOT if root is None else root)
     min_free = MIN_FREE if min_free is None else min_free
     try:
-        if not root.is_dir() or shutil.disk_usage(root).free < min_free:
+        if not root.is_dir():
             return None
-        return Path(tempfile.mkdtemp(prefix="sisgen-", dir=root))
+        remove_stale_folders(root)
+        if shutil.disk_usage(root).free < min_free:
+            return None
+        return Path(tempfile.mkdtemp(prefix=f"sisgen-{os.getpid()}-", dir=root))
     except OSError:
         return None
+
+
+def remove_stale_folders(root: str | os.PathLike) -> list[Path]:
+    """Remove the folders in ``root`` of sisgen processes that no longer run.
+
+    A run killed with SIGKILL cannot remove its folder, and ``/dev/shm`` is RAM: the next
+    run that makes a folder clears those of dead processes (``sisgen-<pid>-*``).
+    Returns the folders removed.
+    """
+    removed = []
+    for folder in Path(root).glob("sisgen-*-*"):
+        try:
+            pid = int(folder.name.split("-")[1])
+        except ValueError:
+            continue
+        if folder.is_dir() and not _running(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def remove_folder(folder: str | os.PathLike | None) -> None:

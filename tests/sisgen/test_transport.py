@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,21 @@ def test_runs_through_shared_memory_write_the_same_bytes(tmp_path, monkeypatch, 
 
     assert files(tmp_path / "inline") == files(tmp_path / "shared")
     assert not list((tmp_path / "shm").iterdir())  # the run's folder is gone
+
+
+def test_folders_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f"sisgen-{int(proc.stdout)}-abc"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "1-0.buf").write_bytes(b"x")
+    alive = tmp_path / f"sisgen-{os.getpid()}-def"
+    alive.mkdir()
+    other = tmp_path / "sisgen-notapid-x"
+    other.mkdir()
+    mine = shared_folder(tmp_path, min_free=0)
+    assert not dead.exists() and alive.is_dir() and other.is_dir()
+    assert mine.name.startswith(f"sisgen-{os.getpid()}-")
