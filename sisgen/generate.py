@@ -440,8 +440,13 @@ def generate(
                 "backend": generator.backend}
     # the sample path validated each map at load (edits only write vocabulary ids)
     folder = shared_folder() if max(workers, write_workers) > 0 else None
-    stage = WriteStage([w for _, w in opened], write_workers, write_threads,
-                       labels_checked=bool(getattr(source, "validate", False)), folder=folder)
+    try:
+        stage = WriteStage([w for _, w in opened], write_workers, write_threads,
+                           labels_checked=bool(getattr(source, "validate", False)),
+                           folder=folder)
+    except BaseException:
+        remove_folder(folder)
+        raise
     reported_maps: set[int] = set(failed_maps)
     ok = False
     with ManifestAppender(manifest_path) as manifest:
