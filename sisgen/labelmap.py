@@ -103,6 +103,10 @@ class LabelMap:
             copy_meta(self.meta),
         )
 
+    def shallow_copy(self) -> LabelMap:
+        """A new map on the same arrays, with a copy of the meta (copy on write: edits)."""
+        return LabelMap(self.semantic, self.instance, copy_meta(self.meta))
+
     def edges(self) -> np.ndarray:
         """The instance-edge map of this sample (see :func:`instance_edges`)."""
         return instance_edges(self.instance if self.instance is not None else self.semantic)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import LabelMap, copy_meta
+from ..labelmap import LabelMap
 from ..registry import Registry
 from ..vocab import Vocabulary
 from .checks import check_probability, resolve_classes
@@ -217,7 +217,7 @@ class Edit:
         fired = bool(rng.random() < self.p)
         record: dict[str, Any] = {"op": self.op, "params": params, "fired": fired}
         if not fired:
-            return LabelMap(labelmap.semantic, labelmap.instance, copy_meta(labelmap.meta)), record
+            return labelmap.shallow_copy(), record
         if self.uses_context:
             out, extra = self.apply(labelmap, rng, vocab, context=dict(context or {}))
         else:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SisgenInputError
-from ..labelmap import LabelMap, copy_meta
+from ..labelmap import LabelMap
 from ..vocab import Vocabulary
 from .base import Edit, build_edit, step_label
 from .paste import Paste
@@ -203,7 +203,7 @@ class Recipe:
 
         """
         rng = np.random.default_rng(seed)
-        out = LabelMap(labelmap.semantic, labelmap.instance, copy_meta(labelmap.meta))
+        out = labelmap.shallow_copy()
         records: list[dict[str, Any]] = list(out.meta.get("edits", []))
         for i, edit in enumerate(self.edits):
             try:
