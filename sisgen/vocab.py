@@ -206,13 +206,12 @@ class Vocabulary:
         if semantic.size == 0:
             return np.zeros(0, np.int64)
         known = self._table("known", [*self.ids, self.ignore_id])  # built once
+        lo, hi = int(semantic.min()), int(semantic.max())
+        if 0 <= lo and hi < 256 and known[lo:hi + 1].all():  # all values known: no histogram
+            return np.zeros(0, np.int64)
         if semantic.dtype == np.uint8:
-            lo, hi = int(semantic.min()), int(semantic.max())
-            if known[lo:hi + 1].all():  # every value in range is known: no histogram
-                return np.zeros(0, np.int64)
             counts = np.bincount(semantic.ravel(), minlength=256)
             return np.flatnonzero((counts > 0) & ~known)
-        lo, hi = int(semantic.min()), int(semantic.max())
         if lo >= 0 and hi < 1 << 16:
             counts = np.bincount(semantic.ravel(), minlength=256)
             present = np.flatnonzero(counts)
