@@ -79,16 +79,6 @@ def run_bank(recipe: Recipe, source: Source, bank: Any, bank_maps: int
     return bank, {"from": "given", "items": len(bank), "digest": bank.digest()}
 
 
-class _Ready:
-    """Images already computed, behind the ``result()`` of a pending batch."""
-
-    def __init__(self, images: np.ndarray):
-        self.images = images
-
-    def result(self) -> np.ndarray:
-        return self.images
-
-
 def submit_engine(generator: Any, batch: PreparedBatch) -> Any:
     """Start the engine on a prepared batch; ``result()`` of the return gives the images.
 
@@ -99,7 +89,9 @@ def submit_engine(generator: Any, batch: PreparedBatch) -> Any:
     submit = getattr(generator, "submit", None)
     if batch.inputs is not None and submit is not None:
         return submit(batch.inputs)
-    return _Ready(run_engine(generator, batch))
+    from .engines.device import PendingImages
+
+    return PendingImages(run_engine(generator, batch))
 
 
 def run_engine(generator: Any, batch: PreparedBatch) -> np.ndarray:
