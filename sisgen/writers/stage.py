@@ -76,8 +76,6 @@ _WORKER_JOBS: dict[str, list[Job]] = {}
 
 def _write_packed_in_worker(packed: Packed, k: int, labels_checked: bool) -> Result:
     """Write job ``k`` of a packed list of jobs (the last shared file's jobs are kept)."""
-    if packed.path is None:  # small arrays: everything came in the pickle
-        return write_sample(_WORKER_WRITERS, *unpack(packed)[k], labels_checked)
     jobs = _WORKER_JOBS.get(packed.path)
     if jobs is None:
         _WORKER_JOBS.clear()
@@ -140,9 +138,11 @@ class WriteStage:
         memory and each worker maps them: the main process copies ~1 MB per sample
         instead of pickling it through a pipe. The file is removed when all are written.
         """
-        if self.in_process or self.pool is None or self.folder is None or not jobs:
+        packed = None
+        if not self.in_process and self.folder is not None and jobs:
+            packed = pack(jobs, self.folder)
+        if packed is None or packed.path is None:  # small arrays: one pickle per sample
             return [self.submit(*job) for job in jobs]
-        packed = pack(jobs, self.folder)
         futures = [self.pool.submit(_write_packed_in_worker, packed, k, self.labels_checked)
                    for k in range(len(jobs))]
         left, lock = [len(futures)], threading.Lock()
