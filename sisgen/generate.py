@@ -42,7 +42,9 @@ and merges work exactly as without one; the run record holds the plan's digest.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -254,10 +256,10 @@ def _check_output_folder(out: Path) -> bool:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SisgenInputError(f"cannot create the output folder ({e.strerror})", out) from None
-    probe = out / ".sisgen-write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
+    try:  # a probe file of this process's own: torchrun ranks share the folder
+        handle, probe = tempfile.mkstemp(prefix=".sisgen-write-test-", dir=out)
+        os.close(handle)
+        os.unlink(probe)
     except OSError as e:
         if created:
             shutil.rmtree(out, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,44 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def process_running(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except (OverflowError, ValueError):  # not a possible process id
+        return False
+    return True
+
+
+def temp_owner(name: str) -> int | None:
+    """The process id in a temp name sisgen makes, or ``None`` for any other name.
+
+    Files of :func:`atomic_write_bytes` are ``.<name>.<pid>.<n>.tmp``; temp folders
+    (e.g. the Hugging Face writer's) are ``.<kind>.tmp-<pid>-<random>``.
+    """
+    if not name.startswith("."):
+        return None
+    if name.endswith(".tmp"):
+        parts = name.split(".")
+        return int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else None
+    head, sep, tail = name.partition(".tmp-")
+    pid = tail.split("-", 1)[0]
+    return int(pid) if sep and head and pid.isdigit() else None
+
+
 def remove_temp_files(root: str | os.PathLike) -> int:
-    """Delete the temp files a killed :func:`atomic_write_bytes` left under ``root``.
+    """Delete the temp files and folders that killed sisgen processes left under ``root``.
+
+    Only those whose process (the pid in the name, :func:`temp_owner`) no longer runs:
+    the ranks of a ``torchrun`` job share one output folder, and a rank that resumes
+    must not delete what another rank is writing.
 
     Returns:
-        How many were removed.
+        How many files and folders were removed.
     """
     removed = 0
     stack = [os.fspath(root)]
@@ -133,11 +167,16 @@ def remove_temp_files(root: str | os.PathLike) -> int:
         except FileNotFoundError:
             continue
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-            elif entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                Path(entry.path).unlink(missing_ok=True)
+            pid = temp_owner(entry.name)
+            folder = entry.is_dir(follow_symlinks=False)
+            if pid is not None and not process_running(pid):
+                if folder:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    Path(entry.path).unlink(missing_ok=True)
                 removed += 1
+            elif folder:
+                stack.append(entry.path)
     return removed
 
 

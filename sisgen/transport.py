@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .io import process_running
+
 SHM_ROOT = Path("/dev/shm")
 MIN_BYTES = 1 << 16  # smaller buffers stay inside the pickle
 MIN_FREE = 1 << 30  # a RAM folder with less room is not used
@@ -91,20 +93,10 @@ def remove_stale_folders(root: str | os.PathLike) -> list[Path]:
             pid = int(folder.name.split("-")[1])
         except ValueError:
             continue
-        if folder.is_dir() and not _running(pid):
+        if folder.is_dir() and not process_running(pid):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def remove_folder(folder: str | os.PathLike | None) -> None:

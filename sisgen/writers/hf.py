@@ -164,7 +164,7 @@ class HFWriter(Writer):
         if self.closed:
             return
         self.buffer.close()
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".hf.tmp-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".hf.tmp-{os.getpid()}-"))
         try:
             dataset = self.build(tmp / "cache")
             out = tmp / "hf"

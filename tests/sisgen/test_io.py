@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from sisgen.io import atomic_write_bytes, remove_temp_files, write_image, write_json
+from sisgen.io import (
+    atomic_write_bytes,
+    remove_temp_files,
+    temp_owner,
+    write_image,
+    write_json,
+)
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
@@ -36,13 +44,33 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
 
 
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
 def test_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    dead, alive = _dead_pid(), os.getpid()
     (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "b" / ".x.png.123.4.tmp").write_bytes(b"half")
+    (tmp_path / "a" / "b" / f".x.png.{dead}.4.tmp").write_bytes(b"half")
+    (tmp_path / f".hf.tmp-{dead}-k2j3").mkdir()
+    (tmp_path / f".hf.tmp-{dead}-k2j3" / "data.arrow").write_bytes(b"half")
+    (tmp_path / "a" / f".y.png.{alive}.0.tmp").write_bytes(b"being written by a live rank")
     (tmp_path / "a" / ".keep").write_bytes(b"")
+    (tmp_path / "a" / ".notes.tmp").write_bytes(b"not a name sisgen makes")
     (tmp_path / "a" / "x.png").write_bytes(b"whole")
-    assert remove_temp_files(tmp_path) == 1
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [".keep", "x.png"]
+    assert remove_temp_files(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [
+        ".keep", ".notes.tmp", f".y.png.{alive}.0.tmp", "x.png"]
+
+
+def test_temp_owner_reads_the_pid_of_sisgen_temp_names():
+    assert temp_owner(".instances_val.json.4242.17.tmp") == 4242
+    assert temp_owner(".hf.tmp-99-abc_d") == 99
+    assert temp_owner(".x.tmp") is None
+    assert temp_owner("x.png.12.3.tmp") is None
+    assert temp_owner(".hf.tmp-abc") is None
 
 
 def test_threads_writing_into_a_new_folder_all_succeed(tmp_path):
