@@ -26,10 +26,11 @@ Protocol (every choice below is a flag):
   hardness + class-balance plan with at most ``--max-samples`` per map: hardness scored on
   R's photos for the same masks, on a first synthetic pass for the extra layouts).
 * **Arms**, each a segmenter (:func:`sisgen.training.segmenter.train_segmenter`) trained for
-  the same ``--steps`` with ``--batch`` real images per step; mixed arms add ``--batch``
-  synthetic images per step on top (the real set is never starved: every arm that has R
-  sees exactly as many real images as the R arm), ``S_only`` uses ``--batch`` synthetic
-  (curated) images, ``R+oracle`` adds ``--batch`` real photos of E's layouts.
+  the same ``--steps`` with ``--batch`` real images per step; mixed arms add
+  ``--second-batch`` (default ``--batch``) synthetic images per step on top (the real set
+  is never starved: every arm that has R sees exactly as many real images as the R arm),
+  ``S_only`` uses ``--batch`` synthetic (curated) images, ``R+oracle`` adds
+  ``--second-batch`` real photos of E's layouts.
 * **Scoring**: mIoU (percent) on T, for ``--seeds`` seeds per arm; seed ``s`` gives every
   arm the same initial weights, so gains are paired per seed, and their standard errors are
   those of the paired differences.
@@ -220,7 +221,8 @@ def synthesize(args: argparse.Namespace, out: Path, data: dict[str, Any], model:
 
 # ----------------------------------------------------------------------------- arms
 def arms(sets: dict[str, dict[str, Path]]) -> dict[str, dict[str, list[str]]]:
-    """Scenario -> arm -> the streams it trains on (each ``--batch`` items per step)."""
+    """Scenario -> arm -> the streams it trains on (``--batch`` items per step each; a
+    mixed arm's second stream ``--second-batch``)."""
     table: dict[str, dict[str, list[str]]] = {}
     for scenario in SCENARIOS:
         table[scenario] = {"R": ["R"]}
@@ -241,6 +243,11 @@ def _stream(name: str, data: dict[str, Any], sets: dict[str, dict[str, Path]]) -
     return LabeledDataset(sources.open("folder", sets[scenario][kind]))
 
 
+def _second_batch(args: argparse.Namespace) -> int:
+    """Items per step of a mixed arm's second stream (synthetic or oracle)."""
+    return args.batch if args.second_batch is None else args.second_batch
+
+
 def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
     """Train and score one (arm, seed); the result is cached in its JSON file."""
     config, streams, seed, path = job
@@ -253,7 +260,10 @@ def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
     data = _data(args)
     sets = {s: {k: Path(p) for k, p in v.items()} for s, v in config["sets"].items()}
     t = time.perf_counter()
-    net = _train_arm([(_stream(n, data, sets), args.batch) for n in streams], args, seed)
+    sizes = [args.batch] + [_second_batch(args)] * (len(streams) - 1)
+    net = _train_arm([(_stream(n, data, sets), size) for n, size in zip(streams, sizes,
+                                                                        strict=True)],
+                     args, seed)
     score = evaluate_segmenter(net, _stream("T", data, sets), batch_size=64)
     result = {"streams": streams, "seed": seed, "miou": score["miou"], "iou": score["iou"],
               "seconds": round(time.perf_counter() - t, 1)}
@@ -275,7 +285,9 @@ def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path
     for streams in distinct:
         for seed in range(args.seeds):
             precision = "_bf16" if args.bf16 else ""
-            name = (f"{'+'.join(streams).replace('/', '_')}_steps{args.steps}{precision}"
+            mix = (f"_second{_second_batch(args)}"
+                   if len(streams) > 1 and _second_batch(args) != args.batch else "")
+            name = (f"{'+'.join(streams).replace('/', '_')}_steps{args.steps}{mix}{precision}"
                     f"_seed{seed}.json")
             path = out / "arms" / name
             if path.is_file():
@@ -427,6 +439,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="drop a synthetic image with more than this fraction ignored")
     p.add_argument("--steps", type=int, default=1000, help="segmenter steps of every arm")
     p.add_argument("--batch", type=int, default=16, help="images per stream per step")
+    p.add_argument("--second-batch", type=int, default=None,
+                   help="images per step of a mixed arm's second stream (synthetic or oracle; "
+                        "default --batch: half of each step); the real stream keeps --batch")
     p.add_argument("--width", type=int, default=16, help="segmenter width")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2, help="segmenter runs at once (1 thread each)")
