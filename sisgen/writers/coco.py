@@ -68,6 +68,8 @@ from .base import (
 )
 
 SEGMENTATIONS = ("rle", "polygon")
+# how every part line starts; the image id follows as the image's first key
+_IMAGE_HEAD = '{"image":{'
 
 
 def compressed_rles(runs: SegmentRuns) -> list[dict[str, Any]]:
@@ -459,7 +461,9 @@ class CocoWriter(Writer):
 
         Returns:
             Paths ``{"image", "label"}`` (and ``"panoptic"`` with ``panoptic=True``)
-            relative to the root, and the part-file record without its image id.
+            relative to the root, and ``(file name, the record's compact JSON without its opening
+            '{"image":{')``: :meth:`commit` writes the line with the image id spliced in
+            as the image's first key.
 
         """
         stem = self._check(name, image, labelmap)
@@ -481,7 +485,10 @@ class CocoWriter(Writer):
             paths["panoptic"] = self.panoptic_dir / f"{stem}.png"
             write_image(paths["panoptic"], id2rgb(ids))
             record["panoptic"] = {"file_name": f"{stem}.png", "segments_info": segments}
-        return Written(name, {role: self._rel(p) for role, p in paths.items()}, record)
+        # the JSON text is made here, in the write worker; commit only splices the id in
+        text = json.dumps(record, separators=(",", ":"))
+        return Written(name, {role: self._rel(p) for role, p in paths.items()},
+                       (file_name, text[len(_IMAGE_HEAD):]))
 
     def commit(self, written: Written) -> dict[str, str]:
         """Give the image its id and append its records to the part file (one line).
@@ -489,14 +496,12 @@ class CocoWriter(Writer):
         A file name written before (in this run or, on resume, an earlier one) keeps its
         image id; the new record replaces the old one.
         """
-        record = written.record
-        file_name = record["image"]["file_name"]
+        file_name, rest = written.record
         image_id = self._ids.get(file_name)
         if image_id is None:
             image_id = self._ids[file_name] = self._next_id
             self._next_id += 1
-        record = {**record, "image": {"id": image_id, **record["image"]}}
-        line = json.dumps(record, separators=(",", ":")) + "\n"
+        line = f'{_IMAGE_HEAD}"id":{image_id},{rest}\n'
         with open(self.parts_path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
