@@ -89,7 +89,7 @@ from .samples import (
     submit_engine,
 )
 from .sources import Source
-from .transport import Packed, pack, remove_folder, shared_folder, unpack
+from .transport import Packed, end_loan, pack, remove_folder, shared_folder, unpack
 from .vocab import get_vocabulary, require_same_ids
 from .writers import Writer, get_writer
 from .writers.base import WRITERS
@@ -148,10 +148,16 @@ class _Blocks:
         return batch if self.folder is None else pack(batch, self.folder)
 
 
-def _prepared(blocks: _Blocks, workers: int) -> Iterator[PreparedBatch]:
+def _prepared(blocks: _Blocks, workers: int, lend: bool = False
+              ) -> Iterator[tuple[PreparedBatch, Packed | None]]:
+    """The prepared batches in order, each with its shared file's :class:`Packed` or ``None``.
+
+    With ``lend``, the write stage may refer to the file's arrays (the caller calls
+    :func:`~sisgen.transport.end_loan` once the batch went to the writers).
+    """
     if workers <= 0:
         for i in range(len(blocks)):
-            yield blocks[i]
+            yield blocks[i], None
         return
     from torch.utils.data import DataLoader
 
@@ -161,7 +167,10 @@ def _prepared(blocks: _Blocks, workers: int) -> Iterator[PreparedBatch]:
                         prefetch_factor=2, collate_fn=_identity, persistent_workers=False,
                         worker_init_fn=_single_threaded, multiprocessing_context="spawn")
     for item in loader:
-        yield unpack(item) if isinstance(item, Packed) else item
+        if isinstance(item, Packed):
+            yield unpack(item, lend=lend), item
+        else:
+            yield item, None
 
 
 def _identity(x: PreparedBatch) -> PreparedBatch:
@@ -455,6 +464,7 @@ def generate(
         if new_record:
             manifest.append(record)
         committer = _Committer(opened, manifest, report, describe, bar)
+        lent: Packed | None = None  # the batch whose shared file the writers may borrow
         try:
             blocks_view = _Blocks(path, todo, failed_maps, folder if workers > 0 else None)
 
@@ -469,7 +479,8 @@ def generate(
             # the engine runs one batch ahead: a GPU computes batch n + 1 while this thread
             # writes batch n (a CPU engine computes it in the call)
             in_flight: tuple[list[tuple[int, _Slot]], PreparedBatch, Any] | None = None
-            for block, batch in zip(todo, _prepared(blocks_view, workers), strict=True):
+            prepared = _prepared(blocks_view, workers, lend=write_workers > 0)
+            for block, (batch, packed) in zip(todo, prepared, strict=True):
                 for key, v in batch.seconds.items():
                     report.seconds[key] += v
                 slots = _error_slots(batch, block, path, remaining, reported_maps)
@@ -478,13 +489,17 @@ def generate(
                 report.seconds["engine"] += time.perf_counter() - t0
                 if in_flight is not None:
                     finish(*in_flight)
-                in_flight = (slots, batch, images)
+                    if lent is not None:  # its maps went to the writers: packed or borrowed
+                        end_loan(lent)
+                in_flight, lent = (slots, batch, images), packed
             if in_flight is not None:
                 finish(*in_flight)
             committer.drain(wait_until=0)
             ok = True
         finally:
             stage.close(cancel=not ok)
+            if lent is not None:
+                end_loan(lent)
             remove_folder(folder)
             for _, writer in opened:
                 writer.close()

@@ -9,8 +9,14 @@ hundred images/s on the run's main process, however many workers prepare and wri
 (numpy arrays) out of band into one file of a RAM-backed folder (``/dev/shm``);
 :func:`unpack` maps that file and rebuilds the object with its arrays as views of the
 mapping: no copy, and only the small pickle crosses the pipe. The receiver removes a
-one-reader file's name at once (:attr:`Packed.readers` = 1); the memory goes with the last
-view. A file read by several processes is removed by its sender (:func:`release`).
+one-reader file's name at once; the memory goes with the last view. A file read by several
+processes is removed by its sender (:func:`release`).
+
+A process that passes arrays on (``generate``'s main process: label maps from the prepare
+workers go on to the write workers with the images) unpacks with ``lend=True``: a later
+:func:`pack` of arrays that are still views of that file refers to them by file and offset
+instead of copying them again, and the file keeps its name until its unpacker and every
+pack that borrowed it are done (:func:`end_loan`, :func:`release`).
 
 Written with ``mmap`` and plain files rather than ``multiprocessing.shared_memory``:
 the standard class registers every segment it attaches with the resource tracker, which
@@ -31,9 +37,12 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .io import process_running
 
@@ -50,13 +59,31 @@ class Packed:
 
     Attributes:
         data: The protocol-5 pickle.
-        path: The file holding the buffers (``None``: everything is in ``data``).
-        spans: ``(offset, length)`` of each out-of-band buffer, in pickle order.
+        path: The file holding the buffers this pack copied (``None``: none copied).
+        spans: ``(file, offset, length)`` of each out-of-band buffer, in pickle order;
+            file 0 is ``path``, file ``k`` is ``borrowed[k - 1]``.
+        borrowed: Files of earlier packs that some buffers are views of (see ``lend`` in
+            :func:`unpack`): referred to, not copied.
+        key: A name unique to this pack (``""`` when everything is in ``data``).
     """
 
     data: bytes
     path: str | None = None
-    spans: tuple[tuple[int, int], ...] = ()
+    spans: tuple[tuple[int, int, int], ...] = ()
+    borrowed: tuple[str, ...] = ()
+    key: str = ""
+
+    @property
+    def shared(self) -> bool:
+        """Whether some buffers are in shared files (not everything is in ``data``)."""
+        return bool(self.spans)
+
+
+# files whose mapping in this process later packs may refer to: path -> (address of the
+# mapping, its size, holders: "" for the unpacker and the key of every unreleased pack
+# that borrowed it, the mapping: held so that its addresses cannot be reused meanwhile)
+_LENT: dict[str, tuple[int, int, set[str], mmap.mmap]] = {}
+_LENT_LOCK = threading.Lock()
 
 
 def shared_folder(root: str | os.PathLike | None = None, min_free: int | None = None
@@ -132,53 +159,129 @@ def pack(obj: Any, folder: str | os.PathLike | None, min_bytes: int = MIN_BYTES)
     data = pickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
     if not buffers:
         return Packed(data)
-    spans, offset = [], 0
-    for raw in buffers:
-        spans.append((offset, raw.nbytes))
-        offset += -(-raw.nbytes // _ALIGN) * _ALIGN
-    path = os.path.join(os.fspath(folder), f"{os.getpid()}-{next(_counter)}.buf")
+    key = f"{os.getpid()}-{next(_counter)}"
+    spans, copied, borrowed, offset = [], [], {}, 0
+    with _LENT_LOCK:
+        for raw in buffers:
+            lender = _lender(raw)
+            if lender is not None:
+                path, start = lender
+                spans.append((borrowed.setdefault(path, len(borrowed) + 1), start, raw.nbytes))
+                continue
+            spans.append((0, offset, raw.nbytes))
+            copied.append((raw, offset))
+            offset += -(-raw.nbytes // _ALIGN) * _ALIGN
+        for path in borrowed:
+            _LENT[path][2].add(key)
+    own = None
+    if copied:
+        own = os.path.join(os.fspath(folder), f"{key}.buf")
+        try:
+            _write_buffers(own, offset, copied)
+        except OSError:  # no room left: send it through the pipe instead
+            _drop(tuple(borrowed), key)
+            return Packed(pickle.dumps(obj, protocol=5))
+    return Packed(data, own, tuple(spans), tuple(borrowed), key)
+
+
+def _lender(raw: memoryview) -> tuple[str, int] | None:
+    """The lent file ``raw`` lies in and its offset there (call with the lock held)."""
+    if not _LENT:
+        return None
+    address = np.frombuffer(raw, np.uint8).ctypes.data
+    for path, (base, size, _, _) in _LENT.items():
+        if base <= address and address + raw.nbytes <= base + size:
+            return path, address - base
+    return None
+
+
+def _write_buffers(path: str, size: int, copied: list[tuple[memoryview, int]]) -> None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, offset)
-            for raw, (start, _) in zip(buffers, spans, strict=True):
-                view = raw
+            os.ftruncate(fd, size)
+            for view, start in copied:
                 while view.nbytes:  # pwrite may write less than asked
                     n = os.pwrite(fd, view, start)
                     view, start = view[n:], start + n
         finally:
             os.close(fd)
-    except OSError:  # no room left: send it through the pipe instead
+    except OSError:
         try:
             os.unlink(path)
         except OSError:
             pass
-        return Packed(pickle.dumps(obj, protocol=5))
-    return Packed(data, path, tuple(spans))
+        raise
 
 
-def unpack(packed: Packed, keep_file: bool = False) -> Any:
-    """The object of :func:`pack`, its large arrays writable views of the shared file.
+def unpack(packed: Packed, keep_file: bool = False, lend: bool = False) -> Any:
+    """The object of :func:`pack`, its large arrays writable views of the shared files.
 
     Args:
         packed: What :func:`pack` returned (in another process, or this one).
         keep_file: Leave the file's name for other readers (the sender then calls
             :func:`release`); by default the name is removed once the file is mapped.
+        lend: Keep the file's name, and let later :func:`pack` calls in this process refer
+            to buffers that are views of this file instead of copying them (they borrow
+            it). The name goes when :func:`end_loan` was called for ``packed`` and every
+            pack that borrowed the file was released (:func:`release`).
+
+    Buffers a pack borrowed are mapped copy-on-write: writing into them never reaches the
+    lender's arrays.
     """
-    if packed.path is None:
+    if not packed.shared:
         return pickle.loads(packed.data)
-    with open(packed.path, "r+b") as f:
-        mapping = mmap.mmap(f.fileno(), 0)
-    if not keep_file:
-        release(packed)
-    view = memoryview(mapping)
-    return pickle.loads(packed.data, buffers=[view[a:a + n] for a, n in packed.spans])
+    files: list[memoryview | None] = [None]
+    if packed.path is not None:
+        with open(packed.path, "r+b") as f:
+            mapping = mmap.mmap(f.fileno(), 0)
+        files[0] = memoryview(mapping)
+        if lend:
+            with _LENT_LOCK:
+                _LENT[packed.path] = (np.frombuffer(mapping, np.uint8).ctypes.data,
+                                      len(mapping), {""}, mapping)
+        elif not keep_file:
+            _unlink(packed.path)
+    for path in packed.borrowed:
+        with open(path, "rb") as f:
+            files.append(memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)))
+    return pickle.loads(packed.data, buffers=[files[k][a:a + n] for k, a, n in packed.spans])
+
+
+def end_loan(packed: Packed) -> None:
+    """The unpacker of a lent file (``unpack(lend=True)``) no longer lends it."""
+    if packed.path is not None:
+        _drop((packed.path,), "")
+
+
+def _drop(paths: tuple[str, ...], holder: str) -> None:
+    """``holder`` lets go of each lent file; a file without holders loses its name."""
+    gone = []
+    with _LENT_LOCK:
+        for path in paths:
+            entry = _LENT.get(path)
+            if entry is None:
+                continue
+            entry[2].discard(holder)
+            if not entry[2]:
+                del _LENT[path]
+                gone.append(path)
+    for path in gone:
+        _unlink(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def release(packed: Packed) -> None:
-    """Remove a packed object's file name (mapped views stay valid)."""
+    """Remove a packed object's file name (mapped views stay valid) and end its borrowing.
+
+    The sender calls it once the readers have unpacked ``packed``; twice is harmless.
+    """
     if packed.path is not None:
-        try:
-            os.unlink(packed.path)
-        except FileNotFoundError:
-            pass
+        _unlink(packed.path)
+    _drop(packed.borrowed, packed.key)

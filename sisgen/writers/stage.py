@@ -76,10 +76,10 @@ _WORKER_JOBS: dict[str, list[Job]] = {}
 
 def _write_packed_in_worker(packed: Packed, k: int, labels_checked: bool) -> Result:
     """Write job ``k`` of a packed list of jobs (the last shared file's jobs are kept)."""
-    jobs = _WORKER_JOBS.get(packed.path)
+    jobs = _WORKER_JOBS.get(packed.key)
     if jobs is None:
         _WORKER_JOBS.clear()
-        jobs = _WORKER_JOBS[packed.path] = unpack(packed, keep_file=True)
+        jobs = _WORKER_JOBS[packed.key] = unpack(packed, keep_file=True)
     return write_sample(_WORKER_WRITERS, *jobs[k], labels_checked)
 
 
@@ -136,12 +136,14 @@ class WriteStage:
 
         With worker processes and a shared folder, the jobs are packed once into shared
         memory and each worker maps them: the main process copies ~1 MB per sample
-        instead of pickling it through a pipe. The file is removed when all are written.
+        instead of pickling it through a pipe (only the images, when the label maps are
+        views of a lent file: ``sisgen.transport.unpack(lend=True)``). The file is removed,
+        and the borrowing ended, when all are written.
         """
         packed = None
         if not self.in_process and self.folder is not None and jobs:
             packed = pack(jobs, self.folder)
-        if packed is None or packed.path is None:  # small arrays: one pickle per sample
+        if packed is None or not packed.shared:  # small arrays: one pickle per sample
             return [self.submit(*job) for job in jobs]
         futures = [self.pool.submit(_write_packed_in_worker, packed, k, self.labels_checked)
                    for k in range(len(jobs))]

@@ -14,7 +14,14 @@ from sisgen import sources
 from sisgen.engines import Generator
 from sisgen.generate import generate
 from sisgen.labelmap import LabelMap
-from sisgen.transport import pack, release, remove_folder, shared_folder, unpack
+from sisgen.transport import (
+    end_loan,
+    pack,
+    release,
+    remove_folder,
+    shared_folder,
+    unpack,
+)
 
 
 def _payload():
@@ -38,7 +45,7 @@ def test_large_arrays_travel_in_a_shared_file(tmp_path):
     folder = shared_folder(tmp_path, min_free=0)
     ref = _payload()
     packed = pack(ref, folder)
-    assert packed.path is not None and packed.spans == ((0, 128 * 256 * 4),)  # instance ids
+    assert packed.path is not None and packed.spans == ((0, 0, 128 * 256 * 4),)  # instance ids
     assert len(packed.data) < 160_000  # the small arrays and the strided view
     out = unpack(packed)
     _check(out, ref)
@@ -58,6 +65,44 @@ def test_several_readers_and_release(tmp_path):
     _check(unpack(packed, keep_file=True), ref)
     release(packed)
     release(packed)  # twice is harmless
+    assert not list(folder.iterdir())
+
+
+def test_a_lent_file_is_referred_to_not_copied(tmp_path):
+    """Arrays passed on (prepare -> main -> writers) are not copied into a second file."""
+    folder = shared_folder(tmp_path, min_free=0)
+    ref = _payload()
+    first = pack(ref, folder)
+    got = unpack(first, lend=True)
+    image = np.arange(300_000, dtype=np.uint8)  # new memory: copied
+    again = pack({"map": got["map"], "image": image}, folder)
+    assert again.borrowed == (first.path,)
+    assert [k for k, _, _ in again.spans] == [1, 0]  # the instance ids borrowed, image copied
+    assert os.path.getsize(again.path) < 310_000
+    out = unpack(again, keep_file=True)
+    assert np.array_equal(out["map"].instance, ref["map"].instance)
+    assert np.array_equal(out["image"], image)
+    out["map"].instance[0, 0] = -7  # a reader's write stays its own (copy-on-write)
+    assert got["map"].instance[0, 0] == ref["map"].instance[0, 0]
+    end_loan(first)
+    assert os.path.exists(first.path)  # still borrowed
+    release(again)
+    release(again)
+    assert not list(folder.iterdir())  # both names gone once nobody holds them
+    assert pack({"map": got["map"]}, folder).borrowed == ()  # no longer lent: copied
+
+
+def test_a_loan_ended_first_by_the_borrower(tmp_path):
+    folder = shared_folder(tmp_path, min_free=0)
+    first = pack(_payload(), folder)
+    got = unpack(first, lend=True)
+    again = pack({"map": got["map"]}, folder)
+    assert again.path is None and again.borrowed == (first.path,)  # nothing to copy
+    out = unpack(again)
+    assert np.array_equal(out["map"].instance, _payload()["map"].instance)
+    release(again)
+    assert os.path.exists(first.path)  # the lender still holds it
+    end_loan(first)
     assert not list(folder.iterdir())
 
 
@@ -84,7 +129,7 @@ class LabelColours:
         return np.stack([ids * 9, ids * 5, 255 - ids * 3], -1).astype(np.uint8)
 
 
-@pytest.mark.parametrize("workers,write_workers", [(1, 0), (0, 1)])
+@pytest.mark.parametrize("workers,write_workers", [(1, 0), (0, 1), (1, 1)])
 def test_runs_through_shared_memory_write_the_same_bytes(tmp_path, monkeypatch, workers,
                                                          write_workers):
     monkeypatch.setattr(transport, "SHM_ROOT", tmp_path / "shm")
@@ -109,6 +154,9 @@ def test_runs_through_shared_memory_write_the_same_bytes(tmp_path, monkeypatch, 
     monkeypatch.setattr(stage_module, "pack", spy(transport.pack))
     generate(gen, src, tmp_path / "shared", workers=workers, write_workers=write_workers, **run)
     assert seen and all(p.path is not None for p in seen)  # every batch went through a file
+    # with both kinds of workers the label maps go on to the writers by reference
+    assert any(p.borrowed for p in seen) == (workers > 0 and write_workers > 0)
+    assert not transport._LENT  # every loan ended
 
     def files(root):
         return {p.relative_to(root).as_posix(): p.read_bytes()
