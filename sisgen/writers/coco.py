@@ -454,6 +454,10 @@ class CocoWriter(Writer):
             if torn:  # a killed run's partial line: start ours on a fresh line
                 with open(self.parts_path, "a", encoding="utf-8") as f:
                     f.write("\n")
+        self._parts_file: Any = None  # opened by the first commit, kept open
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_parts_file": None}  # write workers never commit
 
     def write_files(self, name: str, image: np.ndarray | SampleImage, labelmap: LabelMap
                     ) -> Written:
@@ -501,14 +505,20 @@ class CocoWriter(Writer):
         if image_id is None:
             image_id = self._ids[file_name] = self._next_id
             self._next_id += 1
-        line = f'{_IMAGE_HEAD}"id":{image_id},{rest}\n'
-        with open(self.parts_path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
+        if self._parts_file is None:
+            self._parts_file = open(self.parts_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._parts_file.write(f'{_IMAGE_HEAD}"id":{image_id},{rest}\n')
+        self._parts_file.flush()  # in the file before the sample's manifest line
         return written.paths
+
+    def _close_parts(self) -> None:
+        if self._parts_file is not None:
+            self._parts_file.close()
+            self._parts_file = None
 
     def recover(self, names: set[str]) -> None:
         """Keep only the part records of ``names`` (see :meth:`Writer.recover`)."""
+        self._close_parts()  # the file is replaced
         stems = {safe_stem(n) for n in names}
         kept = [r for r in read_parts(self.parts_path)
                 if Path(r["image"]["file_name"]).stem in stems]
@@ -527,6 +537,7 @@ class CocoWriter(Writer):
         """
         if self.closed:
             return
+        self._close_parts()
         records = canonical_records(split_parts(self.ann_dir, self.split))
         instances, stuff = build_coco_json(records, self.vocabulary, self.split)
         write_json(self.instances_path, instances)
