@@ -1,4 +1,4 @@
-"""``sisgen curate stats|plan`` and the hand-over of ``sisgen segmenter ...``."""
+"""``sisgen curate stats|plan|paste`` and the hand-over of ``sisgen segmenter ...``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 from ..argtypes import size_arg
 from ..errors import SisgenInputError
+from ..io import write_text
 from .common import (
     TOYCITY_SIZE,
     _add_label_source_arguments,
@@ -77,6 +78,29 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curate_paste(args: argparse.Namespace) -> int:
+    """``curate paste``: a recipe of paste steps for the classes below their target share."""
+    from ..curation import paste_balance_recipe
+    from ..instance_bank import InstanceBank
+    from ..samples import BANK_MAPS
+
+    src = _open_source(args, args.size or TOYCITY_SIZE)
+    if args.bank:
+        bank = InstanceBank.load(args.bank)
+    else:  # the bank generate builds for paste steps without a bank file
+        bank = InstanceBank.from_source(src, limit=min(BANK_MAPS, len(src)))
+    on = [c.strip() for c in args.on.split(",") if c.strip()] if args.on else None
+    recipe, report = paste_balance_recipe(
+        src, bank, target=args.target, max_per_map=args.max_per_map, on=on,
+        perspective=args.perspective, bank_file=args.bank, limit=args.limit,
+        trial_maps=args.trial_maps, progress=True)
+    write_text(args.out, recipe.to_yaml())
+    if args.report:
+        write_text(args.report, json.dumps(report, indent=1) + "\n")
+    print(json.dumps({"out": args.out, "steps": recipe.to_list(), **report}, indent=2))
+    return 0
+
+
 def run_segmenter_command(argv: list[str]) -> int:
     """``sisgen segmenter ...``: the compact segmenter's own command line.
 
@@ -96,9 +120,9 @@ def run_segmenter_command(argv: list[str]) -> int:
 
 
 def add_curate_parser(sub: argparse._SubParsersAction) -> None:
-    """``sisgen curate stats|plan``."""
+    """``sisgen curate stats|plan|paste``."""
     cur = sub.add_parser("curate", help="curation: a segmenter's reference statistics, "
-                         "hardness / class-balanced plans")
+                         "hardness / class-balanced plans, paste recipes for rare classes")
     csub = cur.add_subparsers(dest="curate", required=True)
     st = csub.add_parser("stats", help="per-class mean loss of a segmenter on real photos")
     pl = csub.add_parser("plan", help="a plan file: samples per label map")
@@ -129,6 +153,26 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: default)")
     for p in (st, pl):
         p.set_defaults(func=cmd_curate)
+    pa = csub.add_parser("paste", help="a recipe of paste steps that raises the pixel share "
+                         "of classes below their target (an instance bank's classes)")
+    _add_label_source_arguments(pa, split="train")
+    pa.add_argument("--out", required=True, help="output recipe (YAML) for generate --recipe")
+    pa.add_argument("--report", help="also write the report (shares before/target/after) here")
+    pa.add_argument("--bank", help="instance bank .npz (written into the steps; default: the "
+                    "bank generate builds from the source's first maps)")
+    pa.add_argument("--target", default="sqrt", choices=["sqrt", "uniform"],
+                    help="target pixel shares: sqrt of the current ones, or uniform")
+    pa.add_argument("--max-per-map", type=_positive_int, default=3,
+                    help="most instances of one class pasted into a map")
+    pa.add_argument("--on", help="classes a pasted instance stands on, comma-separated "
+                    "(e.g. road,sidewalk)")
+    pa.add_argument("--perspective", action="store_true",
+                    help="scale pasted instances by their landing row")
+    pa.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
+    pa.add_argument("--trial-maps", type=_positive_int, default=50,
+                    help="maps of the trial paste that measures pixels per instance")
+    pa.add_argument("--size", type=size_arg, help="ToyCity map size HxW (default 64x128)")
+    pa.set_defaults(func=cmd_curate_paste)
 
 
 def add_segmenter_parser(sub: argparse._SubParsersAction) -> None:

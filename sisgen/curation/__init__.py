@@ -9,6 +9,8 @@
   hard (FreeMask's rank rule), scored on real photos or a first synthetic pass;
 * :mod:`.balance` -- :func:`balance_plan`: more samples of maps showing rare classes,
   alone or on top of a hardness plan;
+* :mod:`.paste_balance` -- :func:`paste_balance_recipe`: ``paste`` steps that add
+  instances of the classes below their target pixel share (with the shares measured after);
 * :mod:`.pairs` -- the (image, label) pairs these read.
 
 Typical use::
@@ -28,9 +30,11 @@ from __future__ import annotations
 from .balance import balance_counts, balance_plan, class_pixels, target_shares
 from .hardness import hardness_plan, hardness_scores, rank_counts
 from .pairs import image_pairs, photo_pairs, synthetic_pairs
+from .paste_balance import paste_balance_recipe
 from .plan import Plan
 from .stats import ReferenceStats, compute_reference_stats
 
 __all__ = ["Plan", "ReferenceStats", "balance_counts", "balance_plan", "class_pixels",
            "compute_reference_stats", "hardness_plan", "hardness_scores", "image_pairs",
-           "photo_pairs", "rank_counts", "synthetic_pairs", "target_shares"]
+           "paste_balance_recipe", "photo_pairs", "rank_counts", "synthetic_pairs",
+           "target_shares"]
