@@ -464,7 +464,7 @@ def generate(
         if new_record:
             manifest.append(record)
         committer = _Committer(opened, manifest, report, describe, bar)
-        lent: Packed | None = None  # the batch whose shared file the writers may borrow
+        loans: list[Packed] = []  # the lent shared files of batches not yet handed on
         try:
             blocks_view = _Blocks(path, todo, failed_maps, folder if workers > 0 else None)
 
@@ -481,6 +481,8 @@ def generate(
             in_flight: tuple[list[tuple[int, _Slot]], PreparedBatch, Any] | None = None
             prepared = _prepared(blocks_view, workers, lend=write_workers > 0)
             for block, (batch, packed) in zip(todo, prepared, strict=True):
+                if packed is not None:
+                    loans.append(packed)
                 for key, v in batch.seconds.items():
                     report.seconds[key] += v
                 slots = _error_slots(batch, block, path, remaining, reported_maps)
@@ -489,17 +491,17 @@ def generate(
                 report.seconds["engine"] += time.perf_counter() - t0
                 if in_flight is not None:
                     finish(*in_flight)
-                    if lent is not None:  # its maps went to the writers: packed or borrowed
-                        end_loan(lent)
-                in_flight, lent = (slots, batch, images), packed
+                    while len(loans) > (packed is not None):  # the maps went to the writers
+                        end_loan(loans.pop(0))
+                in_flight = (slots, batch, images)
             if in_flight is not None:
                 finish(*in_flight)
             committer.drain(wait_until=0)
             ok = True
         finally:
             stage.close(cancel=not ok)
-            if lent is not None:
-                end_loan(lent)
+            for packed in loans:
+                end_loan(packed)
             remove_folder(folder)
             for _, writer in opened:
                 writer.close()

@@ -31,6 +31,7 @@ RAM-backed folder, or when it is full, objects are pickled whole (``path`` is ``
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import os
@@ -207,10 +208,7 @@ def _write_buffers(path: str, size: int, copied: list[tuple[memoryview, int]]) -
         finally:
             os.close(fd)
     except OSError:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        _unlink(path)
         raise
 
 
@@ -271,10 +269,8 @@ def _drop(paths: tuple[str, ...], holder: str) -> None:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # gone already, or a folder we cannot write
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def release(packed: Packed) -> None:

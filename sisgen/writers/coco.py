@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -454,7 +454,7 @@ class CocoWriter(Writer):
             if torn:  # a killed run's partial line: start ours on a fresh line
                 with open(self.parts_path, "a", encoding="utf-8") as f:
                     f.write("\n")
-        self._parts_file: Any = None  # opened by the first commit, kept open
+        self._parts_file: IO[str] | None = None  # opened by the first commit, kept open
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_parts_file": None}  # write workers never commit
@@ -465,9 +465,9 @@ class CocoWriter(Writer):
 
         Returns:
             Paths ``{"image", "label"}`` (and ``"panoptic"`` with ``panoptic=True``)
-            relative to the root, and ``(file name, the record's compact JSON without its opening
-            '{"image":{')``: :meth:`commit` writes the line with the image id spliced in
-            as the image's first key.
+            relative to the root, and ``(file name, the record's compact JSON without
+            its opening '{"image":{')``: :meth:`commit` writes the line with the image
+            id spliced in as the image's first key.
 
         """
         stem = self._check(name, image, labelmap)
