@@ -49,6 +49,15 @@ def sample_seed(run_seed: int, index: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
+def automatic_bank(source: Source, bank_maps: int = BANK_MAPS) -> tuple[InstanceBank, int]:
+    """The bank a run builds for ``paste`` steps without a bank file, and its map count.
+
+    Built from the first ``bank_maps`` maps of the source, however many the run uses.
+    """
+    maps = min(int(bank_maps), len(source))
+    return InstanceBank.from_source(source, limit=maps), maps
+
+
 def run_bank(recipe: Recipe, source: Source, bank: Any, bank_maps: int
               ) -> tuple[Any, dict[str, Any] | None]:
     """The run's instance bank for ``paste`` steps without a ``bank:`` file, and its record.
@@ -68,8 +77,7 @@ def run_bank(recipe: Recipe, source: Source, bank: Any, bank_maps: int
     if not recipe.needs_bank():
         return None, None
     if bank is None:
-        maps = min(int(bank_maps), len(source))
-        bank = InstanceBank.from_source(source, limit=maps)
+        bank, maps = automatic_bank(source, bank_maps)
         return bank, {"from": "source", "maps": maps, "items": len(bank),
                       "digest": bank.digest()}
     if not isinstance(bank, InstanceBank):

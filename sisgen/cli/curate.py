@@ -82,13 +82,10 @@ def cmd_curate_paste(args: argparse.Namespace) -> int:
     """``curate paste``: a recipe of paste steps for the classes below their target share."""
     from ..curation import paste_balance_recipe
     from ..instance_bank import InstanceBank
-    from ..samples import BANK_MAPS
+    from ..samples import automatic_bank
 
     src = _open_source(args, args.size or TOYCITY_SIZE)
-    if args.bank:
-        bank = InstanceBank.load(args.bank)
-    else:  # the bank generate builds for paste steps without a bank file
-        bank = InstanceBank.from_source(src, limit=min(BANK_MAPS, len(src)))
+    bank = InstanceBank.load(args.bank) if args.bank else automatic_bank(src)[0]
     on = [c.strip() for c in args.on.split(",") if c.strip()] if args.on else None
     recipe, report = paste_balance_recipe(
         src, bank, target=args.target, max_per_map=args.max_per_map, on=on,
@@ -171,7 +168,7 @@ def add_curate_parser(sub: argparse._SubParsersAction) -> None:
     pa.add_argument("--limit", type=_positive_int, help="use only the first N label maps")
     pa.add_argument("--trial-maps", type=_positive_int, default=50,
                     help="maps of the trial paste that measures pixels per instance")
-    pa.add_argument("--size", type=size_arg, help="ToyCity map size HxW (default 64x128)")
+    pa.add_argument("--size", type=size_arg, help="ToyCity map size HxW (default 128x256)")
     pa.set_defaults(func=cmd_curate_paste)
 
 

@@ -35,7 +35,9 @@ from ..edits import Recipe
 from ..edits.paste import Paste
 from ..errors import SisgenInputError
 from ..instance_bank import InstanceBank
+from ..labelmap import LabelMap
 from ..sources import Source
+from ..vocab import Vocabulary
 from .balance import class_pixels, target_shares
 
 
@@ -94,6 +96,7 @@ def paste_balance_recipe(
     goal = target_shares(shares, target, names)
     held = set(bank.classes())
     rare = [k for k in range(len(ids)) if goal[k] > shares[k]]
+    trial_set = [(m, source.load(m)) for m in readable[:trial_maps]] if rare else []
     steps: list[dict[str, Any]] = []
     classes: dict[str, Any] = {}
     for k in rare:
@@ -105,7 +108,7 @@ def paste_balance_recipe(
                  **({"on": list(on)} if on else {}), **({"perspective": True}
                                                          if perspective else {})}
         added = _trial_pixels(Paste(**{n: v for n, v in trial.items() if n != "op"}),
-                              source, readable[:trial_maps], bank, ids[k])
+                              trial_set, vocab, bank, ids[k])
         entry: dict[str, Any] = {"share": _r(shares[k]), "target": _r(goal[k]),
                                  "pixels_per_paste": round(added, 1)}
         if added <= 0:
@@ -145,13 +148,12 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
-def _trial_pixels(step: Paste, source: Source, maps: list[int], bank: InstanceBank,
-                  class_id: int) -> float:
-    """Mean pixels of ``class_id`` one run of ``step`` adds to a map."""
+def _trial_pixels(step: Paste, maps: list[tuple[int, LabelMap]], vocab: Vocabulary,
+                  bank: InstanceBank, class_id: int) -> float:
+    """Mean pixels of ``class_id`` one run of ``step`` adds to a map (seed = its index)."""
     added = 0
-    for m in maps:
-        lm = source.load(m)
-        out, _ = step.apply(lm, np.random.default_rng(m), source.vocabulary, {"bank": bank})
+    for m, lm in maps:
+        out, _ = step.apply(lm, np.random.default_rng(m), vocab, {"bank": bank})
         added += int((out.semantic == class_id).sum()) - int((lm.semantic == class_id).sum())
     return added / len(maps)
 
