@@ -6,7 +6,7 @@ that names the format and its accepted arguments (the Ultralytics exporter's con
 | format | writes | arguments |
 |---|---|---|
 | ``onnx`` | one ``.onnx`` (metadata inside) | ``file opset half dynamic simplify batch`` |
-|  |  | ``uint8 check optimize`` |
+|  |  | ``uint8 check optimize int8 calibration`` |
 | ``torch`` | ``config.json`` + ``model.safetensors`` | ``file check`` |
 | ``tensorrt`` | ``.engine`` + ``.engine.json`` + ``.onnx`` | see :data:`FORMAT_ARGS` |
 | ``aot`` | AOTInductor ``.pt2`` (metadata inside) | ``file batch dynamic device half`` |
@@ -18,9 +18,11 @@ profile is ``batch=(min, opt, max)``); ``aot``: ``dynamic`` is the batch axis (1
 (the batch axis is always dynamic) where the architecture allows; ``simplify`` onnxslim
 (warns on failure); ``batch`` the parity-check batch; ``uint8`` byte output; ``check``
 (default on) the onnxruntime parity check, whose failure raises; ``optimize`` the exporter's
-graph optimizer. ``torch``: ``check`` reloads the folder and compares (default off).
+graph optimizer; ``int8`` static int8 quantization for CPU onnxruntime, calibrated on
+``calibration`` (input batches, :func:`sisgen.export.quantize.calibration_feeds`; default
+random blob maps). ``torch``: ``check`` reloads the folder and compares (default off).
 Parity tolerances (max abs, images in [-1, 1]): fp32 1e-4, fp16 2e-2, plus one level for
-uint8 output (:mod:`sisgen.export.check`).
+uint8 output; int8 5e-2 of the *mean* abs difference (:mod:`sisgen.export.check`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sisgen.models.base import SISGenerator
 #: The arguments each format accepts (besides ``format`` itself).
 FORMAT_ARGS: dict[str, tuple[str, ...]] = {
     "onnx": ("file", "opset", "half", "dynamic", "simplify", "batch", "uint8", "check",
-             "optimize"),
+             "optimize", "int8", "calibration"),
     "torch": ("file", "check"),
     "tensorrt": ("file", "half", "dynamic", "batch", "size", "workspace_gb", "timing_cache",
                  "cache_dir", "onnx_file", "opset"),
@@ -65,8 +67,8 @@ def export(model: SISGenerator, format: str = "onnx", **kwargs: Any) -> Path:  #
         from .onnx import export_onnx
 
         file = Path(kwargs.pop("file", f"{name}.onnx"))
-        opts = {k: kwargs[k] for k in ("opset", "half", "simplify", "check", "optimize")
-                if k in kwargs}
+        opts = {k: kwargs[k] for k in ("opset", "half", "simplify", "check", "optimize",
+                                       "int8", "calibration") if k in kwargs}
         path, parity = export_onnx(model, file, uint8_output=bool(kwargs.get("uint8", False)),
                                    dynamic_hw=bool(kwargs.get("dynamic", False)),
                                    check_batch=int(kwargs.get("batch", 2)), **opts)
