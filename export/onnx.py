@@ -142,15 +142,16 @@ def export_onnx(
         The written path and the parity result (``None`` when ``check`` is off).
 
     Raises:
-        ValueError: ``opset < 17``, or ``half`` with ``int8``.
-        SisgenInputError: ``dynamic_hw`` for an architecture tied to its trained size.
+        ValueError: ``opset < 17``.
+        SisgenInputError: ``dynamic_hw`` for an architecture tied to its trained size, or
+            ``half`` with ``int8``.
     """
     import onnx
 
     if opset < 17:
         raise ValueError("opset must be >= 17")
     if half and int8:
-        raise ValueError("choose one of half (fp16) and int8")
+        raise SisgenInputError("choose one of half (fp16) and int8")
     multiple = _dynamic_hw_multiple(model) if dynamic_hw else 0
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)

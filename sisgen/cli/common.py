@@ -120,9 +120,14 @@ def _add_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
                         help="model folders: NHWC weights and inputs (faster on tensor cores)")
 
 
-def _add_label_source_arguments(parser: argparse.ArgumentParser, split: str) -> None:
-    """The label-map source options (``--source``, ``--root``, ...)."""
-    parser.add_argument("--source", required=True, help="source kind (cityscapes, coco, ...)")
+def _add_label_source_arguments(parser: argparse.ArgumentParser, split: str,
+                                source_help: str | None = None) -> None:
+    """The label-map source options (``--source``, ``--root``, ...).
+
+    ``source_help`` makes ``--source`` optional, with that help text.
+    """
+    parser.add_argument("--source", required=source_help is None,
+                        help=source_help or "source kind (cityscapes, coco, ...)")
     parser.add_argument("--root", help="dataset root")
     parser.add_argument("--split", default=split)
     parser.add_argument("--vocabulary", help="vocabulary for folder sources")
