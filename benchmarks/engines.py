@@ -11,6 +11,8 @@ built with ``sisgen.export.tensorrt``). ``torch`` and ``onnxruntime`` are the ol
 ``torch-eager`` and ``ort-cpu``. Precision ``fp16`` is autocast for torch (bfloat16 on the
 CPU), an fp16 package for AOT (CUDA), ``trt_fp16_enable`` for the TensorRT EP, and an fp16
 ONNX (``export_onnx(half=True)``) for ``tensorrt`` and the other onnxruntime backends.
+Precision ``int8`` (``ort-cpu`` only) is an int8 ONNX (``export_onnx(int8=True)``, calibrated
+on random blob maps: the speed does not depend on the calibration).
 
 The registered paper configuration is built with random weights (speed does not depend on
 them); ``--resolution`` and ``--set key=value`` override its constructor arguments. What the
@@ -79,29 +81,34 @@ class Runner:
         example = model.example_inputs(batch_size=batch)
         self.names, self.inputs = used_inputs(model, example)
         self.example = example
-        self._onnx: dict[bool, Path] = {}
+        self._onnx: dict[str, Path] = {}
 
-    def onnx(self, half: bool, info: dict) -> Path:
-        if half not in self._onnx:
+    def onnx(self, precision: str, info: dict) -> Path:
+        if precision not in self._onnx:
             opts = {}
-            if half:
-                if "half" not in inspect.signature(export_onnx).parameters:
-                    raise Skip("export_onnx has no fp16 option in this version")
-                opts["half"] = True
+            option = {"fp16": "half", "int8": "int8"}.get(precision)
+            if option:
+                if option not in inspect.signature(export_onnx).parameters:
+                    raise Skip(f"export_onnx has no {precision} option in this version")
+                opts[option] = True
             t0 = time.perf_counter()
-            path, _ = export_onnx(self.model, self.tmp / f"m{'16' if half else '32'}.onnx",
-                                  check=False, **opts)
+            path, _ = export_onnx(self.model, self.tmp / f"m_{precision}.onnx", check=False,
+                                  **opts)
             info["onnx_export_s"] = round(time.perf_counter() - t0, 1)
-            self._onnx[half] = path
-        return self._onnx[half]
+            self._onnx[precision] = path
+        return self._onnx[precision]
 
     def on(self, device: str) -> list:
         return [None if t is None else t.to(device) for t in self.example]
 
-    def build(self, backend: str, half: bool, info: dict) -> tuple[Callable, Callable | None]:
+    def build(self, backend: str, precision: str, info: dict
+              ) -> tuple[Callable, Callable | None]:
         """``(run, sync)`` for one backend/precision; raises :class:`Skip` where impossible."""
         from sisgen.engines.torch_engine import TorchEngine
 
+        half = precision == "fp16"
+        if precision == "int8" and backend != "ort-cpu":
+            raise Skip("int8 is an ONNX export for onnxruntime on the CPU (ort-cpu)")
         cuda_sync = torch.cuda.synchronize if self.cuda else None
         dev = "cuda" if self.cuda else "cpu"
         if backend.startswith("torch-"):
@@ -138,7 +145,8 @@ class Runner:
             kind = backend.split("-", 1)[1]
             if kind == "cpu":
                 _ort_provider("CPUExecutionProvider")
-                eng = OnnxEngine(self.onnx(half, info), providers=["cpu"], threads=self.threads)
+                eng = OnnxEngine(self.onnx(precision, info), providers=["cpu"],
+                                 threads=self.threads)
                 feeds = dict(zip(self.names, self.inputs, strict=True))
                 info["providers"] = eng.providers
                 return (lambda: eng.run(feeds)), None
@@ -146,11 +154,12 @@ class Runner:
                 raise Skip(f"{backend} needs a CUDA GPU")
             if kind == "cuda":
                 _ort_provider("CUDAExecutionProvider")
-                eng = OnnxEngine(self.onnx(half, info), providers=["cuda"], io_binding=True)
+                eng = OnnxEngine(self.onnx(precision, info), providers=["cuda"],
+                                 io_binding=True)
             else:
                 _ort_provider("TensorrtExecutionProvider")
                 trt = tensorrt_ep_options(fp16=half, cache_dir=self.tmp / "ort-trt")
-                eng = OnnxEngine(self.onnx(False, info), providers=["tensorrt", "cuda"],
+                eng = OnnxEngine(self.onnx("fp32", info), providers=["tensorrt", "cuda"],
                                  io_binding=True, trt_options=trt)
             inputs = self.on("cuda")
             info["providers"] = eng.providers
@@ -187,7 +196,7 @@ def main() -> None:
                     help="constructor overrides (JSON values), e.g. ngf=16")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--backends", nargs="+", default=["torch-eager", "ort-cpu"])
-    ap.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "fp16"])
+    ap.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "fp16", "int8"])
     ap.add_argument("--half", action="store_true", help="same as --precisions fp16")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
@@ -214,7 +223,7 @@ def main() -> None:
             for precision in precisions:
                 row: dict = {"backend": backend, "precision": precision, "batch": args.batch}
                 try:
-                    run, sync = runner.build(backend, precision == "fp16", row)
+                    run, sync = runner.build(backend, precision, row)
                     times = _time(run, args.iters, args.warmup, sync)
                     med = statistics.median(times)
                     row.update(latency_ms_median=round(1000 * med, 2),

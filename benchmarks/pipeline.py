@@ -9,6 +9,8 @@ Examples::
     python benchmarks/pipeline.py --engine null ... --cores 2
     # a real engine: ToyCity through onnxruntime (an untrained tiny SPADE unless --model)
     python benchmarks/pipeline.py --engine onnx --source toycity --size 64x128 --limit 200
+    # the same with an int8 export (calibrated on 64 of the source's maps)
+    python benchmarks/pipeline.py --engine onnx --int8 --source toycity --size 64x128 ...
 
 ``--engine null`` measures only what the host does (load, validate, edit, resize, engine
 inputs, uint8 images, encoding, RLE, writing, the manifest): it returns, instantly, a fixed
@@ -112,9 +114,13 @@ def null_generator(vocabulary, size: tuple[int, int]):
                      model_hash="", uses_edges=True, backend="null")
 
 
-def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
-    """The ``--model`` given, or an untrained SPADE of ``--ngf`` exported for the engine."""
+def real_generator(args, dataset: str, size: tuple[int, int], tmp: str, src):
+    """The ``--model`` given, or an untrained SPADE of ``--ngf`` exported for the engine.
+
+    With ``--int8`` the export is quantized, calibrated on up to 64 maps of ``src``.
+    """
     import sisgen
+    from sisgen.export.quantize import calibration_feeds
     from sisgen.models import build_model
 
     path = args.model
@@ -123,7 +129,12 @@ def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
         model = build_model("spade", dataset=dataset, ngf=args.ngf, spade_hidden=2 * args.ngf,
                             z_dim=64, height=size[0], width=size[1])
         if args.engine == "onnx":
-            path = model.export(format="onnx", file=os.path.join(tmp, "model.onnx"))
+            calibration = None
+            if args.int8:
+                calibration = calibration_feeds(
+                    model, [src.load(i) for i in range(min(64, len(src)))])
+            path = model.export(format="onnx", file=os.path.join(tmp, "model.onnx"),
+                                int8=args.int8, calibration=calibration)
         else:
             path = os.path.join(tmp, "model")
             model.save(path)
@@ -139,6 +150,8 @@ def main() -> None:
     ap.add_argument("--split", default=None)
     ap.add_argument("--size", default="256x512", help="engine resolution HxW")
     ap.add_argument("--ngf", type=int, default=16)
+    ap.add_argument("--int8", action="store_true",
+                    help="--engine onnx without --model: an int8 export of the untrained SPADE")
     ap.add_argument("--limit", type=int, default=None, help="label maps (default: all)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run this many times (each a fresh output folder); the best counts")
@@ -207,7 +220,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         gen = (null_generator(src.vocabulary, (h, w)) if args.engine == "null"
-               else real_generator(args, dataset, (h, w), tmp))
+               else real_generator(args, dataset, (h, w), tmp, src))
         runs = []
         for r in range(args.repeat):
             out = Path(args.out or tmp) / f"run{r}"
@@ -228,8 +241,8 @@ def main() -> None:
                                                         2)})
         best = max(runs, key=lambda d: d["images_per_s"])
         print(json.dumps({
-            "engine": args.engine, "source": args.source, "split": split, "maps": len(src)
-            if args.limit is None else min(args.limit, len(src)),
+            "engine": args.engine, "int8": args.int8, "source": args.source, "split": split,
+            "maps": len(src) if args.limit is None else min(args.limit, len(src)),
             "size": [h, w], "samples_per_map": args.samples_per_map,
             "batch_size": args.batch_size, "writers": args.writers, "cores": cores,
             "workers": workers, "write_workers": writers_n, "write_threads": threads,
