@@ -69,6 +69,17 @@ edits:
 """
 SCENARIOS = ("same_masks", "extra_layouts")
 SYNTHETIC = ("raw", "filtered", "curated")
+#: The filter settings whose sets (and arms) keep their plain names; other settings add a
+#: suffix, so a sweep of ``--loss-factor`` / ``--max-ignored`` reuses only what matches.
+DEFAULT_FILTER = (1.25, 0.5)
+
+
+def set_name(args: argparse.Namespace, kind: str) -> str:
+    """The folder / stream name of a synthetic set: ``kind``, plus the filter settings
+    when they are not :data:`DEFAULT_FILTER` (the raw set is never filtered)."""
+    if kind == "raw" or (args.loss_factor, args.max_ignored) == DEFAULT_FILTER:
+        return kind
+    return f"{kind}_f{args.loss_factor:g}_i{args.max_ignored:g}"
 
 
 # ----------------------------------------------------------------------------- data
@@ -192,15 +203,15 @@ def synthesize(args: argparse.Namespace, out: Path, data: dict[str, Any], model:
     from sisgen.generate import generate
 
     generator = load(model)
-    sets: dict[str, dict[str, Path]] = {}
+    sets: dict[str, dict[str, Path]] = {}  # scenario -> set name -> folder dataset
     for scenario, layouts, recipe in (("same_masks", data["R"], RECIPE),
                                       ("extra_layouts", data["E"], None)):
         total = len(layouts) * args.samples_per_map
         plan = _plan(args, out, scenario, layouts, generator, segmenter, stats, total)
         sets[scenario] = {}
         for kind in SYNTHETIC:
-            folder = out / "synthetic" / f"{scenario}_{kind}"
-            sets[scenario][kind] = folder / "folder"
+            folder = out / "synthetic" / f"{scenario}_{set_name(args, kind)}"
+            sets[scenario][set_name(args, kind)] = folder / "folder"
             if (folder / "done").is_file():
                 continue
             shutil.rmtree(folder, ignore_errors=True)
@@ -220,15 +231,15 @@ def synthesize(args: argparse.Namespace, out: Path, data: dict[str, Any], model:
 
 
 # ----------------------------------------------------------------------------- arms
-def arms(sets: dict[str, dict[str, Path]]) -> dict[str, dict[str, list[str]]]:
+def arms(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
     """Scenario -> arm -> the streams it trains on (``--batch`` items per step each; a
     mixed arm's second stream ``--second-batch``)."""
     table: dict[str, dict[str, list[str]]] = {}
     for scenario in SCENARIOS:
         table[scenario] = {"R": ["R"]}
         for kind in SYNTHETIC:
-            table[scenario][f"R+S_{kind}"] = ["R", f"{scenario}/{kind}"]
-        table[scenario]["S_only"] = [f"{scenario}/curated"]
+            table[scenario][f"R+S_{kind}"] = ["R", f"{scenario}/{set_name(args, kind)}"]
+        table[scenario]["S_only"] = [f"{scenario}/{set_name(args, 'curated')}"]
     table["extra_layouts"]["R+oracle"] = ["R", "E"]
     return table
 
@@ -279,7 +290,7 @@ def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path
     those runs (cached ones included); runs ``--jobs`` at once."""
     config = {k: v for k, v in vars(args).items() if k != "func"}
     config["sets"] = {s: {k: str(p) for k, p in v.items()} for s, v in sets.items()}
-    distinct = sorted({tuple(v) for arm in arms(sets).values() for v in arm.values()})
+    distinct = sorted({tuple(v) for arm in arms(args).values() for v in arm.values()})
     (out / "arms").mkdir(parents=True, exist_ok=True)
     jobs, results = [], {}
     for streams in distinct:
@@ -468,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     segmenter, stats = reference(args, out, data)
     sets = synthesize(args, out, data, model, segmenter, stats)
     scores, arm_seconds = run_arms(args, out, sets)
-    result = summarize(arms(sets), scores, (time.perf_counter() - t0) / 60)
+    result = summarize(arms(args), scores, (time.perf_counter() - t0) / 60)
     result["stage_minutes"] = stage_minutes(out, arm_seconds)
     result["config"] = {k: v for k, v in vars(args).items()}
     result = _finite(result)
