@@ -108,3 +108,13 @@ def test_cli_int8_export_calibrated_on_a_source(model, tmp_path, capsys):
     assert sisgen.load(tmp_path / "q.onnx").engine.metadata["sisgen.precision"] == "int8"
     rc = main(["export", "onnx", "--model", str(tmp_path / "m"), "--source", "toycity"])
     assert rc == 2 and "add --int8" in capsys.readouterr().err
+
+
+def test_generate_runs_an_int8_export(int8_file, tmp_path):
+    from sisgen.generate import generate
+
+    src = ToyCitySource(size=(32, 64), length=4)
+    report = generate(sisgen.load(int8_file[0]), src, tmp_path / "out", writers=("folder",),
+                      batch_size=3, progress=False)
+    assert report.written == 4 and report.failed == 0
+    assert len(list((tmp_path / "out" / "folder").rglob("*.png"))) >= 4
