@@ -135,8 +135,8 @@ def export_onnx(
         int8: Quantize to int8 for CPU onnxruntime (:func:`~sisgen.export.quantize.
             quantize_int8`).
         calibration: int8 calibration batches (``{input name: array}``); default
-            :func:`~sisgen.export.quantize.calibration_feeds` on random blob maps. Real
-            label maps calibrate better: ``calibration_feeds(model, labelmaps)``.
+            :func:`~sisgen.export.quantize.calibration_feeds` on random blob maps; your own
+            maps: ``calibration_feeds(model, labelmaps)``.
 
     Returns:
         The written path and the parity result (``None`` when ``check`` is off).

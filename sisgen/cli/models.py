@@ -138,7 +138,7 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--uint8", action="store_true", help="emit uint8 NHWC images")
     e.add_argument("--int8", action="store_true",
                    help="ONNX: int8 quantization for CPU onnxruntime (~2x faster with VNNI), "
-                   "calibrated on --source maps (default: random blob maps)")
+                   "calibrated on random blob maps, or on --source maps")
     _add_label_source_arguments(e, "train", source_help="int8: calibrate on this label-map "
                                 "source (cityscapes, coco, toycity, ...)")
     e.add_argument("--calibration-maps", type=_positive_int, default=64,
