@@ -30,6 +30,7 @@ it is returned.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -210,6 +211,12 @@ class OnnxEngine:
         self.share_stream = self.compute_stream is not None
         self.output_kind = self.metadata.get("sisgen.output", "float_nchw")
         self.path = path
+        if self.metadata.get("sisgen.precision") == "int8" and \
+                self.providers[0] == "CUDAExecutionProvider":
+            warnings.warn(f"{path} is an int8 export for the CPU: onnxruntime's CUDA provider "
+                          "has no int8 convolutions and runs it in float with extra "
+                          "(de)quantization, slower than the fp32 or fp16 export; on GPUs use "
+                          "those, or the TensorRT provider", stacklevel=2)
 
     @property
     def device(self) -> torch.device:

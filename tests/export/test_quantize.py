@@ -118,3 +118,24 @@ def test_generate_runs_an_int8_export(int8_file, tmp_path):
                       batch_size=3, progress=False)
     assert report.written == 4 and report.failed == 0
     assert len(list((tmp_path / "out" / "folder").rglob("*.png"))) >= 4
+
+
+def test_int8_on_the_cuda_provider_warns(int8_file, monkeypatch):
+    import onnxruntime as ort
+
+    from sisgen.engines.onnx_engine import OnnxEngine
+
+    assert not _warnings_of(lambda: OnnxEngine(int8_file[0]))
+    monkeypatch.setattr(ort.InferenceSession, "get_providers",
+                        lambda self: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    caught = _warnings_of(lambda: OnnxEngine(int8_file[0]))
+    assert any("int8 export for the CPU" in str(w.message) for w in caught)
+
+
+def _warnings_of(fn) -> list:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [w for w in caught if "int8" in str(w.message)]
