@@ -174,6 +174,9 @@ def main() -> None:
                     " at --size with --resize-first, else at their own size; filled before the "
                     "timed runs (cache_fill_s), so the runs read a warm cache")
     args = ap.parse_args()
+    if args.int8 and (args.model or args.engine != "onnx"):
+        ap.error("--int8 quantizes the untrained SPADE of --engine onnx; for your own model "
+                 "pass the file of `sisgen export onnx --int8` as --model")
 
     if args.cores:
         cpus = sorted(os.sched_getaffinity(0))[: args.cores]
