@@ -38,7 +38,7 @@ import sisgen
 from sisgen import sources
 from sisgen.engines import images_to_uint8
 from sisgen.export import export_onnx
-from sisgen.export.quantize import calibration_feeds
+from sisgen.export.quantize import calibration_feeds, calibration_maps
 from sisgen.models import load_model
 from sisgen.training.metrics.segmentation import ConfusionMatrix
 
@@ -80,9 +80,8 @@ def main() -> None:
         extra = {"size": size, "length": length} if args.source == "toycity" else {}
         return sources.open(args.source, args.root, split=split, **extra)
 
-    cal = open_source(args.calibration_split, args.calibration_maps)
-    picks = np.unique(np.linspace(0, len(cal) - 1, min(args.calibration_maps, len(cal)))
-                      .round().astype(int))
+    cal = calibration_maps(open_source(args.calibration_split, args.calibration_maps),
+                           args.calibration_maps)
     src = open_source(args.split, args.maps)
     maps = [src.load(i) for i in range(min(args.maps, len(src)))]
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,22 +91,19 @@ def main() -> None:
         blobs, _ = export_onnx(model, Path(tmp, "int8_blobs.onnx"), check=False, int8=True)
         export_s = {"fp32": round(t1 - t0, 1), "int8": round(time.perf_counter() - t1, 1)}
         own, _ = export_onnx(model, Path(tmp, "int8_source.onnx"), check=False, int8=True,
-                             calibration=calibration_feeds(
-                                 model, [cal.load(int(i)) for i in picks]))
+                             calibration=calibration_feeds(model, cal))
         files = {"fp32": fp32, "int8_blobs": blobs, "int8_source": own}
         gens = {k: sisgen.load(p, threads=max(args.threads)) for k, p in files.items()}
         images: dict[str, list[np.ndarray]] = {k: [] for k in files}
         timing_feeds = None
         for lo in range(0, len(maps), args.batch):
             chunk = maps[lo:lo + args.batch]
-            inputs = gens["fp32"].prepare(chunk, list(range(lo, lo + len(chunk))))
+            inputs = gens["fp32"].prepare_named(chunk, list(range(lo, lo + len(chunk))))
             if timing_feeds is None and len(chunk) == args.batch:
                 names = gens["fp32"].engine.input_names
-                timing_feeds = {n: t.numpy() for n, t in zip(("labels", "edges", "noise"),
-                                                             inputs, strict=False)
-                                if t is not None and n in names}
+                timing_feeds = {n: t.numpy() for n, t in inputs.items() if n in names}
             for k, gen in gens.items():
-                images[k].append(images_to_uint8(torch.as_tensor(gen(*inputs))))
+                images[k].append(images_to_uint8(torch.as_tensor(gen(**inputs))))
         ms = {k: {str(t): round(engine_ms(files[k], timing_feeds, t, args.iters), 2)
                   for t in args.threads} for k in ("fp32", "int8_blobs")}
         size_mb = {k: round(p.stat().st_size / 1e6, 2) for k, p in files.items()}

@@ -9,7 +9,7 @@ Examples::
     python benchmarks/pipeline.py --engine null ... --cores 2
     # a real engine: ToyCity through onnxruntime (an untrained tiny SPADE unless --model)
     python benchmarks/pipeline.py --engine onnx --source toycity --size 64x128 --limit 200
-    # the same with an int8 export (calibrated on 64 of the source's maps)
+    # the same with an int8 export (calibrated on blob maps; speed does not depend on it)
     python benchmarks/pipeline.py --engine onnx --int8 --source toycity --size 64x128 ...
 
 ``--engine null`` measures only what the host does (load, validate, edit, resize, engine
@@ -114,13 +114,10 @@ def null_generator(vocabulary, size: tuple[int, int]):
                      model_hash="", uses_edges=True, backend="null")
 
 
-def real_generator(args, dataset: str, size: tuple[int, int], tmp: str, src):
-    """The ``--model`` given, or an untrained SPADE of ``--ngf`` exported for the engine.
-
-    With ``--int8`` the export is quantized, calibrated on up to 64 maps of ``src``.
-    """
+def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
+    """The ``--model`` given, or an untrained SPADE of ``--ngf`` exported for the engine
+    (quantized with ``--int8``)."""
     import sisgen
-    from sisgen.export.quantize import calibration_feeds
     from sisgen.models import build_model
 
     path = args.model
@@ -129,12 +126,8 @@ def real_generator(args, dataset: str, size: tuple[int, int], tmp: str, src):
         model = build_model("spade", dataset=dataset, ngf=args.ngf, spade_hidden=2 * args.ngf,
                             z_dim=64, height=size[0], width=size[1])
         if args.engine == "onnx":
-            calibration = None
-            if args.int8:
-                calibration = calibration_feeds(
-                    model, [src.load(i) for i in range(min(64, len(src)))])
             path = model.export(format="onnx", file=os.path.join(tmp, "model.onnx"),
-                                int8=args.int8, calibration=calibration)
+                                int8=args.int8)
         else:
             path = os.path.join(tmp, "model")
             model.save(path)
@@ -223,7 +216,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         gen = (null_generator(src.vocabulary, (h, w)) if args.engine == "null"
-               else real_generator(args, dataset, (h, w), tmp, src))
+               else real_generator(args, dataset, (h, w), tmp))
         runs = []
         for r in range(args.repeat):
             out = Path(args.out or tmp) / f"run{r}"

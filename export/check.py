@@ -67,12 +67,16 @@ class ParityResult:
     format: str = "onnx"
     precision: str = "fp32"
 
+    @property
+    def bound(self) -> str:
+        """What :attr:`tol` bounds: ``mean`` (int8) or ``max`` abs difference."""
+        return "mean" if self.precision in MEAN_CHECKED else "max"
+
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        bound = "mean" if self.precision in MEAN_CHECKED else "max"
         return (f"parity vs torch ({self.format} {self.precision}, {self.runs} x batch "
                 f"{self.batch}): max abs diff {self.max_abs:.3e}, mean abs diff "
-                f"{self.mean_abs:.3e}, {bound} abs tolerance {self.tol:.1e}: {verdict}")
+                f"{self.mean_abs:.3e}, {self.bound} abs tolerance {self.tol:.1e}: {verdict}")
 
 
 def tolerance(precision: str = "fp32", uint8: bool = False) -> float:

@@ -36,6 +36,7 @@ import numpy as np
 from sisgen.errors import SisgenInputError
 from sisgen.labelmap import LabelMap
 from sisgen.models.base import SISGenerator
+from sisgen.sources import Source
 
 from .check import parity_inputs
 
@@ -45,8 +46,6 @@ INT8_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "LeakyRelu"
 #: Calibration maps when none are given, and per run of the fp32 model.
 CALIBRATION_MAPS = 64
 CALIBRATION_BATCH = 8
-#: The order of :meth:`sisgen.engines.base.Generator.prepare`'s outputs.
-_PREPARED = ("labels", "edges", "noise", "instances", "features", "image", "mask")
 
 
 def calibration_feeds(model: SISGenerator, labelmaps: Sequence[LabelMap] | None = None, *,
@@ -78,9 +77,19 @@ def calibration_feeds(model: SISGenerator, labelmaps: Sequence[LabelMap] | None 
     used = set(model.input_names)
     for k in range(0, len(labelmaps), batch):
         chunk = list(labelmaps[k:k + batch])
-        inputs = gen.prepare(chunk, [seed + k + i for i in range(len(chunk))])
-        yield {name: t.numpy() for name, t in zip(_PREPARED, inputs, strict=False)
-               if t is not None and name in used}
+        inputs = gen.prepare_named(chunk, [seed + k + i for i in range(len(chunk))])
+        yield {name: t.numpy() for name, t in inputs.items() if name in used}
+
+
+def calibration_maps(source: Source, count: int = CALIBRATION_MAPS) -> list[LabelMap]:
+    """``count`` maps spread evenly over ``source`` (all of a smaller one), in order.
+
+    Raises:
+        SisgenInputError: A map cannot be read (the source names the file).
+    """
+    picks = np.unique(np.linspace(0, len(source) - 1, min(int(count), len(source)))
+                      .round().astype(int))
+    return [source.load(int(i)) for i in picks]
 
 
 def quantize_int8(source: str | os.PathLike, target: str | os.PathLike,

@@ -34,7 +34,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a model folder through ``sisgen.export.export``; optionally check parity."""
     from ..export import check_parity, export
-    from ..export.check import MEAN_CHECKED
     from ..models import load_model
 
     model = load_model(args.model)
@@ -55,9 +54,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"exported {path} ({size / 1e6:.1f} MB)")
     if check:
         parity = check_parity(model, path, args.format, batch=args.batch or 2)
-        bound = "mean" if parity.precision in MEAN_CHECKED else "max"
         print(f"max abs diff {parity.max_abs:.3e}  mean abs diff {parity.mean_abs:.3e}  "
-              f"({bound} abs tolerance {parity.tol:.1e}, {parity.precision})")
+              f"({parity.bound} abs tolerance {parity.tol:.1e}, {parity.precision})")
         if not parity.passed:
             print(f"parity check FAILED: {parity}", file=sys.stderr)
             return 1
@@ -66,15 +64,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _calibration(args: argparse.Namespace, model: Any) -> Any:
     """int8 calibration batches from ``--calibration-maps`` maps spread over ``--source``."""
-    import numpy as np
-
-    from ..export.quantize import calibration_feeds
+    from ..export.quantize import calibration_feeds, calibration_maps
 
     args.limit = args.calibration_maps  # ToyCity renders this many
     src = _open_source(args, tuple(model.resolution))
-    picks = np.unique(np.linspace(0, len(src) - 1, min(args.calibration_maps, len(src)))
-                      .round().astype(int))
-    return calibration_feeds(model, [src.load(int(i)) for i in picks])
+    return calibration_feeds(model, calibration_maps(src, args.calibration_maps))
 
 
 #: Default output names inside the model folder, by format.

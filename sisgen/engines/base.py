@@ -181,18 +181,30 @@ class Generator:
 
         This is :meth:`InputSpec.build` widened on the host (edges are computed for every
         model, as they always were); :meth:`run` widens on the engine's device instead.
+        The same tensors by name: :meth:`prepare_named`.
+        """
+        t = self.prepare_named(labelmaps, seeds, base_seeds)
+        out = [t["labels"], t.get("edges"), t.get("noise"), t.get("instances"),
+               t.get("features")]
+        if self.takes_photo:
+            out += [t["image"], t["mask"]]
+        while len(out) > 3 and out[-1] is None:
+            out.pop()
+        return tuple(out)
+
+    def prepare_named(self, labelmaps: Sequence[LabelMap], seeds: Sequence[int],
+                      base_seeds: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`prepare`'s tensors by input name, only those the batch carries.
+
+        Keys: ``labels``, ``edges``, ``noise``, ``instances``, ``features``, ``image``,
+        ``mask`` (see :meth:`prepare`).
         """
         h, w = self.resolution
         sized = [lm if lm.shape == (h, w) else lm.resized((h, w)) for lm in labelmaps]
         batch = self.input_spec.build(sized, seeds, base_seeds, edges=True)
         t = widen({k: torch.from_numpy(v) for k, v in batch._arrays().items()},
                   self.input_spec)
-        out = [t["labels"], t["edges"], t["noise"], t.get("instances"), t.get("features")]
-        if self.takes_photo:
-            out += [t["image"], t["mask"]]
-        while len(out) > 3 and out[-1] is None:
-            out.pop()
-        return tuple(out)
+        return {k: v for k, v in t.items() if v is not None}
 
     def submit(self, batch: EngineBatch) -> PendingImages:
         """Enqueue one batch on the engine's device; :meth:`PendingImages.result` waits.

@@ -15,7 +15,11 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
 from sisgen.export import check_parity, export_onnx  # noqa: E402
-from sisgen.export.quantize import calibration_feeds, quantize_int8  # noqa: E402
+from sisgen.export.quantize import (  # noqa: E402
+    calibration_feeds,
+    calibration_maps,
+    quantize_int8,
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,13 @@ def test_calibration_feeds_from_label_maps_and_blobs(model):
     assert first["edges"].max() == 1  # instance edges of the real maps
     blobs = list(calibration_feeds(model, maps=10, batch=4))
     assert [b["noise"].shape[0] for b in blobs] == [4, 4, 2]
+
+
+def test_calibration_maps_are_spread_over_the_source():
+    src = ToyCitySource(size=(32, 64), length=10)
+    picked = [m.id for m in calibration_maps(src, 4)]
+    assert picked == [src.load(i).id for i in (0, 3, 6, 9)]
+    assert len(calibration_maps(src, 64)) == 10  # all of a smaller source
 
 
 def test_bad_calibration_and_options(model, tmp_path):
