@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -135,14 +136,11 @@ def quantize_int8(source: str | os.PathLike, target: str | os.PathLike,
     if missing:
         raise SisgenInputError(f"the calibration inputs lack {', '.join(missing)}", source)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.pending: dict[str, np.ndarray] | None = first
+    all_batches = itertools.chain([first], batches)
 
+    class Reader(CalibrationDataReader):
         def get_next(self) -> dict[str, np.ndarray] | None:
-            feeds, self.pending = self.pending, None
-            if feeds is None:
-                feeds = next(batches, None)
+            feeds = next(all_batches, None)
             return None if feeds is None else {k: feeds[k] for k in needed}
 
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".int8-") as tmp:
