@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,27 @@ def test_source():
         src[5]
     default = sisgen.sources.open("toycity")
     assert len(default) == 1000 and default[0].shape == (128, 256)
+
+
+def test_label_maps_need_no_photo(monkeypatch):
+    """Loading a map does not paint its photo; a photo painted later is the same one."""
+    render_module = importlib.import_module("sisgen.sources.toycity.render")
+    painted = []
+    real_paint = render_module.paint
+
+    def counting_paint(*args):
+        painted.append(1)
+        return real_paint(*args)
+
+    monkeypatch.setattr(render_module, "paint", counting_paint)
+    src = sisgen.sources.open("toycity", size=SIZE, length=8, seed=0)
+    maps = [src.load(i) for i in range(8)]
+    assert not painted
+    ref_lm, ref_photo = ToyCity(SIZE, seed=0).sample(6)
+    assert len(painted) == 1
+    assert np.array_equal(maps[6].instance, ref_lm.instance)
+    assert np.array_equal(src.photo(6), ref_photo)
+    assert np.array_equal(src.photo(6), ref_photo)  # painted once, kept with the scene
+    assert len(painted) == 2
+    maps[6].semantic[:] = 0  # a loaded map is the caller's copy
+    assert np.array_equal(src.load(6).semantic, ref_lm.semantic)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ...labelmap import LabelMap
 from ..base import Source, register_source
-from .render import ToyCity
+from .render import Scene, ToyCity
 
 
 @register_source("toycity")
@@ -17,8 +17,9 @@ class ToyCitySource(Source):
     """ToyCity label maps with their paired photos (see :mod:`sisgen.sources.toycity`).
 
     Samples are rendered on demand and are a pure function of ``(seed, split, index,
-    size)``; the last few renders are kept so that ``load(i)`` followed by ``photo(i)``
-    renders once.
+    size)``. ``load`` draws only the label maps; the photo is painted when ``photo`` asks
+    for it. The last few drawn scenes are kept so that ``load(i)`` followed by ``photo(i)``
+    draws once.
 
     Args:
         root: Ignored (ToyCity needs no files); accepted for the common ``open`` signature.
@@ -39,7 +40,7 @@ class ToyCitySource(Source):
         self.length = int(length)
         self.city = ToyCity(size, seed=seed, split=self.split)
         self.vocabulary = self.city.vocabulary
-        self._cache: dict[int, tuple[LabelMap, np.ndarray]] = {}
+        self._cache: dict[int, Scene] = {}
 
     @staticmethod
     def run_defaults(size: tuple[int, int], seed: int, evaluation: bool = False
@@ -71,12 +72,12 @@ class ToyCitySource(Source):
     def __len__(self) -> int:
         return self.length
 
-    def _render(self, index: int) -> tuple[LabelMap, np.ndarray]:
+    def _scene(self, index: int) -> Scene:
         if not 0 <= index < self.length:
             raise IndexError(f"toycity source has {self.length} samples, index {index}")
         hit = self._cache.get(index)
         if hit is None:
-            hit = self.city.sample(index)
+            hit = self.city.scene(index)
             if len(self._cache) >= 4:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[index] = hit
@@ -84,8 +85,9 @@ class ToyCitySource(Source):
 
     def load(self, index: int) -> LabelMap:
         """The label map of sample ``index`` (a fresh copy)."""
-        return self._render(int(index))[0].copy()
+        index = int(index)
+        return self.city.label_map(self._scene(index), index).copy()
 
     def photo(self, index: int) -> np.ndarray:
         """The ``H×W×3`` uint8 RGB photo of sample ``index``."""
-        return self._render(int(index))[1].copy()
+        return self._scene(int(index)).photo().copy()
