@@ -254,8 +254,10 @@ class SISGenerator(nn.Module):
         """An inference-only copy: eval mode, spectral norm folded, no randomness inside.
 
         Spectral norm is folded with the stored power-iteration vectors (eval mode uses
-        them without updating), SyncBatchNorm becomes BatchNorm. The result has plain
-        weights, so tracing/ONNX export sees ordinary convolutions.
+        them without updating), SyncBatchNorm becomes BatchNorm, and the BatchNorm of each
+        conditional norm that can fold it (a ``fold_norm()`` method: SPADE, SAFM, CLADE
+        without ICPE) is folded into its modulation. The result has plain weights, so
+        tracing/ONNX export sees ordinary convolutions.
         """
         from torch.nn.utils import parametrize
 
@@ -271,6 +273,10 @@ class SISGenerator(nn.Module):
                 for name in list(module.parametrizations.keys()):
                     parametrize.remove_parametrizations(module, name, leave_parametrized=True)
         model = _syncbn_to_bn(model)
+        for module in list(model.modules()):
+            fold_norm = getattr(module, "fold_norm", None)
+            if callable(fold_norm):
+                fold_norm()
         for p in model.parameters():
             p.requires_grad_(False)
         return model

@@ -134,6 +134,48 @@ def param_free_norm(kind: NormKind, channels: int) -> nn.Module:
     raise ValueError(f"unknown param-free norm {kind!r} (batch, instance, none)")
 
 
+def norm_as_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(s, t)`` with ``norm(x) = x * s + t`` per channel, for an eval-mode BatchNorm.
+
+    Returns ``None`` for any other norm: InstanceNorm (statistics of each image), a
+    BatchNorm in training mode or one without running statistics.
+    """
+    if (not isinstance(norm, nn.BatchNorm2d) or norm.training or norm.running_var is None
+            or norm.running_mean is None):
+        return None
+    s = (norm.running_var.float() + norm.eps).rsqrt()
+    return s, -norm.running_mean.float() * s
+
+
+@torch.no_grad()
+def fold_norm_into_modulation(module: nn.Module) -> bool:
+    """Fold the eval-mode BatchNorm of a SPADE-style modulation into its convs.
+
+    For ``module.param_free_norm(x) * (1 + module.mlp_gamma(a)) + module.mlp_beta(a)``:
+    the norm is ``x * s + t`` per channel, and
+    ``(x*s + t) * (1 + gamma) + beta = x * (1 + gamma') + beta'`` with
+    ``gamma' = s*gamma + s - 1`` and ``beta' = beta + t*gamma + t`` -- the same convs with
+    rescaled weights and biases. The norm becomes an identity, which saves one full pass
+    over the features per layer (and, on onnxruntime's int8 path, the layout transposes
+    around a float BatchNorm). For inference copies only: training would learn the wrong
+    statistics.
+
+    Returns:
+        Whether the norm was folded (see :func:`norm_as_affine` for when it cannot be).
+    """
+    affine = norm_as_affine(module.param_free_norm)
+    if affine is None:
+        return False
+    s, t = affine
+    gamma, beta = module.mlp_gamma, module.mlp_beta
+    beta.weight.add_(t.view(-1, 1, 1, 1) * gamma.weight)
+    beta.bias.add_(t * gamma.bias + t)
+    gamma.weight.mul_(s.view(-1, 1, 1, 1))
+    gamma.bias.copy_(s * gamma.bias + s - 1)
+    module.param_free_norm = nn.Identity()
+    return True
+
+
 class SPADE(nn.Module):
     """Spatially-adaptive denormalization (Park et al., 2019).
 
@@ -170,6 +212,16 @@ class SPADE(nn.Module):
         """Normalize ``x`` [B,C,h,w] conditioned on ``seg`` [B,S,H,W] (other inputs unused)."""
         actv = self.mlp_shared(resize_nearest(seg, x.shape[-2:]))
         return self.param_free_norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+
+    def fold_norm(self) -> bool:
+        """Fold an eval-mode BatchNorm into the modulation convs (inference copies only).
+
+        See :func:`fold_norm_into_modulation`.
+
+        Returns:
+            Whether the norm was folded.
+        """
+        return fold_norm_into_modulation(self)
 
 
 class CLADE(nn.Module):
@@ -237,3 +289,22 @@ class CLADE(nn.Module):
             edge = resize_nearest(seg[:, -1:], size)  # the edge channel is last
             out = torch.cat([out, self.inst_conv(edge)], dim=1)
         return out
+
+    @torch.no_grad()
+    def fold_norm(self) -> bool:
+        """Fold an eval-mode BatchNorm into the tables (inference copies only).
+
+        ``(x*s + t) * gamma + beta = x * (s*gamma) + (t*gamma + beta)``. Not with ICPE,
+        whose position term scales gamma and beta by different factors.
+
+        Returns:
+            Whether the norm was folded.
+        """
+        affine = None if self.icpe else norm_as_affine(self.param_free_norm)
+        if affine is None:
+            return False
+        s, t = affine
+        self.bias.add_(t * self.weight)
+        self.weight.mul_(s)
+        self.param_free_norm = nn.Identity()
+        return True

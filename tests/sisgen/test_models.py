@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 import sisgen
 from sisgen.errors import SisgenInputError
 from sisgen.models import SPADEGenerator, available_models, build_model, load_model
-from sisgen.models.layers import CLADE, labels_to_onehot
+from sisgen.models.layers import CLADE, SPADE, labels_to_onehot
 
 TINY = dict(dataset="toycity", ngf=4, spade_hidden=8, height=32, width=64)
 
@@ -343,6 +343,50 @@ def test_export_form_matches_and_keeps_original(tmp_path):
         torch.testing.assert_close(m.export_form()(*inputs), ref2)
     m.save(tmp_path)
     assert torch.equal(run_eval(load_model(tmp_path), *inputs), ref2)
+
+
+def test_spade_batch_norm_folds_into_the_modulation():
+    torch.manual_seed(0)
+    layer = SPADE(6, seg_channels=4, hidden=8, norm="batch")
+    bn = layer.param_free_norm
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.2, 3.0)
+    x, seg = torch.randn(2, 6, 8, 8), torch.rand(2, 4, 16, 16)
+    assert not layer.fold_norm()  # training mode: the norm uses batch statistics
+    layer.eval()
+    with torch.no_grad():
+        ref = layer(x, seg)
+        assert layer.fold_norm()
+        assert isinstance(layer.param_free_norm, torch.nn.Identity)
+        torch.testing.assert_close(layer(x, seg), ref, rtol=1e-4, atol=1e-5)
+    assert not layer.fold_norm()  # nothing left to fold
+    inorm = SPADE(6, seg_channels=4, hidden=8, norm="instance").eval()
+    assert not inorm.fold_norm()
+    assert isinstance(inorm.param_free_norm, torch.nn.InstanceNorm2d)
+
+
+#: Architectures whose every BatchNorm sits in a conditional norm that folds it.
+FOLDS_ALL_BATCH_NORMS = {"spade", "oasis", "clade", "safm", "sesame", "lggan", "posgen"}
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_export_form_folds_batch_norms_and_matches_eval(name):
+    torch.manual_seed(0)
+    m = build_model(name, dataset="tiny")
+    norms = [x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    with torch.no_grad():  # running statistics far from their init, as after training
+        for bn in norms:
+            bn.running_mean.normal_(0.0, 0.5)
+            bn.running_var.uniform_(0.3, 3.0)
+    inputs = m.example_inputs(2, seed=3)
+    form = m.export_form()
+    with torch.no_grad():
+        torch.testing.assert_close(form(*inputs), m.eval()(*inputs), rtol=1e-4, atol=1e-4)
+    left = [x for x in form.modules() if isinstance(x, torch.nn.BatchNorm2d)]
+    if name in FOLDS_ALL_BATCH_NORMS:
+        assert norms and not left
+    assert len([x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d)]) == len(norms)
 
 
 # -------------------------------------------------------------------------------- noise
