@@ -131,7 +131,8 @@ def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
         else:
             path = os.path.join(tmp, "model")
             model.save(path)
-    return sisgen.load(path)  # a folder opens with torch, an .onnx file with onnxruntime
+    # a folder opens with torch, an .onnx file with onnxruntime
+    return sisgen.load(path, threads=args.threads) if args.threads else sisgen.load(path)
 
 
 def main() -> None:
@@ -155,6 +156,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--cores", type=int, default=None, help="pin to this many cores")
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="engine threads (generate --threads; 0: the backend's default)")
     ap.add_argument("--write-workers", type=int, default=None)
     ap.add_argument("--write-threads", type=int, default=None)
     ap.add_argument("--writers", default="cityscapes,coco")
@@ -242,6 +245,7 @@ def main() -> None:
             "size": [h, w], "samples_per_map": args.samples_per_map,
             "batch_size": args.batch_size, "writers": args.writers, "cores": cores,
             "workers": workers, "write_workers": writers_n, "write_threads": threads,
+            "engine_threads": args.threads,
             "resize_first": args.resize_first, "map_cache": args.map_cache,
             "cache_fill_s": cache_fill,
             "images_per_s": best["images_per_s"], "runs": runs,
