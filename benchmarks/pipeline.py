@@ -131,8 +131,8 @@ def real_generator(args, dataset: str, size: tuple[int, int], tmp: str):
         else:
             path = os.path.join(tmp, "model")
             model.save(path)
-    # a folder opens with torch, an .onnx file with onnxruntime
-    return sisgen.load(path, threads=args.threads) if args.threads else sisgen.load(path)
+    # a folder opens with torch, an .onnx file with onnxruntime (threads 0: its default)
+    return sisgen.load(path, threads=args.threads)
 
 
 def main() -> None:

@@ -37,14 +37,7 @@ from torch import nn
 
 from .base import SISGenerator, capture_config, register_architecture
 from .blocks import build_spade_trunk, run_spade_trunk
-from .layers import (
-    SPADE,
-    NormKind,
-    example_instances,
-    fold_norm_into_modulation,
-    maybe_sn,
-    param_free_norm,
-)
+from .layers import SPADE, NormKind, example_instances, maybe_sn, param_free_norm
 from .registry import DatasetSpec, register_model
 
 ModulationKind = Literal["safm", "spade"]
@@ -285,15 +278,8 @@ class SAFM(nn.Module):
         actv = self.mlp_shared(torch.cat([seg, desc, filtered], dim=1))
         return self.param_free_norm(x) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 
-    def fold_norm(self) -> bool:
-        """Fold an eval-mode BatchNorm into the modulation convs (inference copies only).
-
-        See :func:`~sisgen.models.layers.fold_norm_into_modulation`.
-
-        Returns:
-            Whether the norm was folded.
-        """
-        return fold_norm_into_modulation(self)
+    # the same modulation form as SPADE's (norm, mlp_gamma, mlp_beta): the same fold
+    fold_norm = SPADE.fold_norm
 
 
 class SAFMResBlock(nn.Module):

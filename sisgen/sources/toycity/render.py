@@ -29,13 +29,15 @@ class Scene:
     """One drawn ToyCity sample: its label maps now, its photo when asked for.
 
     Attributes:
+        index: The sample index.
         semantic: ``H×W`` uint8 class ids.
         instance: ``H×W`` int32 Cityscapes-style instance ids (``class*1000 + k`` on thing
             pixels, 0 elsewhere).
     """
 
-    def __init__(self, street: Street, canvas: Canvas, columns: FacadeColumns,
+    def __init__(self, index: int, street: Street, canvas: Canvas, columns: FacadeColumns,
                  shadows: list[np.ndarray], pixel_seed: int) -> None:
+        self.index = int(index)
         self._street, self._canvas, self._columns = street, canvas, columns
         self._shadows, self._pixel_seed = shadows, pixel_seed
         self.semantic, self.instance = label_maps(canvas)
@@ -69,7 +71,7 @@ def draw(seed: int, split: str, index: int, size: tuple[int, int]) -> Scene:
     prim, columns = street.rasterise()
     canvas = Canvas(street, prim)
     draw_objects(canvas, objects)
-    return Scene(street, canvas, columns, shadows,
+    return Scene(index, street, canvas, columns, shadows,
                  seed_int("toycity-pixels", seed, split, index, h, w))
 
 
@@ -115,14 +117,14 @@ class ToyCity:
         """Draw sample ``index``; its photo is painted when :meth:`Scene.photo` is called."""
         return draw(self.seed, self.split, int(index), self.size)
 
-    def label_map(self, scene: Scene, index: int) -> LabelMap:
-        """The :class:`~sisgen.labelmap.LabelMap` of a drawn sample ``index``.
+    def label_map(self, scene: Scene) -> LabelMap:
+        """The :class:`~sisgen.labelmap.LabelMap` of a scene drawn by :meth:`scene`.
 
         It holds the scene's arrays, not copies; its meta has ``id``, ``source``, ``size``,
         ``split``, ``seed`` and ``index``.
         """
-        meta = {"id": self.sample_id(index), "source": "toycity", "size": self.size,
-                "split": self.split, "seed": self.seed, "index": int(index)}
+        meta = {"id": self.sample_id(scene.index), "source": "toycity", "size": self.size,
+                "split": self.split, "seed": self.seed, "index": scene.index}
         return LabelMap(scene.semantic, scene.instance, meta)
 
     def sample(self, index: int) -> tuple[LabelMap, np.ndarray]:
@@ -134,4 +136,4 @@ class ToyCity:
             ``H×W×3`` uint8 RGB photo, whose class regions are exactly the label's.
         """
         scene = self.scene(index)
-        return self.label_map(scene, index), scene.photo()
+        return self.label_map(scene), scene.photo()

@@ -85,8 +85,7 @@ class ToyCitySource(Source):
 
     def load(self, index: int) -> LabelMap:
         """The label map of sample ``index`` (a fresh copy)."""
-        index = int(index)
-        return self.city.label_map(self._scene(index), index).copy()
+        return self.city.label_map(self._scene(int(index))).copy()
 
     def photo(self, index: int) -> np.ndarray:
         """The ``H×W×3`` uint8 RGB photo of sample ``index``."""
