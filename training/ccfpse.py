@@ -316,9 +316,10 @@ class CCFPSEObjective(Objective):
     default_discriminator: ClassVar[dict[str, Any]] = {"ndf": 64, "spectral": True}
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
-                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None,
+                 encoder: dict[str, Any] | None = None):
         super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
-                         perceptual)
+                         perceptual, encoder)
 
     def build(self, generator: SISGenerator) -> None:
         """The FPSE discriminator, and the VAE encoder when ``z`` is used and ``kld > 0``."""

@@ -54,6 +54,8 @@ class TrainConfig:
         losses: Loss weights, merged into the objective's paper defaults (``fm``, ``vgg``,
             ``kld``, ``labelmix`` ...; see :mod:`sisgen.training.objective`).
         discriminator: Discriminator arguments, merged into the objective's defaults.
+        encoder: Image encoder arguments (SPADE's VAE encoder, trained when
+            ``losses.kld > 0``), merged into the objective's defaults.
         perceptual_weights: Local torchvision ``vgg19`` state-dict file for the perceptual
             loss (nothing is downloaded).
         ema_decay: Generator EMA decay (0 disables EMA).
@@ -103,6 +105,7 @@ class TrainConfig:
     train_only: dict[str, Any] | None = None
     losses: dict[str, float] = field(default_factory=dict)
     discriminator: dict[str, Any] = field(default_factory=dict)
+    encoder: dict[str, Any] = field(default_factory=dict)
     perceptual_weights: str | None = None
     ema_decay: float = 0.0
     ema_bn_batches: int = 0

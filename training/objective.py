@@ -72,16 +72,17 @@ def _import_objectives() -> None:
 
 def objective_for(generator: SISGenerator, losses: dict[str, float] | None = None,
                   discriminator: dict[str, Any] | None = None,
-                  perceptual: nn.Module | None = None) -> Objective:
+                  perceptual: nn.Module | None = None,
+                  encoder: dict[str, Any] | None = None) -> Objective:
     """Build the objective that trains ``generator`` (chosen by its ``model_name``).
 
     Raises:
         SisgenInputError: No objective for the model (``unknown trainable model ...``), or
-            unknown loss / discriminator keys.
+            unknown loss / discriminator / encoder keys.
     """
     _import_objectives()
     cls = _OBJECTIVES.get(generator.model_name)
-    return cls(generator, losses or {}, discriminator or {}, perceptual)
+    return cls(generator, losses or {}, discriminator or {}, perceptual, encoder)
 
 
 def _merge(defaults: dict[str, Any], given: dict[str, Any], what: str, owner: str
@@ -96,9 +97,10 @@ def _merge(defaults: dict[str, Any], given: dict[str, Any], what: str, owner: st
 class Objective(nn.Module):
     """Base class of the per-architecture training objectives.
 
-    Subclasses declare their paper defaults in :attr:`default_losses` and
-    :attr:`default_discriminator`, build their networks in :meth:`build`, and implement
-    :meth:`generator_loss` and :meth:`discriminator_loss`.
+    Subclasses declare their paper defaults in :attr:`default_losses`,
+    :attr:`default_discriminator` and (with an image encoder) :attr:`default_encoder`, build
+    their networks in :meth:`build`, and implement :meth:`generator_loss` and
+    :meth:`discriminator_loss`.
 
     Args:
         generator: The generator being trained (its configuration sizes the discriminator).
@@ -106,25 +108,31 @@ class Objective(nn.Module):
         discriminator: Discriminator arguments overriding :attr:`default_discriminator`.
         perceptual: The feature extractor of the perceptual loss (VGG19 with weights from a
             local file) when a ``vgg`` weight is positive.
+        encoder: Image encoder arguments overriding :attr:`default_encoder` (objectives
+            without an encoder take none).
 
     Attributes:
         d_nets: Networks trained by the discriminator optimizer (``lr_d``).
         g_nets: Extra networks trained together with the generator (``lr_g``).
         weights: The merged loss weights.
         d_args: The merged discriminator arguments.
+        e_args: The merged image encoder arguments.
     """
 
     default_losses: ClassVar[dict[str, float]] = {}
     default_discriminator: ClassVar[dict[str, Any]] = {}
+    default_encoder: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
-                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None,
+                 encoder: dict[str, Any] | None = None):
         super().__init__()
         name = type(self).__name__
         self.weights = {k: float(v) for k, v in
                         _merge(self.default_losses, losses, "losses", name).items()}
         self.d_args = _merge(self.default_discriminator, discriminator, "discriminator "
                              "arguments", name)
+        self.e_args = _merge(self.default_encoder, encoder or {}, "encoder arguments", name)
         if self.weights.get("vgg", 0) > 0 and perceptual is None:
             raise SisgenInputError(
                 f"{name}: the perceptual loss (losses.vgg > 0) needs VGG19 weights: set "
@@ -205,12 +213,19 @@ class SPADEObjective(Objective):
     generator takes a style vector -- the VAE image encoder whose KL term joins the
     generator loss (SPADE's multi-modal training). ``l1`` adds a pixel reconstruction term
     (not in the paper; off by default).
+
+    Encoder arguments (:class:`sisgen.models.encoder.ConvEncoder`): ``ngf`` (``None``: the
+    generator's ``ngf``, as the official code), ``input_size`` (256: the photo is resized
+    to 256x256; a small model at a small size trains much faster with e.g. 64) and
+    ``spectral`` (True).
     """
 
     default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 0.0,
                                                   "kld": 0.0, "l1": 0.0}
     default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 4,
                                                        "spectral": True}
+    default_encoder: ClassVar[dict[str, Any]] = {"ngf": None, "input_size": 256,
+                                                 "spectral": True}
 
     def build(self, generator: SISGenerator) -> None:
         """The multi-scale PatchGAN, and the image encoder when the KL term is on."""
@@ -223,7 +238,10 @@ class SPADEObjective(Objective):
                                        "a generator with z_dim > 0")
             from sisgen.models.encoder import ConvEncoder
 
-            self.g_nets["E"] = ConvEncoder(z_dim=z_dim)
+            e = dict(self.e_args)
+            if e["ngf"] is None:
+                e["ngf"] = int(generator.config.get("ngf", 64))
+            self.g_nets["E"] = ConvEncoder(z_dim=z_dim, **e)
 
     def _style(self, batch: Batch, noise: torch.Tensor | None
                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:

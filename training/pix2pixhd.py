@@ -289,9 +289,10 @@ class Pix2PixHDObjective(Objective):
     cluster_seed = 0
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
-                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None,
+                 encoder: dict[str, Any] | None = None):
         super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
-                         perceptual)
+                         perceptual, encoder)
 
     def build(self, generator: SISGenerator) -> None:
         """The multi-scale discriminator, and the feature encoder when ``feat_num > 0``."""

@@ -301,12 +301,13 @@ class SAFMObjective(Objective):
     epoch: int = 0
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
-                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None,
+                 encoder: dict[str, Any] | None = None):
         losses = with_paper_vgg(losses, perceptual)
         if "seg_fake_start_epoch" not in losses:
             name = generator.vocabulary.name if generator.vocabulary is not None else ""
             losses["seg_fake_start_epoch"] = float(SEGEPOCH.get(name, DEFAULT_SEGEPOCH))
-        super().__init__(generator, losses, discriminator, perceptual)
+        super().__init__(generator, losses, discriminator, perceptual, encoder)
 
     def build(self, generator: SISGenerator) -> None:
         """The multi-scale PatchGAN on ``(one-hot [+ edges], image)`` and the segmenter."""

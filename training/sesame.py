@@ -272,9 +272,10 @@ class SESAMEObjective(Objective):
     box_prob = 0.5
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
-                 discriminator: dict[str, Any], perceptual: nn.Module | None = None):
+                 discriminator: dict[str, Any], perceptual: nn.Module | None = None,
+                 encoder: dict[str, Any] | None = None):
         super().__init__(generator, with_paper_vgg(losses, perceptual), discriminator,
-                         perceptual)
+                         perceptual, encoder)
         self._mask: torch.Tensor | None = None
 
     def build(self, generator: SISGenerator) -> None:

@@ -92,7 +92,8 @@ class Trainer:
         if cfg.init_from:
             init_generator(self.G, cfg.init_from)
         perceptual = load_perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
-        self.objective: Objective = objective_for(self.G, cfg.losses, cfg.discriminator, perceptual)
+        self.objective: Objective = objective_for(self.G, cfg.losses, cfg.discriminator, perceptual,
+                                                  cfg.encoder)
         if self.dist.enabled and cuda and cfg.sync_bn:
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.objective.d_nets = nn.SyncBatchNorm.convert_sync_batchnorm(self.objective.d_nets)

@@ -40,3 +40,26 @@ def test_encoder_generator_backward_step():
     enc.eval()  # fixed spectral-norm vectors: two calls give the same codes
     z0, _ = encode_style(enc, photo, eps=torch.zeros(2, 8))
     assert torch.allclose(z0, enc(photo)[0])  # eps = 0: the mean style
+
+
+def test_objective_sizes_the_encoder_from_its_arguments():
+    import pytest
+
+    from sisgen.errors import SisgenInputError
+    from sisgen.training.objective import objective_for
+
+    g = build_model("spade", dataset="tiny", z_dim=8, ngf=4)
+    small = {"num_d": 1, "ndf": 4, "n_layers": 2}
+    default = objective_for(g, {"kld": 0.05}, small).g_nets["E"]
+    # the official rule: the encoder is as wide as the generator, on a 256x256 photo
+    assert default.layer1[0].out_channels == 4 and default.num_layers == 6
+    enc = objective_for(g, {"kld": 0.05}, small, encoder={"ngf": 2, "input_size": 64}
+                        ).g_nets["E"]
+    assert enc.layer1[0].out_channels == 2 and enc.num_layers == 5 and enc.input_size == 64
+    mu, logvar = enc(torch.rand(3, 3, 32, 48) * 2 - 1)
+    assert mu.shape == logvar.shape == (3, 8)
+    assert "E" not in objective_for(g, {"kld": 0.0}, small, encoder={"ngf": 2}).g_nets
+    with pytest.raises(SisgenInputError, match="encoder arguments.*width"):
+        objective_for(g, {"kld": 0.05}, small, encoder={"width": 2})
+    with pytest.raises(SisgenInputError, match="encoder arguments"):
+        objective_for(build_model("oasis", dataset="tiny"), {}, encoder={"ngf": 2})
