@@ -1,4 +1,4 @@
-"""CC-FPSE training parts: the FPSE discriminator, the VAE image encoder and the losses.
+"""CC-FPSE training parts: the FPSE discriminator and the losses.
 
 The feature-pyramid semantics-embedding (FPSE) discriminator (Liu et al., NeurIPS 2019)
 reads the image only. A bottom-up conv encoder (``enc1..5``, strides 2) and a top-down
@@ -12,9 +12,9 @@ and 1/16 of the input; at each of them ``final*`` convs feed
 
 Losses as the paper trains (official defaults): hinge adversarial terms averaged over the
 three scales, discriminator feature matching on ``enc2..enc5`` (weight 20), a VGG
-perceptual loss (weight 10; pass a module, e.g. ``training.pix2pixhd.VGGLoss`` with
-ImageNet weights) and, in the VAE mode, the KL term of the image encoder (weight 0.05).
-:class:`CCFPSEObjective` puts them together for the trainer.
+perceptual loss (weight 10) and, in the VAE mode, the KL term of SPADE's image encoder
+(weight 0.05; :mod:`training.vae`). :class:`CCFPSEObjective` puts them together for the
+trainer.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sisgen.models.layers import maybe_sn
 
 from .objective import Batch, Objective, Terms, register_objective
 from .perceptual import with_paper_vgg
+from .vae import ENCODER_DEFAULTS, encode_style, image_encoder
 
 
 def _sn_in_conv(cin: int, cout: int, kernel_size: int, stride: int = 1, spectral: bool = True
@@ -131,50 +132,6 @@ class FPSEDiscriminator(nn.Module):
         return FPSEOutput([f2, f3, f4, f5], scores)
 
 
-class ConvEncoder(nn.Module):
-    """The VAE image encoder: photo -> (mu, logvar) of the noise vector ``z``.
-
-    Six (five below 256 px) stride-2 SN conv + IN layers on the photo resized to
-    256x256, then two linear heads.
-
-    Args:
-        ndf: Base width (the official code uses the generator's ``ngf``, 64).
-        z_dim: Size of ``z``.
-        crop_size: The training crop width; six layers when it is >= 256.
-        spectral: Spectral normalization on the convs.
-    """
-
-    def __init__(self, ndf: int = 64, z_dim: int = 256, crop_size: int = 256,
-                 spectral: bool = True):
-        super().__init__()
-        widths = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf]
-        if crop_size >= 256:
-            widths.append(8 * ndf)
-        self.n_layers = len(widths) - 1
-        for i in range(self.n_layers):
-            conv = nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=False)
-            setattr(self, f"layer{i + 1}", nn.Sequential(
-                maybe_sn(conv, spectral), nn.InstanceNorm2d(widths[i + 1], affine=False)))
-        self.s0 = 256 // 2**self.n_layers
-        self.fc_mu = nn.Linear(8 * ndf * self.s0 * self.s0, z_dim)
-        self.fc_var = nn.Linear(8 * ndf * self.s0 * self.s0, z_dim)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image`` [B,3,H,W] in [-1,1] -> ``(mu, logvar)``, each [B,z_dim]."""
-        x = image
-        if tuple(x.shape[-2:]) != (256, 256):
-            x = F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False)
-        for i in range(1, self.n_layers + 1):
-            x = getattr(self, f"layer{i}")(x if i == 1 else F.leaky_relu(x, 0.2))
-        x = F.leaky_relu(x, 0.2).flatten(1)
-        return self.fc_mu(x), self.fc_var(x)
-
-
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)`` (training only)."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-
 # ---------------------------------------------------------------------------- losses
 def hinge_loss(scores: list[torch.Tensor], real: bool, for_discriminator: bool = True
                ) -> torch.Tensor:
@@ -201,94 +158,11 @@ def feature_matching_loss(fake: list[torch.Tensor], real: list[torch.Tensor],
     return weight * torch.stack(terms).mean()
 
 
-def kld_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)), summed over the batch and dimensions."""
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-
-
-class CCFPSELoss:
-    """The CC-FPSE objective: computes the generator's and the discriminator's terms.
-
-    Args:
-        generator: The CC-FPSE generator.
-        discriminator: Its FPSE discriminator (see :func:`discriminator_for`).
-        encoder: The VAE image encoder (``None``: ``noise`` must be given, or the
-            generator has ``z_dim == 0``).
-        vgg_loss: A perceptual loss module ``(fake, real) -> scalar`` (``None``: off).
-        lambda_feat: Feature-matching weight (the paper's training script: 20).
-        lambda_vgg: Perceptual weight (10).
-        lambda_kld: KL weight (0.05).
-    """
-
-    def __init__(self, generator: CCFPSEGenerator, discriminator: FPSEDiscriminator,
-                 encoder: ConvEncoder | None = None, vgg_loss: nn.Module | None = None,
-                 lambda_feat: float = 20.0, lambda_vgg: float = 10.0,
-                 lambda_kld: float = 0.05):
-        self.G, self.D, self.E = generator, discriminator, encoder
-        self.vgg_loss = vgg_loss
-        self.lambda_feat, self.lambda_vgg, self.lambda_kld = lambda_feat, lambda_vgg, lambda_kld
-
-    def _discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
-                      ) -> tuple[FPSEOutput, FPSEOutput]:
-        out = self.D(torch.cat([fake, real]), torch.cat([seg, seg]))
-        return out.split()
-
-    def _generate(self, labels: torch.Tensor, edges: torch.Tensor | None, real: torch.Tensor,
-                  noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        kld = None
-        if self.E is not None and noise is None:
-            mu, logvar = self.E(real)
-            noise = reparameterize(mu, logvar)
-            kld = kld_loss(mu, logvar) * self.lambda_kld
-        return self.G(labels, edges, noise), kld
-
-    def generator_losses(self, labels: torch.Tensor, edges: torch.Tensor | None,
-                         real: torch.Tensor, noise: torch.Tensor | None = None
-                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """The generator's terms and the generated images.
-
-        Returns:
-            ``({"GAN", "GAN_Feat", ["VGG"], ["KLD"]}, fake)``; sum the dict to step.
-        """
-        fake, kld = self._generate(labels, edges, real, noise)
-        seg = self.G.condition(labels, edges)
-        d_fake, d_real = self._discriminate(seg, fake, real)
-        losses = {
-            "GAN": hinge_loss(d_fake.scores, True, for_discriminator=False),
-            "GAN_Feat": feature_matching_loss(d_fake.features, d_real.features,
-                                              self.lambda_feat),
-        }
-        if self.vgg_loss is not None:
-            losses["VGG"] = self.vgg_loss(fake, real) * self.lambda_vgg
-        if kld is not None:
-            losses["KLD"] = kld
-        return losses, fake
-
-    def discriminator_losses(self, labels: torch.Tensor, edges: torch.Tensor | None,
-                             real: torch.Tensor, noise: torch.Tensor | None = None
-                             ) -> dict[str, torch.Tensor]:
-        """The discriminator's hinge terms ``{"D_Fake", "D_real"}`` (G runs without grad)."""
-        with torch.no_grad():
-            fake, _ = self._generate(labels, edges, real, noise)
-            seg = self.G.condition(labels, edges)
-        d_fake, d_real = self._discriminate(seg, fake.detach(), real)
-        return {"D_Fake": hinge_loss(d_fake.scores, False),
-                "D_real": hinge_loss(d_real.scores, True)}
-
-
 def discriminator_for(generator: CCFPSEGenerator, ndf: int = 64, spectral: bool = True
                       ) -> FPSEDiscriminator:
     """An FPSE discriminator that embeds ``generator``'s semantic input."""
     channels = generator.label_nc + int(generator.dontcare) + int(generator.use_edges)
     return FPSEDiscriminator(channels, ndf=ndf, spectral=spectral)
-
-
-def encoder_for(generator: CCFPSEGenerator, ndf: int | None = None) -> ConvEncoder:
-    """The VAE image encoder matching ``generator`` (width ``ngf``, its ``z_dim``)."""
-    if generator.z_dim <= 0:
-        raise ValueError("the generator takes no noise (z_dim == 0): no encoder needed")
-    return ConvEncoder(ndf=generator.ngf if ndf is None else ndf, z_dim=generator.z_dim,
-                       crop_size=generator.resolution[1])
 
 
 # ------------------------------------------------------------------------- objective
@@ -314,6 +188,7 @@ class CCFPSEObjective(Objective):
     default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 20.0, "vgg": 10.0,
                                                   "kld": 0.05}
     default_discriminator: ClassVar[dict[str, Any]] = {"ndf": 64, "spectral": True}
+    default_encoder: ClassVar[dict[str, Any]] = ENCODER_DEFAULTS
 
     def __init__(self, generator: SISGenerator, losses: dict[str, float],
                  discriminator: dict[str, Any], perceptual: nn.Module | None = None,
@@ -325,7 +200,7 @@ class CCFPSEObjective(Objective):
         """The FPSE discriminator, and the VAE encoder when ``z`` is used and ``kld > 0``."""
         self.d_nets["D"] = discriminator_for(generator, **self.d_args)
         if generator.z_dim > 0 and self.weights["kld"] > 0:
-            self.g_nets["E"] = encoder_for(generator)
+            self.g_nets["E"] = image_encoder(generator, **self.e_args)
 
     def _discriminate(self, seg: torch.Tensor, fake: torch.Tensor, real: torch.Tensor
                       ) -> tuple[FPSEOutput, FPSEOutput]:
@@ -342,9 +217,7 @@ class CCFPSEObjective(Objective):
         w, real = self.weights, batch["image"]
         terms: Terms = {}
         if "E" in self.g_nets:
-            mu, logvar = self.g_nets["E"](real)
-            noise = reparameterize(mu, logvar)
-            terms["g_kld"] = w["kld"] * kld_loss(mu, logvar)
+            noise, terms["g_kld"] = encode_style(self.g_nets["E"], real, lambda_kld=w["kld"])
         fake = G(batch["labels"], batch.get("edges") if G.use_edges else None, noise)
         d_fake, d_real = self._discriminate(self._semantics(G, batch), fake, real)
         terms["g_gan"] = w["gan"] * hinge_loss(d_fake.scores, True, for_discriminator=False)

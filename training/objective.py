@@ -34,6 +34,7 @@ from sisgen.registry import Registry
 from .discriminator import MultiScaleDiscriminator
 from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from .perceptual import perceptual_distance
+from .vae import ENCODER_DEFAULTS, encode_style, image_encoder
 
 Batch = dict[str, torch.Tensor]
 Terms = dict[str, torch.Tensor]
@@ -214,41 +215,27 @@ class SPADEObjective(Objective):
     generator loss (SPADE's multi-modal training). ``l1`` adds a pixel reconstruction term
     (not in the paper; off by default).
 
-    Encoder arguments (:class:`sisgen.models.encoder.ConvEncoder`): ``ngf`` (``None``: the
-    generator's ``ngf``, as the official code), ``input_size`` (256: the photo is resized
-    to 256x256; a small model at a small size trains much faster with e.g. 64) and
-    ``spectral`` (True).
+    Encoder arguments: :data:`~sisgen.training.vae.ENCODER_DEFAULTS` (the encoder's width
+    ``ngf``, ``input_size``, ``spectral``).
     """
 
     default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 0.0,
                                                   "kld": 0.0, "l1": 0.0}
     default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 4,
                                                        "spectral": True}
-    default_encoder: ClassVar[dict[str, Any]] = {"ngf": None, "input_size": 256,
-                                                 "spectral": True}
+    default_encoder: ClassVar[dict[str, Any]] = ENCODER_DEFAULTS
 
     def build(self, generator: SISGenerator) -> None:
         """The multi-scale PatchGAN, and the image encoder when the KL term is on."""
         seg_nc = condition_map(generator, *generator.example_inputs(1)[:2]).shape[1]
         self.d_nets["D"] = MultiScaleDiscriminator(seg_nc + 3, **self.d_args)
-        z_dim = int(generator.config.get("z_dim", 0))
         if self.weights["kld"] > 0:
-            if z_dim <= 0:
-                raise SisgenInputError("losses.kld > 0 trains SPADE's VAE encoder, which needs "
-                                       "a generator with z_dim > 0")
-            from sisgen.models.encoder import ConvEncoder
-
-            e = dict(self.e_args)
-            if e["ngf"] is None:
-                e["ngf"] = int(generator.config.get("ngf", 64))
-            self.g_nets["E"] = ConvEncoder(z_dim=z_dim, **e)
+            self.g_nets["E"] = image_encoder(generator, **self.e_args)
 
     def _style(self, batch: Batch, noise: torch.Tensor | None
                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if "E" not in self.g_nets:
             return noise, None
-        from .vae import encode_style
-
         return encode_style(self.g_nets["E"], batch["image"], lambda_kld=self.weights["kld"])
 
     def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None

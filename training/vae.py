@@ -8,12 +8,37 @@ divergence to N(0, I) (weight ``lambda_kld = 0.05`` in the paper) joins the gene
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from sisgen.errors import SisgenInputError
+from sisgen.models.base import SISGenerator
 from sisgen.models.encoder import ConvEncoder, reparameterize
 
 #: The paper's weight of the KL term.
 LAMBDA_KLD = 0.05
+
+#: The encoder arguments an objective with a VAE encoder takes, and their defaults:
+#: ``ngf`` (``None``: the generator's ``ngf``, as the official code), ``input_size`` (256:
+#: the photo is resized to 256x256; a small model at a small size trains much faster with
+#: e.g. 64) and ``spectral``.
+ENCODER_DEFAULTS: dict[str, Any] = {"ngf": None, "input_size": 256, "spectral": True}
+
+
+def image_encoder(generator: SISGenerator, ngf: int | None = None, input_size: int = 256,
+                  spectral: bool = True) -> ConvEncoder:
+    """The VAE image encoder for ``generator``: its ``z_dim``, ``ngf`` wide by default.
+
+    Raises:
+        SisgenInputError: The generator takes no style vector (``z_dim == 0``).
+    """
+    z_dim = int(generator.config.get("z_dim", 0))
+    if z_dim <= 0:
+        raise SisgenInputError("losses.kld > 0 trains a VAE image encoder, which needs a "
+                               "generator with z_dim > 0")
+    width = int(generator.config.get("ngf", 64)) if ngf is None else ngf
+    return ConvEncoder(ngf=width, z_dim=z_dim, spectral=spectral, input_size=input_size)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -63,3 +63,10 @@ def test_objective_sizes_the_encoder_from_its_arguments():
         objective_for(g, {"kld": 0.05}, small, encoder={"width": 2})
     with pytest.raises(SisgenInputError, match="encoder arguments"):
         objective_for(build_model("oasis", dataset="tiny"), {}, encoder={"ngf": 2})
+    with pytest.raises(SisgenInputError, match="z_dim > 0"):
+        objective_for(build_model("spade", dataset="tiny", z_dim=0), {"kld": 0.05}, small)
+    # CC-FPSE trains the same encoder
+    ccfpse = build_model("ccfpse", dataset="tiny", z_dim=8)
+    enc = objective_for(ccfpse, {"kld": 0.05, "vgg": 0.0}, {"ndf": 4},
+                        encoder={"ngf": 2, "input_size": 64}).g_nets["E"]
+    assert isinstance(enc, ConvEncoder) and enc.input_size == 64
