@@ -36,7 +36,8 @@ Protocol (every choice below is a flag):
   those of the paired differences.
 
 Prints one JSON object (``miou`` per scenario and arm with mean/std/stderr/runs, the gains,
-``oracle_share_curated``, ``synthetic_only_ratio``, ``stderr``, ``targets``, ``minutes``) and
+``oracle_share_curated``, ``synthetic_only_ratio``, ``stderr``, ``targets``, ``minutes``,
+and the generator's ``appearance`` diversity on T's maps, see :func:`appearance`) and
 writes it to ``OUT/result.json`` with a bar chart ``OUT/downstream.png``. Finished stages
 and arms are kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a
 fresh run); ``minutes`` counts only the work of this invocation, ``stage_minutes`` every
@@ -123,6 +124,31 @@ def train_generator(args: argparse.Namespace, out: Path) -> Path:
     export_onnx(trainer.final_generator().cpu(), model)
     _record(out, "generator", time.perf_counter() - t, steps=trainer.step)
     return model
+
+
+def appearance(model: Path, layouts: Any, count: int = 64) -> dict[str, float]:
+    """How much the generator's images vary with the seed, against the real photos.
+
+    On the first ``count`` maps of ``layouts`` (with photos): the mean absolute difference
+    (levels of 255) between two seeds of the same map (``seed_to_seed``) and between an
+    image and the real photo of its map (``to_photo``), and the mean per-image standard
+    deviation of the generated images and of the photos (``std_generated`` /
+    ``std_photo``). A ``seed_to_seed`` far below ``to_photo`` means one appearance per
+    layout: the generator ignores its noise.
+    """
+    from sisgen import load
+
+    generator = load(model)
+    n = min(count, len(layouts))
+    maps = [layouts.load(i) for i in range(n)]
+    first = np.stack(generator.generate(maps, seeds=list(range(n)))).astype(np.float32)
+    second = np.stack(generator.generate(maps, seeds=list(range(n, 2 * n)))).astype(np.float32)
+    photos = np.stack([layouts.photo(i) for i in range(n)]).astype(np.float32)
+    return {"maps": n,
+            "seed_to_seed": round(float(np.abs(first - second).mean()), 2),
+            "to_photo": round(float(np.abs(first - photos).mean()), 2),
+            "std_generated": round(float(first.std(axis=(1, 2)).mean()), 2),
+            "std_photo": round(float(photos.std(axis=(1, 2)).mean()), 2)}
 
 
 def _record(out: Path, stage: str, seconds: float, **facts: Any) -> None:
@@ -481,6 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scores, arm_seconds = run_arms(args, out, sets)
     result = summarize(arms(args), scores, (time.perf_counter() - t0) / 60)
     result["stage_minutes"] = stage_minutes(out, arm_seconds)
+    result["appearance"] = appearance(model, data["T"])
     result["config"] = {k: v for k, v in vars(args).items()}
     result = _finite(result)
     (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -1,0 +1,49 @@
+"""benchmarks/downstream.py end to end on a few ToyCity maps (every stage, tiny budgets).
+
+The numbers are not checked (a 2-step segmenter measures nothing); the protocol is: every
+arm and target is reported, the stages are kept, and a second run reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "downstream.py"
+TINY = ("--real", "8", "--extra", "8", "--test", "8", "--gen-steps", "2", "--steps", "2",
+        "--seeds", "2", "--jobs", "1", "--samples-per-map", "1", "--max-samples", "2",
+        "--batch", "4", "--threads", "1")
+
+
+def _run(out: Path) -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *TINY],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout), done.stderr
+
+
+def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
+    out = tmp_path / "ds"
+    result, log = _run(out)
+    assert json.loads((out / "result.json").read_text()) == result
+    assert (out / "downstream.png").stat().st_size > 0
+    arms = {"R", "R+S_raw", "R+S_filtered", "R+S_curated", "S_only"}
+    assert set(result["miou"]["same_masks"]) == arms
+    assert set(result["miou"]["extra_layouts"]) == arms | {"R+oracle"}
+    for scenario in result["miou"].values():
+        for arm in scenario.values():
+            assert len(arm["runs"]) == 2 and all(0 <= v <= 100 for v in arm["runs"])
+    # the mixed arms share R's seeds: the gains are paired differences
+    r = result["miou"]["extra_layouts"]["R"]["runs"]
+    oracle = result["miou"]["extra_layouts"]["R+oracle"]["runs"]
+    assert abs(result["gain_oracle_extra"] - (sum(oracle) - sum(r)) / 2) < 0.02
+    assert len(result["targets"]) == 5 and all(isinstance(v, bool)
+                                               for v in result["targets"].values())
+    look = result["appearance"]
+    assert look["maps"] == 8 and look["seed_to_seed"] >= 0 and look["std_photo"] > 0
+    assert "20 segmenter runs to do (0 cached)" in log
+    again, log = _run(out)
+    assert "0 segmenter runs to do (20 cached)" in log
+    assert again["miou"] == result["miou"] and again["appearance"] == result["appearance"]
