@@ -205,6 +205,17 @@ def condition_map(G: SISGenerator, labels: torch.Tensor, edges: torch.Tensor | N
     return G.condition(labels, edges)
 
 
+def mode_seeking_loss(fake: torch.Tensor, fake2: torch.Tensor, z: torch.Tensor,
+                      z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """MSGAN's term: ``1 / (mean|fake - fake2| / mean|z - z2| + eps)``.
+
+    Small when two noises give images as far apart as the noises are; large when the
+    generator maps them to the same image.
+    """
+    ratio = (fake - fake2).abs().mean() / (z - z2).abs().mean()
+    return 1.0 / (ratio + eps)
+
+
 @register_objective("spade", "clade", "clade_icpe", "va_spade", "va_clade", "posgen")
 class SPADEObjective(Objective):
     """SPADE / GauGAN training (also CLADE, CLADE-ICPE, VA-SPADE, VA-CLADE and PosGen).
@@ -213,14 +224,22 @@ class SPADEObjective(Objective):
     matching (``fm``), the VGG perceptual loss (``vgg``), and -- when ``kld`` > 0 and the
     generator takes a style vector -- the VAE image encoder whose KL term joins the
     generator loss (SPADE's multi-modal training). ``l1`` adds a pixel reconstruction term
-    (not in the paper; off by default).
+    and ``ms`` the mode-seeking term (neither in the paper; both off by default).
+
+    Mode seeking (Mao et al., CVPR 2019, "Mode Seeking Generative Adversarial Networks for
+    Diverse Image Synthesis"): a second image of the same maps from other noise, and the
+    term ``ms / (mean|fake - fake2| / mean|z - z2| + 1e-5)``, which grows when the generator
+    ignores its noise. The second noise is the prior's draw: with the VAE encoder that is
+    the noise the encoder replaced (so the images made from the prior at generation time
+    are trained too), else a fresh draw. The second image also gets the adversarial term
+    (``g_gan`` is then the mean of both).
 
     Encoder arguments: :data:`~sisgen.training.vae.ENCODER_DEFAULTS` (the encoder's width
     ``ngf``, ``input_size``, ``spectral``).
     """
 
     default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 0.0,
-                                                  "kld": 0.0, "l1": 0.0}
+                                                  "kld": 0.0, "l1": 0.0, "ms": 0.0}
     default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 4,
                                                        "spectral": True}
     default_encoder: ClassVar[dict[str, Any]] = ENCODER_DEFAULTS
@@ -240,13 +259,22 @@ class SPADEObjective(Objective):
 
     def generator_loss(self, G: SISGenerator, batch: Batch, noise: torch.Tensor | None
                        ) -> tuple[torch.Tensor, Terms, torch.Tensor]:
-        """Hinge + feature matching (+ VGG, KL, L1 as weighted)."""
+        """Hinge + feature matching (+ VGG, KL, L1, mode seeking as weighted)."""
         D, w = self.d_nets["D"], self.weights
+        prior = noise
         noise, kld = self._style(batch, noise)
         fake = G(**self.generator_inputs(G, batch, noise))
         seg = condition_map(G, batch["labels"], batch.get("edges"))
         pred_fake = D(seg, fake)
         terms: Terms = {"g_gan": w["gan"] * hinge_g_loss(pred_fake)}
+        if w["ms"] > 0:
+            if noise is None:
+                raise SisgenInputError("losses.ms > 0 (mode seeking) needs a generator that "
+                                       "takes noise")
+            other = prior if kld is not None else torch.randn_like(noise)
+            fake2 = G(**self.generator_inputs(G, batch, other))
+            terms["g_gan"] = 0.5 * (terms["g_gan"] + w["gan"] * hinge_g_loss(D(seg, fake2)))
+            terms["g_ms"] = w["ms"] * mode_seeking_loss(fake, fake2, noise, other)
         if w["fm"] > 0:
             with torch.no_grad():
                 pred_real = D(seg, batch["image"])
