@@ -19,6 +19,7 @@ to it when the aspect ratios agree (within 1 % or a pixel), and refused otherwis
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -68,16 +69,21 @@ class LabeledDataset(Dataset):
         hflip: Mirror items horizontally with probability 1/2, drawn from
             ``(seed, epoch, index)`` alone (see :meth:`set_epoch`).
         seed: Seed of the flips.
+        ignore_classes: Classes (ids or names of the source's vocabulary) whose pixels are
+            written as ignore (255): e.g. the classes a generator renders too poorly to
+            learn from (:func:`sisgen.training.segmenter.class_transfer`).
 
     Attributes:
         vocabulary: The id space of the items' labels.
 
     Raises:
-        SisgenInputError: An empty source, or one whose first sample has no photo.
+        SisgenInputError: An empty source, one whose first sample has no photo, or an
+            ignored class the vocabulary does not have.
     """
 
     def __init__(self, source: Source, *, size: tuple[int, int] | None = None,
-                 train_ids: bool = False, hflip: bool = False, seed: int = 0):
+                 train_ids: bool = False, hflip: bool = False, seed: int = 0,
+                 ignore_classes: Iterable[int | str] = ()):
         self.source = source
         self.size = None if size is None else (int(size[0]), int(size[1]))
         if self.size is not None and min(self.size) < 1:
@@ -88,6 +94,7 @@ class LabeledDataset(Dataset):
         self.ignore_id = source.vocabulary.ignore_id
         self.train_id_lut: np.ndarray | None = None
         self.vocabulary: Vocabulary = source.vocabulary
+        self.ignore_classes = sorted({source.vocabulary.resolve(c) for c in ignore_classes})
         if train_ids:
             self.vocabulary = train_id_vocabulary(source.vocabulary)
             self.train_id_lut = source.vocabulary.train_id_table()
@@ -132,6 +139,8 @@ class LabeledDataset(Dataset):
         label = label.astype(np.int64)
         if self.ignore_id != IGNORE_ID:
             label[label == self.ignore_id] = IGNORE_ID
+        if self.ignore_classes:
+            label[np.isin(label, self.ignore_classes)] = IGNORE_ID
         if self.train_id_lut is not None:
             label = self.train_id_lut[np.clip(label, 0, 255)].astype(np.int64)
         return resize_image(photo, size), label, lm.id

@@ -70,6 +70,17 @@ def test_a_generated_folder_dataset_keeps_its_ignore_pixels(tmp_path):
     assert set(np.unique(label[H // 4:])) == {1, 8}
 
 
+def test_ignored_classes_become_ignore_pixels(tmp_path):
+    src = folder_dataset(tmp_path / "f", ids=(1, 8))  # road | car, top quarter ignored
+    plain = LabeledDataset(src)[0]["label"]
+    item = LabeledDataset(src, ignore_classes=["car"])[0]["label"]
+    assert (item[plain == 8] == 255).all() and (item[plain != 8] == plain[plain != 8]).all()
+    by_id = LabeledDataset(src, ignore_classes=[8, "road"])[0]["label"]
+    assert (by_id == 255).all()
+    with pytest.raises(SisgenInputError, match="no class 'bus'"):
+        LabeledDataset(src, ignore_classes=["bus"])
+
+
 def test_hflip_is_seeded_per_item_and_epoch():
     src = toycity(length=8)
     a = LabeledDataset(src, hflip=True, seed=3)

@@ -262,3 +262,34 @@ def test_evaluation_of_a_source_and_of_a_trained_net():
     assert set(scores["iou"]) <= set(get_vocabulary("toycity").names)
     with pytest.raises(SisgenInputError, match="empty"):
         evaluate_segmenter(net, Pairs(torch.rand(0, 3, 4, 4), torch.zeros(0, 4, 4)))
+
+
+def test_class_transfer_finds_the_class_the_synthetic_set_gets_wrong(tmp_path):
+    from sisgen.training.segmenter import ClassTransfer, class_transfer
+
+    vocab = get_vocabulary("toycity")
+    real = encoded_pairs(12, seed=2)
+    real.vocabulary = vocab
+    # a "generator" that draws sidewalk (2) where the map says road (1): images right,
+    # labels wrong for one class
+    labels = real.labels.clone()
+    labels[labels == 2] = 1
+    synthetic = Pairs(real.images, labels, vocabulary=vocab)
+    t = class_transfer(synthetic, real, steps=60, batch_size=4, width=8, threads=1)
+    sky, sidewalk = t.classes["sky"], t.classes["sidewalk"]
+    assert sky["ratio"] is not None and sky["ratio"] > 0.8
+    assert sidewalk["synthetic_to_real"] < 5 and sidewalk["real_to_real"] > 50
+    # road loses too: the synthetic-trained net calls the real sidewalk road
+    assert "sidewalk" in t.poor_classes(0.8) and "sky" not in t.poor_classes(0.8)
+    assert t.classes["road"]["ratio"] < sky["ratio"]
+    assert t.classes["car"]["ratio"] is None  # no car in the held-out pairs
+    assert t.config["real_train"] == 6 and t.config["real_scored"] == 6
+    t.save(tmp_path / "t.json")
+    assert ClassTransfer.load(tmp_path / "t.json", vocabulary=vocab) == t
+    with pytest.raises(SisgenInputError, match="t.json"):
+        ClassTransfer.load(tmp_path / "t.json", vocabulary=get_vocabulary("cityscapes"))
+    with pytest.raises(SisgenInputError, match="not the real pairs'"):
+        class_transfer(Pairs(real.images, labels, vocabulary=get_vocabulary("cityscapes")),
+                       real, steps=1)
+    with pytest.raises(SisgenInputError, match="hold out"):
+        class_transfer(synthetic, Pairs(real.images[:1], labels[:1], vocabulary=vocab), steps=1)

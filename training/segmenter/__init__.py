@@ -9,6 +9,9 @@ or ONNX), and this package makes the loop run with none:
 * :func:`train_segmenter` -- trains one on streams of labeled items (real, synthetic,
   curated with ignore pixels) mixed per batch in fixed proportions;
 * :func:`evaluate_segmenter` -- dataset-level mIoU / pixel accuracy / per-class IoU;
+* :func:`class_transfer` -- per class, how well a segmenter trained on synthetic images
+  does on held-out real photos, against one trained on real photos (which classes a
+  generator renders too poorly to learn from);
 * :func:`export_segmenter` -- ONNX or TorchScript plus a JSON sidecar that
   :class:`sisgen.segmenter.Segmenter` reads;
 * :mod:`.cli` -- ``sisgen segmenter train``.
@@ -20,6 +23,7 @@ from .data import SourcePairs
 from .evaluate import evaluate_segmenter
 from .network import SegNet
 from .trainer import SegmenterLog, StreamSampler, pixel_loss, train_segmenter
+from .transfer import ClassTransfer, class_transfer
 
-__all__ = ["SegNet", "SegmenterLog", "SourcePairs", "StreamSampler", "evaluate_segmenter",
-           "pixel_loss", "train_segmenter"]
+__all__ = ["ClassTransfer", "SegNet", "SegmenterLog", "SourcePairs", "StreamSampler",
+           "class_transfer", "evaluate_segmenter", "pixel_loss", "train_segmenter"]
