@@ -25,6 +25,11 @@ Protocol (every choice below is a flag):
   written as ignore) and ``curated`` (filtered, and the samples distributed by a
   hardness + class-balance plan with at most ``--max-samples`` per map: hardness scored on
   R's photos for the same masks, on a first synthetic pass for the extra layouts).
+* **Class transfer**: which classes the generator renders too poorly to learn from
+  (:func:`sisgen.training.segmenter.class_transfer`, R only: a segmenter trained on the
+  extra layouts' raw set and one trained on R's first half, both scored on R's second
+  half); the classes whose ratio is below ``--transfer-below`` are ignored in the
+  ``R+S_transfer`` arms (the raw sets, read with those classes as ignore pixels).
 * **Arms**, each a segmenter (:func:`sisgen.training.segmenter.train_segmenter`) trained for
   the same ``--steps`` with ``--batch`` real images per step; mixed arms add
   ``--second-batch`` (default ``--batch``) synthetic images per step on top (the real set
@@ -37,7 +42,8 @@ Protocol (every choice below is a flag):
 
 Prints one JSON object (``miou`` per scenario and arm with mean/std/stderr/runs, the gains,
 ``oracle_share_curated``, ``synthetic_only_ratio``, ``stderr``, ``targets``, ``minutes``,
-and the generator's ``appearance`` diversity on T's maps, see :func:`appearance`) and
+the ``transfer_ignored`` classes, and the generator's ``appearance`` diversity on T's maps,
+see :func:`appearance`) and
 writes it to ``OUT/result.json`` with a bar chart ``OUT/downstream.png``. Finished stages
 and arms are kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a
 fresh run); ``minutes`` counts only the work of this invocation, ``stage_minutes`` every
@@ -75,9 +81,17 @@ SYNTHETIC = ("raw", "filtered", "curated")
 DEFAULT_FILTER = (1.25, 0.5)
 
 
+#: The transfer ratio below which a class is ignored in the ``R+S_transfer`` arms.
+DEFAULT_TRANSFER_BELOW = 0.8
+
+
 def set_name(args: argparse.Namespace, kind: str) -> str:
     """The folder / stream name of a synthetic set: ``kind``, plus the filter settings
-    when they are not :data:`DEFAULT_FILTER` (the raw set is never filtered)."""
+    when they are not :data:`DEFAULT_FILTER` (the raw set is never filtered), or the
+    transfer threshold when it is not :data:`DEFAULT_TRANSFER_BELOW`."""
+    if kind == "transfer":
+        below = args.transfer_below
+        return kind if below == DEFAULT_TRANSFER_BELOW else f"{kind}_b{below:g}"
     if kind == "raw" or (args.loss_factor, args.max_ignored) == DEFAULT_FILTER:
         return kind
     return f"{kind}_f{args.loss_factor:g}_i{args.max_ignored:g}"
@@ -167,7 +181,7 @@ def stage_minutes(out: Path, arm_seconds: float) -> dict[str, float | None]:
             for f in sorted((out / "synthetic").glob("*/done"))]
     minutes: dict[str, float | None] = {
         name: round(stages[name]["seconds"] / 60, 1) if name in stages else None
-        for name in ("generator", "reference")}
+        for name in ("generator", "reference", "transfer")}
     minutes["synthetic_sets"] = round(sum(sets) / 60, 1)
     minutes["segmenter_arms"] = round(arm_seconds / 60, 1)
     return minutes
@@ -256,6 +270,35 @@ def synthesize(args: argparse.Namespace, out: Path, data: dict[str, Any], model:
     return sets
 
 
+def class_transfer_stage(args: argparse.Namespace, out: Path, data: dict[str, Any],
+                         sets: dict[str, dict[str, Path]]) -> list[str]:
+    """The classes the ``R+S_transfer`` arms ignore; adds those sets to ``sets``.
+
+    The transfer is measured once (``OUT/transfer.json``) on the extra layouts' raw set,
+    whose maps are not R's, and applies to both scenarios: how well a class is rendered is
+    the generator's, not the layouts'.
+    """
+    from sisgen import sources
+    from sisgen.integrations import LabeledDataset
+    from sisgen.training.segmenter import ClassTransfer, class_transfer
+
+    path = out / "transfer.json"
+    if not path.is_file():
+        t = time.perf_counter()
+        synthetic = LabeledDataset(sources.open("folder", sets["extra_layouts"]["raw"]))
+        class_transfer(synthetic, LabeledDataset(data["R"]), steps=args.steps,
+                       batch_size=args.batch, seed=1000, size=SIZE, width=args.width,
+                       threads=1).save(path)
+        _record(out, "transfer", time.perf_counter() - t)
+    poor = ClassTransfer.load(path, vocabulary=data["R"].vocabulary).poor_classes(
+        args.transfer_below)
+    _log(f"class transfer: {poor or 'no class'} below {args.transfer_below:g}, ignored in "
+         "the R+S_transfer arms")
+    for scenario in SCENARIOS:
+        sets[scenario][set_name(args, "transfer")] = sets[scenario]["raw"]
+    return poor
+
+
 # ----------------------------------------------------------------------------- arms
 def arms(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
     """Scenario -> arm -> the streams it trains on (``--batch`` items per step each; a
@@ -265,19 +308,22 @@ def arms(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
         table[scenario] = {"R": ["R"]}
         for kind in SYNTHETIC:
             table[scenario][f"R+S_{kind}"] = ["R", f"{scenario}/{set_name(args, kind)}"]
+        table[scenario]["R+S_transfer"] = ["R", f"{scenario}/{set_name(args, 'transfer')}"]
         table[scenario]["S_only"] = [f"{scenario}/{set_name(args, 'curated')}"]
     table["extra_layouts"]["R+oracle"] = ["R", "E"]
     return table
 
 
-def _stream(name: str, data: dict[str, Any], sets: dict[str, dict[str, Path]]) -> Any:
+def _stream(name: str, data: dict[str, Any], sets: dict[str, dict[str, Path]],
+            ignore: Sequence[str] = ()) -> Any:
     from sisgen import sources
     from sisgen.integrations import LabeledDataset
 
     if name in data:
         return LabeledDataset(data[name])
     scenario, kind = name.split("/")
-    return LabeledDataset(sources.open("folder", sets[scenario][kind]))
+    return LabeledDataset(sources.open("folder", sets[scenario][kind]),
+                          ignore_classes=ignore if kind.startswith("transfer") else ())
 
 
 def _second_batch(args: argparse.Namespace) -> int:
@@ -298,9 +344,8 @@ def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
     sets = {s: {k: Path(p) for k, p in v.items()} for s, v in config["sets"].items()}
     t = time.perf_counter()
     sizes = [args.batch] + [_second_batch(args)] * (len(streams) - 1)
-    net = _train_arm([(_stream(n, data, sets), size) for n, size in zip(streams, sizes,
-                                                                        strict=True)],
-                     args, seed)
+    net = _train_arm([(_stream(n, data, sets, config["transfer_ignore"]), size)
+                      for n, size in zip(streams, sizes, strict=True)], args, seed)
     score = evaluate_segmenter(net, _stream("T", data, sets), batch_size=64)
     result = {"streams": streams, "seed": seed, "miou": score["miou"], "iou": score["iou"],
               "seconds": round(time.perf_counter() - t, 1)}
@@ -310,12 +355,14 @@ def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
     return result
 
 
-def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path]]
-             ) -> tuple[dict[tuple[str, ...], list[float]], float]:
+def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path]],
+             ignore: Sequence[str]) -> tuple[dict[tuple[str, ...], list[float]], float]:
     """mIoU of every distinct arm (by its streams) for every seed, and the seconds of all
-    those runs (cached ones included); runs ``--jobs`` at once."""
+    those runs (cached ones included); runs ``--jobs`` at once. ``ignore``: the classes
+    the transfer arms ignore."""
     config = {k: v for k, v in vars(args).items() if k != "func"}
     config["sets"] = {s: {k: str(p) for k, p in v.items()} for s, v in sets.items()}
+    config["transfer_ignore"] = list(ignore)
     distinct = sorted({tuple(v) for arm in arms(args).values() for v in arm.values()})
     (out / "arms").mkdir(parents=True, exist_ok=True)
     jobs, results = [], {}
@@ -369,7 +416,10 @@ def summarize(table: dict[str, dict[str, list[str]]], scores: dict[tuple[str, ..
              "gain_raw_extra": gain("extra_layouts", "R+S_raw"),
              "gain_curated_extra": gain("extra_layouts", "R+S_curated"),
              "gain_oracle_extra": gain("extra_layouts", "R+oracle"),
-             "curated_minus_raw_extra": gain("extra_layouts", "R+S_curated", "R+S_raw")}
+             "curated_minus_raw_extra": gain("extra_layouts", "R+S_curated", "R+S_raw"),
+             "gain_transfer_extra": gain("extra_layouts", "R+S_transfer"),
+             "gain_transfer_same_masks": gain("same_masks", "R+S_transfer"),
+             "transfer_minus_raw_extra": gain("extra_layouts", "R+S_transfer", "R+S_raw")}
     oracle = gains["gain_oracle_extra"][0]
     share = gains["gain_curated_extra"][0] / oracle if oracle > 0 else math.nan
     r_mean = runs("same_masks", "R").mean()
@@ -434,7 +484,8 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
         d.text((8, y(tick) - 6), f"{tick:.0f}", fill="black")
     d.text((8, 10), "mIoU (%) on held-out real ToyCity photos, mean +- stderr over seeds",
            fill="black")
-    colours = {"R": (120, 120, 120), "R+oracle": (60, 140, 60), "S_only": (200, 140, 40)}
+    colours = {"R": (120, 120, 120), "R+oracle": (60, 140, 60), "S_only": (200, 140, 40),
+               "R+S_transfer": (150, 90, 170)}
     x = left
     for scenario, items in groups:
         d.text((x, top + height + 55), scenario, fill="black")
@@ -474,6 +525,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loss-factor", type=float, default=1.25)
     p.add_argument("--max-ignored", type=float, default=0.5,
                    help="drop a synthetic image with more than this fraction ignored")
+    p.add_argument("--transfer-below", type=float, default=DEFAULT_TRANSFER_BELOW,
+                   help="the R+S_transfer arms ignore the classes whose transfer ratio "
+                        "(synthetic-trained / real-trained IoU on real pairs) is below this")
     p.add_argument("--steps", type=int, default=1000, help="segmenter steps of every arm")
     p.add_argument("--batch", type=int, default=16, help="images per stream per step")
     p.add_argument("--second-batch", type=int, default=None,
@@ -504,10 +558,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = train_generator(args, out)
     segmenter, stats = reference(args, out, data)
     sets = synthesize(args, out, data, model, segmenter, stats)
-    scores, arm_seconds = run_arms(args, out, sets)
+    ignore = class_transfer_stage(args, out, data, sets)
+    scores, arm_seconds = run_arms(args, out, sets, ignore)
     result = summarize(arms(args), scores, (time.perf_counter() - t0) / 60)
     result["stage_minutes"] = stage_minutes(out, arm_seconds)
     result["appearance"] = appearance(model, data["T"])
+    result["transfer_ignored"] = ignore
     result["config"] = {k: v for k, v in vars(args).items()}
     result = _finite(result)
     (out / "result.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -29,7 +29,7 @@ def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
     result, log = _run(out)
     assert json.loads((out / "result.json").read_text()) == result
     assert (out / "downstream.png").stat().st_size > 0
-    arms = {"R", "R+S_raw", "R+S_filtered", "R+S_curated", "S_only"}
+    arms = {"R", "R+S_raw", "R+S_filtered", "R+S_curated", "R+S_transfer", "S_only"}
     assert set(result["miou"]["same_masks"]) == arms
     assert set(result["miou"]["extra_layouts"]) == arms | {"R+oracle"}
     for scenario in result["miou"].values():
@@ -43,7 +43,10 @@ def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
                                                for v in result["targets"].values())
     look = result["appearance"]
     assert look["maps"] == 8 and look["seed_to_seed"] >= 0 and look["std_photo"] > 0
-    assert "20 segmenter runs to do (0 cached)" in log
+    assert "24 segmenter runs to do (0 cached)" in log
+    transfer = json.loads((out / "transfer.json").read_text())
+    assert set(transfer["classes"]) >= {"road", "car"}
+    assert isinstance(result["transfer_ignored"], list)
     again, log = _run(out)
-    assert "0 segmenter runs to do (20 cached)" in log
+    assert "0 segmenter runs to do (24 cached)" in log
     assert again["miou"] == result["miou"] and again["appearance"] == result["appearance"]
