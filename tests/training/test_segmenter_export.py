@@ -136,3 +136,29 @@ def test_cli_mixes_a_generated_folder_dataset_and_checks_its_vocabulary(tmp_path
     args = parser.parse_args([*base, "--out", str(tmp_path / "b")])
     with pytest.raises(SisgenInputError, match="vocabulary"):
         args.func(args)
+
+
+def test_cli_transfer_writes_per_class_ratios(tmp_path, capsys):
+    from sisgen.io import write_image, write_json
+    from sisgen.training.segmenter import ClassTransfer
+
+    # a "synthetic" set: real ToyCity pairs written as a folder dataset
+    src = sources.open("toycity", split="extra", size=(H, W), length=4, seed=0)
+    syn = tmp_path / "generated"
+    for i in range(len(src)):
+        write_image(syn / "labels" / f"g{i}.png", src.load(i).semantic.astype(np.uint8))
+        write_image(syn / "images" / f"g{i}.png", src.photo(i))
+    write_json(syn / "vocabulary.json", get_vocabulary("toycity").to_dict())
+    parser = argparse.ArgumentParser(prog="sisgen")
+    segmenter_cli.add_parser(parser.add_subparsers(dest="command"))
+    out = tmp_path / "transfer.json"
+    args = parser.parse_args([
+        "segmenter", "transfer", "--source", "toycity", "--source-option", "length=6",
+        "--size", f"{H}x{W}", "--synthetic", str(syn), "--steps", "2", "--batch-size", "2",
+        "--width", "4", "--out", str(out)])
+    assert args.func(args) == 0
+    saved = ClassTransfer.load(out, vocabulary=get_vocabulary("toycity"))
+    assert saved.config["real_train"] == 3 and saved.config["synthetic"] == 4
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["ratio"] == {k: v["ratio"] for k, v in saved.classes.items()}
+    assert printed["poor"] == saved.poor_classes(0.8)

@@ -1,4 +1,7 @@
-"""``sisgen segmenter train``: train, score and export the compact segmenter.
+"""``sisgen segmenter train`` and ``transfer``: the compact segmenter; class transfer.
+
+``train`` trains, scores and exports the compact segmenter; ``transfer`` measures which
+classes of a synthetic set transfer to real photos.
 
 ::
 
@@ -17,6 +20,13 @@ Validation uses ``--val-source`` (default: ``--source``) with ``--val-split`` (d
 pairs; ``--no-val`` skips it. ``--synthetic`` is a folder dataset written by ``sisgen
 generate`` (``--writers folder``; a curated one keeps its ignore pixels): each step then
 draws ``--batch-size`` real and ``--synthetic-per-batch`` synthetic items.
+
+``sisgen segmenter transfer --source toycity --source-option length=300 --size 64x128
+--synthetic runs/generated --steps 400 --below 0.8 --out transfer.json`` runs
+:func:`~sisgen.training.segmenter.class_transfer` (real pairs from ``--source``, split in
+two by ``--holdout``), writes the per-class ratios to ``--out`` and prints them with the
+classes below ``--below``; read the synthetic set with
+``LabeledDataset(..., ignore_classes=...)`` of those classes.
 
 The ``sisgen`` command adds this parser with :func:`add_parser` and dispatches to
 :func:`run`.
@@ -78,6 +88,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="comma-separated export formats (onnx, torchscript)")
     t.add_argument("--out", required=True, help="output folder")
     t.set_defaults(func=run)
+    c = sub.add_parser("transfer", help="which classes of a synthetic set transfer to real "
+                       "photos (per-class IoU ratio on held-out real pairs)")
+    c.add_argument("--source", required=True, help="source kind of the real pairs")
+    c.add_argument("--root", help="dataset root")
+    c.add_argument("--split", default="train")
+    c.add_argument("--vocabulary", help="vocabulary of a folder source (name or file)")
+    c.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="source option, e.g. length=300 (repeatable)")
+    c.add_argument("--synthetic", required=True,
+                   help="a folder dataset written by sisgen generate")
+    c.add_argument("--size", type=size_arg, default=(64, 128), help="training size HxW")
+    c.add_argument("--holdout", type=float, default=0.5,
+                   help="share of the real pairs (the last ones) that scores both segmenters")
+    c.add_argument("--steps", type=_count, default=400, help="steps of each segmenter")
+    c.add_argument("--batch-size", type=_count, default=16)
+    c.add_argument("--width", type=int, default=16, help="SegNet width")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--below", type=float, default=0.8,
+                   help="report the classes whose ratio is below this as poor")
+    c.add_argument("--out", required=True, help="the JSON file to write")
+    c.set_defaults(func=run)
     return p
 
 
@@ -94,8 +126,27 @@ def _open(kind: str, root: str | None, split: str, options: list[str], vocabular
     return open_run_source(spec, size, seed=0, evaluation=evaluation)
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    from sisgen import sources
+    from sisgen.training.segmenter import SourcePairs, class_transfer
+
+    size = tuple(args.size)
+    real = SourcePairs(_open(args.source, args.root, args.split, args.source_option,
+                             args.vocabulary, size, False), size)
+    synthetic = SourcePairs(sources.open("folder", args.synthetic), size)
+    result = class_transfer(synthetic, real, holdout=args.holdout, steps=args.steps,
+                            batch_size=args.batch_size, seed=args.seed, size=size,
+                            width=args.width, threads=args.threads)
+    result.save(args.out)
+    print(json.dumps({"out": str(args.out), "poor": result.poor_classes(args.below),
+                      "ratio": {k: v["ratio"] for k, v in result.classes.items()}}))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sisgen segmenter <command>``; returns the exit code."""
+    if args.segmenter_command == "transfer":
+        return _transfer(args)
     if args.segmenter_command != "train":
         raise SisgenInputError(f"unknown segmenter command {args.segmenter_command!r}")
     from sisgen import sources
