@@ -79,8 +79,6 @@ SYNTHETIC = ("raw", "filtered", "curated")
 #: The filter settings whose sets (and arms) keep their plain names; other settings add a
 #: suffix, so a sweep of ``--loss-factor`` / ``--max-ignored`` reuses only what matches.
 DEFAULT_FILTER = (1.25, 0.5)
-
-
 #: The transfer ratio below which a class is ignored in the ``R+S_transfer`` arms.
 DEFAULT_TRANSFER_BELOW = 0.8
 
@@ -512,7 +510,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--extra", type=int, default=1000, help="extra layouts E")
     p.add_argument("--test", type=int, default=500, help="held-out test photos T")
     p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--gen-preset", default="toycity_spade_tiny")
+    p.add_argument("--gen-preset", default="toycity_spade_vae",
+                   help="training preset of the generator (the tiny SPADE with the VAE "
+                        "encoder; toycity_spade_tiny: without, as the quickstart)")
     p.add_argument("--gen-minutes", type=float, default=15.0)
     p.add_argument("--gen-steps", type=int, default=None,
                    help="train the generator for this many steps instead of --gen-minutes "
