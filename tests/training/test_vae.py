@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
+from sisgen.errors import SisgenInputError
 from sisgen.models import build_model
 from sisgen.models.encoder import ConvEncoder
+from sisgen.training.objective import objective_for
 from sisgen.training.vae import LAMBDA_KLD, encode_style, kl_divergence
 
 
@@ -43,11 +46,6 @@ def test_encoder_generator_backward_step():
 
 
 def test_objective_sizes_the_encoder_from_its_arguments():
-    import pytest
-
-    from sisgen.errors import SisgenInputError
-    from sisgen.training.objective import objective_for
-
     g = build_model("spade", dataset="tiny", z_dim=8, ngf=4)
     small = {"num_d": 1, "ndf": 4, "n_layers": 2}
     default = objective_for(g, {"kld": 0.05}, small).g_nets["E"]

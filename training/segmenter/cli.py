@@ -53,18 +53,23 @@ def _count(text: str) -> int:
     return v
 
 
+def _add_real_source(parser: argparse.ArgumentParser, source_help: str) -> None:
+    """``--source`` / ``--root`` / ``--split`` / ``--vocabulary`` / ``--source-option``."""
+    parser.add_argument("--source", required=True, help=source_help)
+    parser.add_argument("--root", help="dataset root")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--vocabulary", help="vocabulary of a folder source (name or file)")
+    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="source option, e.g. length=300 (repeatable)")
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``segmenter`` (with its ``train`` command) to the ``sisgen`` sub-commands."""
+    """Add ``segmenter`` (``train`` and ``transfer``) to the ``sisgen`` sub-commands."""
     p = subparsers.add_parser("segmenter", help="train the compact segmenter (curation, "
                               "downstream benchmarks)", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="segmenter_command", required=True)
     t = sub.add_parser("train", help="train, score and export a segmenter")
-    t.add_argument("--source", required=True, help="source kind with photos (toycity, ...)")
-    t.add_argument("--root", help="dataset root")
-    t.add_argument("--split", default="train")
-    t.add_argument("--vocabulary", help="vocabulary of a folder source (name or file)")
-    t.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="source option, e.g. length=300 (repeatable)")
+    _add_real_source(t, "source kind with photos (toycity, ...)")
     t.add_argument("--synthetic", help="a folder dataset written by sisgen generate")
     t.add_argument("--synthetic-per-batch", type=_count, default=None,
                    help="synthetic items per step (default: --batch-size)")
@@ -90,12 +95,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.set_defaults(func=run)
     c = sub.add_parser("transfer", help="which classes of a synthetic set transfer to real "
                        "photos (per-class IoU ratio on held-out real pairs)")
-    c.add_argument("--source", required=True, help="source kind of the real pairs")
-    c.add_argument("--root", help="dataset root")
-    c.add_argument("--split", default="train")
-    c.add_argument("--vocabulary", help="vocabulary of a folder source (name or file)")
-    c.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="source option, e.g. length=300 (repeatable)")
+    _add_real_source(c, "source kind of the real pairs")
     c.add_argument("--synthetic", required=True,
                    help="a folder dataset written by sisgen generate")
     c.add_argument("--size", type=size_arg, default=(64, 128), help="training size HxW")
@@ -126,13 +126,19 @@ def _open(kind: str, root: str | None, split: str, options: list[str], vocabular
     return open_run_source(spec, size, seed=0, evaluation=evaluation)
 
 
+def _real_pairs(args: argparse.Namespace, size: tuple[int, int]) -> Any:
+    from sisgen.training.segmenter import SourcePairs
+
+    return SourcePairs(_open(args.source, args.root, args.split, args.source_option,
+                             args.vocabulary, size, False), size)
+
+
 def _transfer(args: argparse.Namespace) -> int:
     from sisgen import sources
     from sisgen.training.segmenter import SourcePairs, class_transfer
 
     size = tuple(args.size)
-    real = SourcePairs(_open(args.source, args.root, args.split, args.source_option,
-                             args.vocabulary, size, False), size)
+    real = _real_pairs(args, size)
     synthetic = SourcePairs(sources.open("folder", args.synthetic), size)
     result = class_transfer(synthetic, real, holdout=args.holdout, steps=args.steps,
                             batch_size=args.batch_size, seed=args.seed, size=size,
@@ -159,8 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not formats:
         raise SisgenInputError(f"--formats {args.formats!r}: expected some of "
                                f"{', '.join(FORMATS)}")
-    real = SourcePairs(_open(args.source, args.root, args.split, args.source_option,
-                             args.vocabulary, size, False), size)
+    real = _real_pairs(args, size)
     streams: list[tuple[Any, int]] = [(real, args.batch_size)]
     if args.synthetic:
         syn = SourcePairs(sources.open("folder", args.synthetic), size)
