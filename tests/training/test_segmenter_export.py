@@ -126,10 +126,11 @@ def test_cli_mixes_a_generated_folder_dataset_and_checks_its_vocabulary(tmp_path
             "--size", f"{H}x{W}", "--steps", "2", "--batch-size", "2", "--width", "4",
             "--no-val", "--synthetic", str(syn), "--synthetic-per-batch", "1",
             "--formats", "torchscript"]
-    args = parser.parse_args([*base, "--out", str(tmp_path / "a")])
+    args = parser.parse_args([*base, "--separate-norm", "--out", str(tmp_path / "a")])
     assert args.func(args) == 0
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["train"]["drawn"] == [4, 2] and metrics["val"] is None
+    assert metrics["args"]["separate_norm"] is True
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
         "metrics.json", "segmenter.pt", "segmenter.pt.json"]
     write_json(syn / "vocabulary.json", get_vocabulary("cityscapes").to_dict())

@@ -9,6 +9,9 @@ or ONNX), and this package makes the loop run with none:
 * :func:`train_segmenter` -- trains one on streams of labeled items (real, synthetic,
   curated with ignore pixels) mixed per batch in fixed proportions;
 * :func:`evaluate_segmenter` -- dataset-level mIoU / pixel accuracy / per-class IoU;
+* :func:`recalibrate_norm` -- batch-norm statistics measured anew on unlabeled real
+  photos (AdaBN), for a segmenter trained on synthetic images alone; with
+  ``train_segmenter(..., separate_norm=True)``, see :mod:`.norm`;
 * :func:`class_transfer` -- per class, how well a segmenter trained on synthetic images
   does on held-out real photos, against one trained on real photos (which classes a
   generator renders too poorly to learn from);
@@ -22,8 +25,10 @@ from __future__ import annotations
 from .data import SourcePairs
 from .evaluate import evaluate_segmenter
 from .network import SegNet
+from .norm import recalibrate_norm
 from .trainer import SegmenterLog, StreamSampler, pixel_loss, train_segmenter
 from .transfer import ClassTransfer, class_transfer
 
 __all__ = ["ClassTransfer", "SegNet", "SegmenterLog", "SourcePairs", "StreamSampler",
-           "class_transfer", "evaluate_segmenter", "pixel_loss", "train_segmenter"]
+           "class_transfer", "evaluate_segmenter", "pixel_loss", "recalibrate_norm",
+           "train_segmenter"]

@@ -19,7 +19,9 @@ Validation uses ``--val-source`` (default: ``--source``) with ``--val-split`` (d
 ``val``), its own ``--val-root`` / ``--val-source-option`` and at most ``--val-limit``
 pairs; ``--no-val`` skips it. ``--synthetic`` is a folder dataset written by ``sisgen
 generate`` (``--writers folder``; a curated one keeps its ignore pixels): each step then
-draws ``--batch-size`` real and ``--synthetic-per-batch`` synthetic items.
+draws ``--batch-size`` real and ``--synthetic-per-batch`` synthetic items; with
+``--separate-norm`` each kind is normalised with its own batch statistics and the real ones
+are kept for evaluation (:mod:`.norm`).
 
 ``sisgen segmenter transfer --source toycity --source-option length=300 --size 64x128
 --synthetic runs/generated --steps 400 --below 0.8 --out transfer.json`` runs
@@ -73,6 +75,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--synthetic", help="a folder dataset written by sisgen generate")
     t.add_argument("--synthetic-per-batch", type=_count, default=None,
                    help="synthetic items per step (default: --batch-size)")
+    t.add_argument("--separate-norm", action="store_true",
+                   help="normalise real and synthetic items with their own batch statistics "
+                        "and keep the real ones for evaluation (domain-specific batch norm)")
     t.add_argument("--size", type=size_arg, default=(64, 128), help="training size HxW")
     t.add_argument("--steps", type=_count, default=1000)
     t.add_argument("--batch-size", type=_count, default=16, help="real items per step")
@@ -174,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in (("lr", args.lr), ("width", args.width)) if v is not None}
     net, log = train_segmenter(streams, vocabulary=real.vocabulary, steps=args.steps,
                                seed=args.seed, size=size, threads=args.threads,
-                               bf16=args.bf16, **options)
+                               bf16=args.bf16, separate_norm=args.separate_norm, **options)
     out = Path(args.out)
     files = {fmt: export_segmenter(net, out / f"segmenter{FORMATS[fmt]}",
                                    vocabulary=real.vocabulary, size=size, format=fmt)

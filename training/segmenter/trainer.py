@@ -56,6 +56,7 @@ from sisgen.vocab import Vocabulary, get_vocabulary
 
 from ..data import Geometry
 from .network import SegNet
+from .norm import per_stream_forward
 
 __all__ = ["SegmenterLog", "StreamSampler", "channel_table", "pixel_loss", "train_segmenter"]
 
@@ -335,8 +336,8 @@ def train_segmenter(streams: Sequence[tuple[Any, int] | Any], *,
                     steps: int = 1000, batch_size: int | None = None, lr: float = 1e-2,
                     weight_decay: float = 1e-4, warmup: int = 50, seed: int = 0,
                     size: tuple[int, int] | None = None, width: int = 16, depth: int = 4,
-                    max_scale: float = 1.0, balance: float = 0.5, bf16: bool = False,
-                    threads: int | None = 1,
+                    max_scale: float = 1.0, balance: float = 0.5,
+                    separate_norm: bool = False, bf16: bool = False, threads: int | None = 1,
                     callback: Callable[[int, dict[str, float]], None] | None = None,
                     ) -> tuple[SegNet, SegmenterLog]:
     """Train a :class:`SegNet` (module docstring).
@@ -365,6 +366,11 @@ def train_segmenter(streams: Sequence[tuple[Any, int] | Any], *,
             0.5 (inverse square root of the frequency) lifts ToyCity mIoU by ~10 points
             and divides the spread between seeds by three: rare classes (signs, terrain) no
             longer come and go with the seed.
+        separate_norm: Normalise each stream's items with their own batch statistics
+            (one forward pass per stream, :func:`~.norm.per_stream_forward`), and keep the
+            running statistics -- those used at evaluation -- of the first stream only. A
+            real stream mixed with a synthetic one then normalises the network as for real
+            photos.
         bf16: Run the forward pass under CPU bfloat16 autocast (weights, normalisations and
             the loss stay float32). About 1.4x faster where the CPU has native bfloat16
             (AVX512-BF16, AMX); much slower where it has not.
@@ -437,7 +443,10 @@ def train_segmenter(streams: Sequence[tuple[Any, int] | Any], *,
             for group in opt.param_groups:
                 group["lr"] = rate
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = net(images)
+                if separate_norm and len(parts) > 1:
+                    logits = per_stream_forward(net, images, [len(p[0]) for p in parts])
+                else:
+                    logits = net(images)
             loss = pixel_loss(logits.float(), labels, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
