@@ -35,7 +35,10 @@ Protocol (every choice below is a flag):
   ``--second-batch`` (default ``--batch``) synthetic images per step on top (the real set
   is never starved: every arm that has R sees exactly as many real images as the R arm),
   ``S_only`` uses ``--batch`` synthetic (curated) images, ``R+oracle`` adds
-  ``--second-batch`` real photos of E's layouts.
+  ``--second-batch`` real photos of E's layouts. Mixed arms normalise each stream with its
+  own batch statistics and keep R's for evaluation (``--separate-norm``, the default;
+  :mod:`sisgen.training.segmenter.norm`). ``S_only_adabn`` is ``S_only`` with its batch-norm
+  statistics measured anew on R's photos after training (AdaBN: no real label is read).
 * **Scoring**: mIoU (percent) on T, for ``--seeds`` seeds per arm; seed ``s`` gives every
   arm the same initial weights, so gains are paired per seed, and their standard errors are
   those of the paired differences.
@@ -81,6 +84,9 @@ SYNTHETIC = ("raw", "filtered", "curated")
 DEFAULT_FILTER = (1.25, 0.5)
 #: The transfer ratio below which a class is ignored in the ``R+S_transfer`` arms.
 DEFAULT_TRANSFER_BELOW = 0.8
+#: The last "stream" of an arm that recalibrates its batch norms on R's photos (no labels)
+#: after training (:func:`sisgen.training.segmenter.recalibrate_norm`, AdaBN).
+RECALIBRATE = "norm:R"
 
 
 def set_name(args: argparse.Namespace, kind: str) -> str:
@@ -189,7 +195,7 @@ def _train_arm(streams: list[tuple[Any, int]], args: argparse.Namespace, seed: i
     from sisgen.training.segmenter import train_segmenter
 
     net, _ = train_segmenter(streams, steps=args.steps, seed=seed, size=SIZE, width=args.width,
-                             threads=1, bf16=args.bf16)
+                             threads=1, bf16=args.bf16, separate_norm=args.separate_norm)
     return net
 
 
@@ -308,6 +314,7 @@ def arms(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
             table[scenario][f"R+S_{kind}"] = ["R", f"{scenario}/{set_name(args, kind)}"]
         table[scenario]["R+S_transfer"] = ["R", f"{scenario}/{set_name(args, 'transfer')}"]
         table[scenario]["S_only"] = [f"{scenario}/{set_name(args, 'curated')}"]
+        table[scenario]["S_only_adabn"] = [*table[scenario]["S_only"], RECALIBRATE]
     table["extra_layouts"]["R+oracle"] = ["R", "E"]
     return table
 
@@ -341,9 +348,14 @@ def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
     data = _data(args)
     sets = {s: {k: Path(p) for k, p in v.items()} for s, v in config["sets"].items()}
     t = time.perf_counter()
-    sizes = [args.batch] + [_second_batch(args)] * (len(streams) - 1)
+    train = [n for n in streams if n != RECALIBRATE]
+    sizes = [args.batch] + [_second_batch(args)] * (len(train) - 1)
     net = _train_arm([(_stream(n, data, sets, config["transfer_ignore"]), size)
-                      for n, size in zip(streams, sizes, strict=True)], args, seed)
+                      for n, size in zip(train, sizes, strict=True)], args, seed)
+    if RECALIBRATE in streams:
+        from sisgen.training.segmenter import recalibrate_norm
+
+        recalibrate_norm(net, _stream("R", data, sets), batch_size=args.batch)
     score = evaluate_segmenter(net, _stream("T", data, sets), batch_size=64)
     result = {"streams": streams, "seed": seed, "miou": score["miou"], "iou": score["iou"],
               "seconds": round(time.perf_counter() - t, 1)}
@@ -367,10 +379,12 @@ def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path
     for streams in distinct:
         for seed in range(args.seeds):
             precision = "_bf16" if args.bf16 else ""
+            mixed = len([n for n in streams if n != RECALIBRATE]) > 1
             mix = (f"_second{_second_batch(args)}"
-                   if len(streams) > 1 and _second_batch(args) != args.batch else "")
-            name = (f"{'+'.join(streams).replace('/', '_')}_steps{args.steps}{mix}{precision}"
-                    f"_seed{seed}.json")
+                   if mixed and _second_batch(args) != args.batch else "")
+            mix += "_sn" if mixed and args.separate_norm else ""
+            label = "+".join(streams).replace("/", "_").replace(RECALIBRATE, "adabn")
+            name = f"{label}_steps{args.steps}{mix}{precision}_seed{seed}.json"
             path = out / "arms" / name
             if path.is_file():
                 results[(streams, seed)] = json.loads(path.read_text(encoding="utf-8"))
@@ -423,6 +437,7 @@ def summarize(table: dict[str, dict[str, list[str]]], scores: dict[tuple[str, ..
     r_mean = runs("same_masks", "R").mean()
     ratio = runs("extra_layouts", "S_only").mean() / r_mean
     ratio_same = runs("same_masks", "S_only").mean() / r_mean
+    ratio_adabn = runs("extra_layouts", "S_only_adabn").mean() / r_mean
 
     def sig(name: str) -> bool:
         mean, err = gains[name]
@@ -434,6 +449,7 @@ def summarize(table: dict[str, dict[str, list[str]]], scores: dict[tuple[str, ..
         "oracle_share_curated": round(share, 3),
         "synthetic_only_ratio": round(float(ratio), 3),
         "synthetic_only_ratio_same_masks": round(float(ratio_same), 3),
+        "synthetic_only_ratio_adabn": round(float(ratio_adabn), 3),
         "stderr": {**{k: round(v[1], 2) for k, v in gains.items()},
                    **{f"{s}/{a}": miou[s][a]["stderr"] for s in miou for a in miou[s]}},
         "targets": {
@@ -444,6 +460,8 @@ def summarize(table: dict[str, dict[str, list[str]]], scores: dict[tuple[str, ..
             "same masks: curated gain >= 1.5 and > 2 stderr": bool(
                 gains["gain_same_masks"][0] >= 1.5 and sig("gain_same_masks")),
             "S alone >= 90% of R alone": bool(ratio >= 0.9),
+            "S alone, norm statistics of R's unlabeled photos, >= 90% of R alone": bool(
+                ratio_adabn >= 0.9),
         },
         "minutes": round(minutes, 1),
     })
@@ -483,7 +501,7 @@ def bar_chart(result: dict[str, Any], path: Path) -> None:
     d.text((8, 10), "mIoU (%) on held-out real ToyCity photos, mean +- stderr over seeds",
            fill="black")
     colours = {"R": (120, 120, 120), "R+oracle": (60, 140, 60), "S_only": (200, 140, 40),
-               "R+S_transfer": (150, 90, 170)}
+               "S_only_adabn": (230, 180, 90), "R+S_transfer": (150, 90, 170)}
     x = left
     for scenario, items in groups:
         d.text((x, top + height + 55), scenario, fill="black")
@@ -533,6 +551,10 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--second-batch", type=int, default=None,
                    help="images per step of a mixed arm's second stream (synthetic or oracle; "
                         "default --batch: half of each step); the real stream keeps --batch")
+    p.add_argument("--separate-norm", action=argparse.BooleanOptionalAction, default=True,
+                   help="mixed arms normalise each stream with its own batch statistics and "
+                        "keep R's for evaluation (domain-specific batch norm; arms cached "
+                        "separately)")
     p.add_argument("--width", type=int, default=16, help="segmenter width")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2, help="segmenter runs at once (1 thread each)")

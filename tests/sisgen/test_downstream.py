@@ -29,7 +29,8 @@ def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
     result, log = _run(out)
     assert json.loads((out / "result.json").read_text()) == result
     assert (out / "downstream.png").stat().st_size > 0
-    arms = {"R", "R+S_raw", "R+S_filtered", "R+S_curated", "R+S_transfer", "S_only"}
+    arms = {"R", "R+S_raw", "R+S_filtered", "R+S_curated", "R+S_transfer", "S_only",
+            "S_only_adabn"}
     assert set(result["miou"]["same_masks"]) == arms
     assert set(result["miou"]["extra_layouts"]) == arms | {"R+oracle"}
     for scenario in result["miou"].values():
@@ -39,14 +40,17 @@ def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
     r = result["miou"]["extra_layouts"]["R"]["runs"]
     oracle = result["miou"]["extra_layouts"]["R+oracle"]["runs"]
     assert abs(result["gain_oracle_extra"] - (sum(oracle) - sum(r)) / 2) < 0.02
-    assert len(result["targets"]) == 5 and all(isinstance(v, bool)
+    assert len(result["targets"]) == 6 and all(isinstance(v, bool)
                                                for v in result["targets"].values())
     look = result["appearance"]
     assert look["maps"] == 8 and look["seed_to_seed"] >= 0 and look["std_photo"] > 0
-    assert "24 segmenter runs to do (0 cached)" in log
+    assert "28 segmenter runs to do (0 cached)" in log
+    names = {p.name for p in (out / "arms").iterdir()}
+    assert "R+extra_layouts_raw_steps2_sn_seed0.json" in names  # mixed: separate norms
+    assert "extra_layouts_curated+adabn_steps2_seed1.json" in names
     transfer = json.loads((out / "transfer.json").read_text())
     assert set(transfer["classes"]) >= {"road", "car"}
     assert isinstance(result["transfer_ignored"], list)
     again, log = _run(out)
-    assert "0 segmenter runs to do (24 cached)" in log
+    assert "0 segmenter runs to do (28 cached)" in log
     assert again["miou"] == result["miou"] and again["appearance"] == result["appearance"]
