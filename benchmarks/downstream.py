@@ -44,13 +44,13 @@ Protocol (every choice below is a flag):
   those of the paired differences.
 
 Prints one JSON object (``miou`` per scenario and arm with mean/std/stderr/runs, the gains,
-``oracle_share_curated``, ``synthetic_only_ratio``, ``stderr``, ``targets``, ``minutes``,
-the ``transfer_ignored`` classes, and the generator's ``appearance`` diversity on T's maps,
-see :func:`appearance`) and
-writes it to ``OUT/result.json`` with a bar chart ``OUT/downstream.png``. Finished stages
-and arms are kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a
-fresh run); ``minutes`` counts only the work of this invocation, ``stage_minutes`` every
-stage whichever invocation ran it (``OUT/stages.json``, the sets' and arms' own records).
+``oracle_share_curated``, ``synthetic_only_ratio`` (and ``_adabn``), ``stderr``,
+``targets``, ``minutes``, the ``transfer_ignored`` classes, and the generator's
+``appearance`` diversity on T's maps, see :func:`appearance`) and writes it to
+``OUT/result.json`` with a bar chart ``OUT/downstream.png``. Finished stages and arms are
+kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a fresh run);
+``minutes`` counts only the work of this invocation, ``stage_minutes`` every stage
+whichever invocation ran it (``OUT/stages.json``, the sets' and arms' own records).
 """
 
 from __future__ import annotations
