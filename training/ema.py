@@ -30,9 +30,14 @@ def ema_decay(target: float, step: int) -> float:
     return min(target, (1.0 + step) / (10.0 + step))
 
 
+def batch_norms(model: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers of ``model`` that keep running statistics."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
 def has_batchnorm(model: nn.Module) -> bool:
     """Whether ``model`` keeps BatchNorm running statistics."""
-    return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in model.modules())
+    return bool(batch_norms(model))
 
 
 @torch.no_grad()
@@ -48,7 +53,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any],
     Returns:
         The number of batches used (0 when the model has no BatchNorm).
     """
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    bns = batch_norms(model)
     if not bns:
         return 0
     momenta = [bn.momentum for bn in bns]

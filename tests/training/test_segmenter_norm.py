@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from sisgen.training.ema import batch_norms
 from sisgen.training.segmenter import SegNet, recalibrate_norm, train_segmenter
-from sisgen.training.segmenter.norm import batch_norms, per_stream_forward
+from sisgen.training.segmenter.norm import per_stream_forward
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -21,12 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["batch_norms", "per_stream_forward", "recalibrate_norm"]
+from ..ema import batch_norms, recalibrate_batchnorm
 
-
-def batch_norms(net: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """The batch-norm layers of ``net``."""
-    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+__all__ = ["per_stream_forward", "recalibrate_norm"]
 
 
 def per_stream_forward(net: nn.Module, images: torch.Tensor,
@@ -59,14 +56,14 @@ def per_stream_forward(net: nn.Module, images: torch.Tensor,
     return torch.cat(outputs)
 
 
-@torch.no_grad()
 def recalibrate_norm(net: nn.Module, images: Any, *, batch_size: int = 32,
                      limit: int | None = None) -> int:
     """Replace the running statistics of ``net``'s batch norms by those of ``images``.
 
-    The statistics are reset and accumulated as exact averages over the batches (not as
-    moving averages); the weights, the momenta and ``net``'s training/eval mode are left as
-    they were. No labels are read.
+    The statistics are reset and accumulated as exact averages over the batches, not as
+    moving averages (:func:`sisgen.training.ema.recalibrate_batchnorm`); the weights and
+    the momenta are kept and ``net`` is left in eval mode. Labels, where the items have
+    them, are not used.
 
     Args:
         net: The trained network.
@@ -84,29 +81,21 @@ def recalibrate_norm(net: nn.Module, images: Any, *, batch_size: int = 32,
     Raises:
         ValueError: No image, or ``net`` has no batch norm.
     """
-    norms = batch_norms(net)
-    if not norms:
+    if not batch_norms(net):
         raise ValueError("the network has no batch norm to recalibrate")
     count = len(images) if limit is None else min(len(images), int(limit))
     if count < 1:
         raise ValueError("recalibrate_norm needs at least one image")
-    momenta = [m.momentum for m in norms]
-    was_training = net.training
     parameter = next(net.parameters())
-    try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches
-        net.train()
+
+    def batches() -> Any:
         for start in range(0, count, int(batch_size)):
             stop = min(count, start + int(batch_size))
             if isinstance(images, torch.Tensor):
-                batch = images[start:stop]
+                yield images[start:stop]
             else:
-                batch = torch.stack([images[i]["image"] for i in range(start, stop)])
-            net(batch.to(device=parameter.device, dtype=parameter.dtype))
-    finally:
-        for m, momentum in zip(norms, momenta, strict=True):
-            m.momentum = momentum
-        net.train(was_training)
+                yield torch.stack([images[i]["image"] for i in range(start, stop)])
+
+    recalibrate_batchnorm(net, batches(), lambda model, batch: model(
+        batch.to(device=parameter.device, dtype=parameter.dtype)))
     return count

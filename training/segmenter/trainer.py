@@ -368,9 +368,9 @@ def train_segmenter(streams: Sequence[tuple[Any, int] | Any], *,
             longer come and go with the seed.
         separate_norm: Normalise each stream's items with their own batch statistics
             (one forward pass per stream, :func:`~.norm.per_stream_forward`), and keep the
-            running statistics -- those used at evaluation -- of the first stream only. A
-            real stream mixed with a synthetic one then normalises the network as for real
-            photos.
+            running statistics -- those used at evaluation -- of the first stream only
+            (the first that draws items). A real stream mixed with a synthetic one then
+            normalises the network as for real photos.
         bf16: Run the forward pass under CPU bfloat16 autocast (weights, normalisations and
             the loss stay float32). About 1.4x faster where the CPU has native bfloat16
             (AVX512-BF16, AMX); much slower where it has not.
