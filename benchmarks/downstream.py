@@ -11,11 +11,13 @@ Protocol (every choice below is a flag):
   ``E``: ``--extra`` extra label maps (split ``extra``; their photos are used only by the
   oracle arm); ``T``: ``--test`` held-out photos (split ``test``) that score every arm.
 * **Generator** trained *only on R* (``--gen-preset``, ``--gen-minutes`` of wall time),
+  with ``--gen-seg`` > 0 also under the semantic consistency loss of the reference
+  segmenter below (:mod:`sisgen.training.semantic`; that segmenter saw only R too),
   exported to ONNX; all synthetic images go through ``sisgen.generate`` with the folder
   writer and are read back from disk by :class:`sisgen.integrations.LabeledDataset`, as a
   user's training pipeline would read them.
-* **Reference segmenter** trained on R (the same trainer as the arms, seed 1000); its
-  per-class mean loss on R is the reference of the loss filter
+* **Reference segmenter** trained on R (the same trainer as the arms, seed 1000; ONNX and
+  TorchScript); its per-class mean loss on R is the reference of the loss filter
   (:func:`sisgen.curation.compute_reference_stats`).
 * **Synthetic sets.** Scenario ``same_masks`` (FreeMask's setting): from R's own maps,
   edited by ``RECIPE`` (flips, car/person swaps, pasted rare instances). Scenario
@@ -120,10 +122,21 @@ def _log(text: str) -> None:
 
 # ----------------------------------------------------------------------------- stages
 def train_generator(args: argparse.Namespace, out: Path) -> Path:
-    """The generator, trained on R only, exported to ONNX (reused when present)."""
+    """The generator, trained on R only, exported to ONNX (reused when present).
+
+    With ``--gen-seg`` the reference segmenter's TorchScript file (trained on R) gives the
+    semantic consistency term; call :func:`reference` first.
+    """
     model = out / "generator" / "model.onnx"
     if model.is_file():
         return model
+    semantic = []
+    if args.gen_seg > 0:
+        torchscript = out / "reference" / "segmenter.pt"
+        if not torchscript.is_file():
+            raise SystemExit(f"{torchscript} is missing (a folder from before --gen-seg): "
+                             f"delete {torchscript.parent} to train the reference again")
+        semantic = [f"losses.seg={args.gen_seg}", f"segmenter_weights={torchscript}"]
     from sisgen.export import export_onnx
     from sisgen.training.config import load_config
     from sisgen.training.trainer import Trainer
@@ -134,7 +147,7 @@ def train_generator(args: argparse.Namespace, out: Path) -> Path:
           [f"max_minutes={args.gen_minutes}", "steps=null"]), f"seed={args.data_seed}",
         f"source.length={args.real}", "source.split=train", "sample_every=0",
         "checkpoint_every=1000000", *([f"threads={args.threads}"] if args.threads else []),
-        *args.gen_override])
+        *semantic, *args.gen_override])
     trainer = Trainer(cfg)
     t = time.perf_counter()
     trainer.fit()
@@ -212,6 +225,8 @@ def reference(args: argparse.Namespace, out: Path, data: dict[str, Any]) -> tupl
         folder.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
         net = _train_arm([(LabeledDataset(data["R"]), args.batch)], args, seed=1000)
+        export_segmenter(net, path.with_suffix(".pt"), vocabulary=data["R"].vocabulary,
+                         size=SIZE, format="torchscript")
         export_segmenter(net, path, vocabulary=data["R"].vocabulary, size=SIZE)
         _record(out, "reference", time.perf_counter() - t)
     segmenter = Segmenter(path)
@@ -535,6 +550,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gen-steps", type=int, default=None,
                    help="train the generator for this many steps instead of --gen-minutes "
                         "(the same model on a busy machine)")
+    p.add_argument("--gen-seg", type=float, default=0.0,
+                   help="weight of the generator's semantic consistency loss under the "
+                        "reference segmenter (0: off)")
     p.add_argument("--gen-override", action="append", default=[],
                    help="extra key=value override of the generator's training config")
     p.add_argument("--samples-per-map", type=int, default=2,
@@ -577,8 +595,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = _data(args)
-    model = train_generator(args, out)
     segmenter, stats = reference(args, out, data)
+    model = train_generator(args, out)
     sets = synthesize(args, out, data, model, segmenter, stats)
     ignore = class_transfer_stage(args, out, data, sets)
     scores, arm_seconds = run_arms(args, out, sets, ignore)

@@ -225,6 +225,14 @@ class Segmenter:
         except Exception as e:  # torch raises RuntimeError/ValueError variants
             raise SisgenInputError(f"cannot load TorchScript segmenter ({e})", path) from e
 
+    @property
+    def module(self) -> Any:
+        """The torch module behind this segmenter (TorchScript or the callable given).
+
+        ``None`` for an ONNX file.
+        """
+        return self._module
+
     # ------------------------------------------------------------------ classes
     def _luts(self, channels: int) -> tuple[np.ndarray, np.ndarray]:
         """``(channel -> class id, class id -> first channel or -1)``, 256 class entries."""

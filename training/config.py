@@ -58,6 +58,9 @@ class TrainConfig:
             ``losses.kld > 0``), merged into the objective's defaults.
         perceptual_weights: Local torchvision ``vgg19`` state-dict file for the perceptual
             loss (nothing is downloaded).
+        segmenter_weights: TorchScript segmenter file (with its metadata sidecar, as
+            ``sisgen segmenter train`` writes) for the semantic consistency loss
+            ``losses.seg`` (:mod:`sisgen.training.semantic`).
         ema_decay: Generator EMA decay (0 disables EMA).
         ema_bn_batches: Batches used to re-estimate the EMA generator's BatchNorm
             statistics before sampling and export (0: copy the trained model's).
@@ -107,6 +110,7 @@ class TrainConfig:
     discriminator: dict[str, Any] = field(default_factory=dict)
     encoder: dict[str, Any] = field(default_factory=dict)
     perceptual_weights: str | None = None
+    segmenter_weights: str | None = None
     ema_decay: float = 0.0
     ema_bn_batches: int = 0
     amp: str = "none"

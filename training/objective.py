@@ -74,16 +74,29 @@ def _import_objectives() -> None:
 def objective_for(generator: SISGenerator, losses: dict[str, float] | None = None,
                   discriminator: dict[str, Any] | None = None,
                   perceptual: nn.Module | None = None,
-                  encoder: dict[str, Any] | None = None) -> Objective:
+                  encoder: dict[str, Any] | None = None,
+                  semantic: nn.Module | None = None) -> Objective:
     """Build the objective that trains ``generator`` (chosen by its ``model_name``).
 
+    Args:
+        generator: The generator to train.
+        losses: Loss weights over the objective's paper defaults.
+        discriminator: Discriminator arguments over the objective's defaults.
+        perceptual: The VGG19 features of the perceptual loss (``losses.vgg``).
+        encoder: Image encoder arguments over the objective's defaults.
+        semantic: The frozen segmenter of the semantic consistency term (``losses.seg``;
+            :func:`sisgen.training.semantic.load_semantic`), for objectives that have it.
+
     Raises:
-        SisgenInputError: No objective for the model (``unknown trainable model ...``), or
-            unknown loss / discriminator / encoder keys.
+        SisgenInputError: No objective for the model (``unknown trainable model ...``),
+            unknown loss / discriminator / encoder keys, or ``losses.seg > 0`` without a
+            segmenter.
     """
     _import_objectives()
     cls = _OBJECTIVES.get(generator.model_name)
-    return cls(generator, losses or {}, discriminator or {}, perceptual, encoder)
+    objective = cls(generator, losses or {}, discriminator or {}, perceptual, encoder)
+    objective.attach_semantic(semantic)
+    return objective
 
 
 def _merge(defaults: dict[str, Any], given: dict[str, Any], what: str, owner: str
@@ -139,6 +152,7 @@ class Objective(nn.Module):
                 f"{name}: the perceptual loss (losses.vgg > 0) needs VGG19 weights: set "
                 "perceptual_weights to a local torchvision vgg19 state-dict file, or losses.vgg=0")
         self.perceptual = perceptual
+        self.semantic: nn.Module | None = None
         self.d_nets = nn.ModuleDict()
         self.g_nets = nn.ModuleDict()
         self.build(generator)
@@ -182,6 +196,19 @@ class Objective(nn.Module):
                 "noise": noise, "instances": instances, "image": batch.get("image")}
         return {k: v for k, v in pool.items() if k in names or k in ("labels", "edges", "noise")}
 
+    def attach_semantic(self, semantic: nn.Module | None) -> None:
+        """Set the frozen segmenter of the semantic consistency term (``losses.seg``).
+
+        Raises:
+            SisgenInputError: ``losses.seg > 0`` and ``semantic`` is ``None``.
+        """
+        if self.weights.get("seg", 0) > 0 and semantic is None:
+            raise SisgenInputError(
+                f"{type(self).__name__}: the semantic consistency loss (losses.seg > 0) needs "
+                "a segmenter: set segmenter_weights to a TorchScript segmenter file with its "
+                "sidecar, or losses.seg=0")
+        self.semantic = semantic
+
     def perceptual_loss(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """VGG19 feature L1 (pix2pixHD/SPADE weights ``1/32 .. 1``) on images in [-1, 1]."""
         return perceptual_distance(self.perceptual, fake, real)
@@ -223,8 +250,9 @@ class SPADEObjective(Objective):
     Multi-scale PatchGAN on ``concat(condition map, image)`` with the hinge loss, feature
     matching (``fm``), the VGG perceptual loss (``vgg``), and -- when ``kld`` > 0 and the
     generator takes a style vector -- the VAE image encoder whose KL term joins the
-    generator loss (SPADE's multi-modal training). ``l1`` adds a pixel reconstruction term
-    and ``ms`` the mode-seeking term (neither in the paper; both off by default).
+    generator loss (SPADE's multi-modal training). ``l1`` adds a pixel reconstruction term,
+    ``ms`` the mode-seeking term and ``seg`` the semantic consistency term of a frozen
+    segmenter (:mod:`~sisgen.training.semantic`; none in the paper, all off by default).
 
     Mode seeking (Mao et al., CVPR 2019, "Mode Seeking Generative Adversarial Networks for
     Diverse Image Synthesis"): a second image of the same maps from other noise, and the
@@ -239,7 +267,8 @@ class SPADEObjective(Objective):
     """
 
     default_losses: ClassVar[dict[str, float]] = {"gan": 1.0, "fm": 10.0, "vgg": 0.0,
-                                                  "kld": 0.0, "l1": 0.0, "ms": 0.0}
+                                                  "kld": 0.0, "l1": 0.0, "ms": 0.0,
+                                                  "seg": 0.0}
     default_discriminator: ClassVar[dict[str, Any]] = {"num_d": 2, "ndf": 64, "n_layers": 4,
                                                        "spectral": True}
     default_encoder: ClassVar[dict[str, Any]] = ENCODER_DEFAULTS
@@ -285,6 +314,8 @@ class SPADEObjective(Objective):
             terms["g_kld"] = kld
         if w["l1"] > 0:
             terms["g_l1"] = w["l1"] * F.l1_loss(fake, batch["image"])
+        if w["seg"] > 0:
+            terms["g_seg"] = w["seg"] * self.semantic(fake, batch["labels"])
         return sum(terms.values()), terms, fake
 
     def discriminator_loss(self, G: SISGenerator, batch: Batch, fake: torch.Tensor

@@ -51,6 +51,7 @@ from .objective import Objective, objective_for
 from .perceptual import load_perceptual
 from .runlog import RunLog, sample_grid
 from .sampler import ResumableSampler
+from .semantic import load_semantic
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ class Trainer:
         if cfg.init_from:
             init_generator(self.G, cfg.init_from)
         perceptual = load_perceptual(cfg.perceptual_weights) if cfg.perceptual_weights else None
+        semantic = (load_semantic(cfg.segmenter_weights, self.G.vocabulary)
+                    if cfg.segmenter_weights else None)
         self.objective: Objective = objective_for(self.G, cfg.losses, cfg.discriminator, perceptual,
-                                                  cfg.encoder)
+                                                  cfg.encoder, semantic)
         if self.dist.enabled and cuda and cfg.sync_bn:
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.objective.d_nets = nn.SyncBatchNorm.convert_sync_batchnorm(self.objective.d_nets)

@@ -14,7 +14,8 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "downstream.py"
 TINY = ("--real", "8", "--extra", "8", "--test", "8", "--gen-steps", "2", "--steps", "2",
         "--seeds", "2", "--jobs", "1", "--samples-per-map", "1", "--max-samples", "2",
-        "--batch", "4", "--threads", "1")
+        "--batch", "4", "--threads", "1", "--gen-seg", "1",
+        "--gen-override", "log_every=1")
 
 
 def _run(out: Path) -> tuple[dict, str]:
@@ -29,6 +30,10 @@ def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
     result, log = _run(out)
     assert json.loads((out / "result.json").read_text()) == result
     assert (out / "downstream.png").stat().st_size > 0
+    # the generator trained under the reference segmenter's semantic consistency term
+    assert (out / "reference" / "segmenter.pt").is_file()
+    gen_log = (out / "generator" / "train" / "log.jsonl").read_text().splitlines()
+    assert gen_log and all("g_seg" in json.loads(x) for x in gen_log)
     arms = {"R", "R+S_raw", "R+S_filtered", "R+S_curated", "R+S_transfer", "S_only",
             "S_only_adabn"}
     assert set(result["miou"]["same_masks"]) == arms
