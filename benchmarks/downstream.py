@@ -346,6 +346,11 @@ def _stream(name: str, data: dict[str, Any], sets: dict[str, dict[str, Path]],
                           ignore_classes=ignore if kind.startswith("transfer") else ())
 
 
+def trained_streams(streams: Sequence[str]) -> list[str]:
+    """The streams an arm trains on: all but the :data:`RECALIBRATE` marker."""
+    return [n for n in streams if n != RECALIBRATE]
+
+
 def _second_batch(args: argparse.Namespace) -> int:
     """Items per step of a mixed arm's second stream (synthetic or oracle)."""
     return args.batch if args.second_batch is None else args.second_batch
@@ -363,7 +368,7 @@ def run_arm(job: tuple[dict[str, Any], list[str], int, str]) -> dict[str, Any]:
     data = _data(args)
     sets = {s: {k: Path(p) for k, p in v.items()} for s, v in config["sets"].items()}
     t = time.perf_counter()
-    train = [n for n in streams if n != RECALIBRATE]
+    train = trained_streams(streams)
     sizes = [args.batch] + [_second_batch(args)] * (len(train) - 1)
     net = _train_arm([(_stream(n, data, sets, config["transfer_ignore"]), size)
                       for n, size in zip(train, sizes, strict=True)], args, seed)
@@ -394,7 +399,7 @@ def run_arms(args: argparse.Namespace, out: Path, sets: dict[str, dict[str, Path
     for streams in distinct:
         for seed in range(args.seeds):
             precision = "_bf16" if args.bf16 else ""
-            mixed = len([n for n in streams if n != RECALIBRATE]) > 1
+            mixed = len(trained_streams(streams)) > 1
             mix = (f"_second{_second_batch(args)}"
                    if mixed and _second_batch(args) != args.batch else "")
             mix += "_sn" if mixed and args.separate_norm else ""
