@@ -113,5 +113,5 @@ def test_dry_run_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed == load_config("spade_ade20k", overrides).to_dict()
     assert printed["batch_size"] == 4 and printed["amp"] == "bf16"
     assert printed["losses"] == {"gan": 1.0, "fm": 10.0, "vgg": 0, "kld": 0.0, "l1": 0.0,
-                                "ms": 0.0}
+                                "ms": 0.0, "seg": 0.0}
     assert printed["discriminator"]["ndf"] == 32 and printed["discriminator"]["n_layers"] == 4
