@@ -27,7 +27,7 @@ from torch import nn
 
 from sisgen.errors import SisgenInputError
 from sisgen.labelmap import IGNORE_ID
-from sisgen.segmenter import Segmenter, segmenter_metadata
+from sisgen.segmenter import Segmenter
 from sisgen.vocab import Vocabulary
 
 
@@ -118,11 +118,11 @@ def load_semantic(path: str | os.PathLike,
     if p.suffix.lower() == ".onnx":
         raise SisgenInputError("the semantic consistency loss needs a TorchScript segmenter "
                                "(gradients flow through it), not ONNX", p)
-    if segmenter_metadata(p) is None:
+    seg = Segmenter(p)
+    if seg.metadata is None:
         raise SisgenInputError("the semantic consistency loss needs the segmenter's metadata "
                                f"sidecar {p.name}.json with its class_ids (sisgen segmenter "
                                "train writes it)", p)
-    seg = Segmenter(p)
     if vocabulary is not None:
         seg.check_vocabulary(vocabulary, "the generator's training data")
     return SemanticConsistency(seg.module, list(seg.class_map), input_range=seg.input_range,
