@@ -53,6 +53,9 @@ Prints one JSON object (``miou`` per scenario and arm with mean/std/stderr/runs,
 kept in ``OUT`` and reused when the command is run again (delete ``OUT`` for a fresh run);
 ``minutes`` counts only the work of this invocation, ``stage_minutes`` every stage
 whichever invocation ran it (``OUT/stages.json``, the sets' and arms' own records).
+``--until STAGE`` stops after a stage and prints the stage records: for example, train the
+generator where a GPU is (the trainer uses CUDA when present) with ``--until generator``,
+copy ``OUT`` and run the same command without ``--until`` on any machine.
 """
 
 from __future__ import annotations
@@ -89,6 +92,8 @@ DEFAULT_TRANSFER_BELOW = 0.8
 #: The last "stream" of an arm that recalibrates its batch norms on R's photos (no labels)
 #: after training (:func:`sisgen.training.segmenter.recalibrate_norm`, AdaBN).
 RECALIBRATE = "norm:R"
+#: The stages ``--until`` can stop after, in the order they run.
+STAGES = ("reference", "generator", "synthetic_sets")
 
 
 def set_name(args: argparse.Namespace, kind: str) -> str:
@@ -182,18 +187,22 @@ def appearance(model: Path, layouts: Any, count: int = 64) -> dict[str, float]:
             "std_photo": round(float(photos.std(axis=(1, 2)).mean()), 2)}
 
 
+def _stages(out: Path) -> dict[str, Any]:
+    """The stage records of ``out/stages.json`` (empty before the first)."""
+    path = out / "stages.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def _record(out: Path, stage: str, seconds: float, **facts: Any) -> None:
     """Note a stage's time in ``out/stages.json`` (a later run that reuses it reports it)."""
-    path = out / "stages.json"
-    stages = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    stages = _stages(out)
     stages[stage] = {"seconds": round(seconds, 1), **facts}
-    path.write_text(json.dumps(stages, indent=1), encoding="utf-8")
+    (out / "stages.json").write_text(json.dumps(stages, indent=1), encoding="utf-8")
 
 
 def stage_minutes(out: Path, arm_seconds: float) -> dict[str, float | None]:
     """Minutes of every stage, whichever invocation ran it (``None``: not recorded)."""
-    path = out / "stages.json"
-    stages = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    stages = _stages(out)
     sets = [json.loads(f.read_text(encoding="utf-8"))["wall_s"]
             for f in sorted((out / "synthetic").glob("*/done"))]
     minutes: dict[str, float | None] = {
@@ -585,6 +594,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="segmenters under bfloat16 autocast (~1.5x faster on CPUs with bf16 "
                         "support; arms cached separately)")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the generator")
+    p.add_argument("--until", choices=STAGES, default=None,
+                   help="stop after this stage (e.g. train the generator on a GPU machine, "
+                        "then run the rest where the folder was copied)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run in minutes: tiny sets, short training, 2 seeds")
     args = p.parse_args(argv)
@@ -594,6 +606,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stopped(args: argparse.Namespace, out: Path) -> int:
+    """Print the finished stages' records after ``--until`` stopped the run."""
+    print(json.dumps({"stopped_after": args.until, "stages": _stages(out)}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     t0 = time.perf_counter()
@@ -601,8 +619,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = _data(args)
     segmenter, stats = reference(args, out, data)
+    if args.until == "reference":
+        return _stopped(args, out)
     model = train_generator(args, out)
+    if args.until == "generator":
+        return _stopped(args, out)
     sets = synthesize(args, out, data, model, segmenter, stats)
+    if args.until == "synthetic_sets":
+        return _stopped(args, out)
     ignore = class_transfer_stage(args, out, data, sets)
     scores, arm_seconds = run_arms(args, out, sets, ignore)
     result = summarize(arms(args), scores, (time.perf_counter() - t0) / 60)

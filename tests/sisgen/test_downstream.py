@@ -18,8 +18,8 @@ TINY = ("--real", "8", "--extra", "8", "--test", "8", "--gen-steps", "2", "--ste
         "--gen-override", "log_every=1")
 
 
-def _run(out: Path) -> tuple[dict, str]:
-    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *TINY],
+def _run(out: Path, *extra: str) -> tuple[dict, str]:
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), *TINY, *extra],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), done.stderr
@@ -27,7 +27,15 @@ def _run(out: Path) -> tuple[dict, str]:
 
 def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
     out = tmp_path / "ds"
+    # --until: the generator stage alone (as on a GPU machine), then the rest reuses it
+    stopped, _ = _run(out, "--until", "generator")
+    assert stopped["stopped_after"] == "generator"
+    assert set(stopped["stages"]) == {"reference", "generator"}
+    model = out / "generator" / "model.onnx"
+    trained_at = model.stat().st_mtime_ns
+    assert not (out / "synthetic").exists() and not (out / "arms").exists()
     result, log = _run(out)
+    assert model.stat().st_mtime_ns == trained_at
     assert json.loads((out / "result.json").read_text()) == result
     assert (out / "downstream.png").stat().st_size > 0
     # the generator trained under the reference segmenter's semantic consistency term
