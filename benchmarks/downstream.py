@@ -93,7 +93,7 @@ DEFAULT_TRANSFER_BELOW = 0.8
 #: after training (:func:`sisgen.training.segmenter.recalibrate_norm`, AdaBN).
 RECALIBRATE = "norm:R"
 #: The stages ``--until`` can stop after, in the order they run.
-STAGES = ("reference", "generator", "synthetic_sets")
+STAGES = ("generator", "synthetic_sets")
 
 
 def set_name(args: argparse.Namespace, kind: str) -> str:
@@ -619,8 +619,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = _data(args)
     segmenter, stats = reference(args, out, data)
-    if args.until == "reference":
-        return _stopped(args, out)
     model = train_generator(args, out)
     if args.until == "generator":
         return _stopped(args, out)

@@ -34,6 +34,9 @@ def test_every_arm_is_scored_and_a_second_run_reuses_the_stages(tmp_path):
     model = out / "generator" / "model.onnx"
     trained_at = model.stat().st_mtime_ns
     assert not (out / "synthetic").exists() and not (out / "arms").exists()
+    stopped, _ = _run(out, "--until", "synthetic_sets")
+    assert stopped["stopped_after"] == "synthetic_sets"
+    assert len(list((out / "synthetic").glob("*/done"))) == 6 and not (out / "arms").exists()
     result, log = _run(out)
     assert model.stat().st_mtime_ns == trained_at
     assert json.loads((out / "result.json").read_text()) == result
